@@ -1,0 +1,142 @@
+/**
+ * @file ctrl.h
+ * @brief ESP-Hosted-FG control client: requests, responses, events.
+ *
+ * Single-threaded by design: every call runs on the caller's thread, sends
+ * its request and reads frames until the matching response (by uid) arrives
+ * or its timeout expires. Frames that arrive meanwhile are dispatched: events
+ * (ESPInit, Heartbeat) go to the event callback, late responses to requests
+ * that already timed out are discarded. A client object must not be used from
+ * two threads at once.
+ *
+ * OTA writes are windowed: up to `window` write requests may be in flight;
+ * the firmware queues requests and answers them in order, so responses are
+ * consumed oldest first. A failed write is reported by the ef_ctrl_ota_write
+ * or ef_ctrl_ota_flush call that collects it.
+ */
+#ifndef ESPFLEET_CTRL_H
+#define ESPFLEET_CTRL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "espfleet/error.h"
+
+/** CtrlMsgId values used by espfleet (see docs/esp-hosted.md). */
+enum {
+  EF_CTRL_REQ_OTA_BEGIN = 116,
+  EF_CTRL_REQ_OTA_WRITE = 117,
+  EF_CTRL_REQ_OTA_END = 118,
+  EF_CTRL_REQ_CONFIG_HEARTBEAT = 121,
+  EF_CTRL_REQ_ENABLE_DISABLE = 122,
+  EF_CTRL_REQ_GET_FW_VERSION = 123,
+  EF_CTRL_RESP_OFFSET = 100, /**< response id = request id + 100 */
+  EF_CTRL_EVENT_ESP_INIT = 301,
+  EF_CTRL_EVENT_HEARTBEAT = 302,
+};
+
+/** HostedFeature values for ef_ctrl_feature. */
+typedef enum { EF_FEATURE_WIFI = 1, EF_FEATURE_BLUETOOTH = 2 } ef_feature;
+
+/** Most data bytes one OTA write may carry (a frame payload is at most 65535). */
+#define EF_CTRL_MAX_CHUNK 32768
+#define EF_CTRL_DEFAULT_CHUNK 4000 /**< what ESP-Hosted's demos use */
+#define EF_CTRL_MAX_WINDOW 8       /**< below the firmware's queue depth of 10 */
+
+typedef struct {
+  const char *device;       /**< device node; default EF_DEFAULT_DEVICE */
+  int timeout_ms;           /**< ordinary requests; default 5000 */
+  int ota_begin_timeout_ms; /**< OTA begin erases a whole slot; default 60000 */
+  int ota_end_timeout_ms;   /**< OTA end validates the image; default 30000 */
+  int open_timeout_ms;      /**< waiting for the node to (re)appear; default 5000 */
+  int window;               /**< OTA writes in flight, 1..EF_CTRL_MAX_WINDOW; default 1 */
+} ef_ctrl_options;
+
+/** An event from the ESP. @p data is the event's bytes (init_data) or NULL. */
+typedef struct {
+  int id;          /**< EF_CTRL_EVENT_* */
+  int32_t hb_num;  /**< heartbeat number for EF_CTRL_EVENT_HEARTBEAT */
+  const uint8_t *data;
+  size_t data_len;
+} ef_ctrl_event;
+
+typedef void (*ef_ctrl_event_cb)(void *arg, const ef_ctrl_event *ev);
+
+/** Firmware version as reported by GetFwVersion. */
+typedef struct {
+  char name[32];
+  uint32_t major1, major2, minor, rev_patch1, rev_patch2;
+} ef_fw_version;
+
+typedef struct ef_ctrl ef_ctrl;
+
+/** Fills @p o with the defaults listed in ef_ctrl_options. */
+void ef_ctrl_options_default(ef_ctrl_options *o);
+
+/**
+ * Opens the control device.
+ * @return EF_OK; EF_ERR_ESP_UNAVAILABLE; EF_ERR_INVALID_ARG for a bad window.
+ */
+ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out) EF_MUST_CHECK;
+
+/** Closes the device and frees @p c (NULL is fine). */
+void ef_ctrl_close(ef_ctrl *c);
+
+/** Sets the callback that receives events (ESPInit, Heartbeat). */
+void ef_ctrl_set_event_cb(ef_ctrl *c, ef_ctrl_event_cb cb, void *arg);
+
+/**
+ * OTA begin: the ESP picks the next slot and erases it.
+ * @return EF_OK; EF_ERR_OTA_BEGIN_FAILED when the ESP refused;
+ *         EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
+ */
+ef_err ef_ctrl_ota_begin(ef_ctrl *c) EF_MUST_CHECK;
+
+/**
+ * Sends one OTA write of @p len bytes (1..EF_CTRL_MAX_CHUNK). With a window
+ * above 1 it returns once the request is sent and the window has room.
+ * @return EF_OK; EF_ERR_OTA_WRITE_FAILED when this or an earlier write was
+ *         refused; EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
+ */
+ef_err ef_ctrl_ota_write(ef_ctrl *c, const uint8_t *data, size_t len) EF_MUST_CHECK;
+
+/** Waits for every OTA write in flight. Same errors as ef_ctrl_ota_write. */
+ef_err ef_ctrl_ota_flush(ef_ctrl *c) EF_MUST_CHECK;
+
+/**
+ * OTA end: the ESP validates the image and, on success, switches the boot
+ * slot and reboots a few seconds later. Flushes pending writes first.
+ * @return EF_OK; EF_ERR_OTA_END_REJECTED; EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
+ */
+ef_err ef_ctrl_ota_end(ef_ctrl *c) EF_MUST_CHECK;
+
+/** Asks for the firmware version. */
+ef_err ef_ctrl_get_fw_version(ef_ctrl *c, ef_fw_version *v) EF_MUST_CHECK;
+
+/** Enables or disables a feature (Bluetooth off before an OTA). */
+ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable) EF_MUST_CHECK;
+
+/**
+ * Reads and dispatches incoming frames for up to @p timeout_ms (events go to
+ * the callback). Returns early after an event was dispatched.
+ * @return EF_OK (also on timeout); EF_ERR_ESP_UNAVAILABLE when the device went
+ *         away and could not be re-opened within the timeout.
+ */
+ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms) EF_MUST_CHECK;
+
+/**
+ * Waits for the ESP to come back after a reboot: re-opens the device as
+ * needed and returns once an ESPInit event arrives or GetFwVersion answers.
+ * @param v when not NULL, receives the firmware version.
+ * @return EF_OK; EF_ERR_ESP_TIMEOUT after @p timeout_ms.
+ */
+ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) EF_MUST_CHECK;
+
+/** The `resp` value of the last refused request (firmware's error code), 0 if none. */
+int32_t ef_ctrl_last_resp(const ef_ctrl *c);
+
+/** Formats @p v as "NAME-major1.major2.minor.rev_patch1.rev_patch2". */
+void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,83 @@
+/**
+ * @file ota.h
+ * @brief The OTA engine: source -> SHA-256 -> image validator -> ESP writer.
+ *
+ * Reads the image from a source, hashes it, feeds the validator and writes it
+ * to the ESP in chunks. Before OTA begin it holds back the first bytes until
+ * the header and app description are parsed and checked against the
+ * expectations, so a wrong image never erases the slot. OTA end is sent only
+ * when the image is complete, the validator accepts it, its size matches and
+ * its SHA-256 matches: a corrupt, short or canceled transfer never activates.
+ */
+#ifndef ESPFLEET_OTA_H
+#define ESPFLEET_OTA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "espfleet/ctrl.h"
+#include "espfleet/error.h"
+#include "espfleet/image.h"
+#include "espfleet/source.h"
+
+typedef enum {
+  EF_OTA_PHASE_TRANSFER, /**< OTA begin sent; downloading and writing */
+  EF_OTA_PHASE_VERIFY,   /**< all bytes written; checking hash and image */
+  EF_OTA_PHASE_ACTIVATE, /**< OTA end sent */
+} ef_ota_phase;
+
+typedef struct {
+  /* expectations; zero/NULL means "don't check" */
+  int chip_id;                  /**< expected chip id, or -1 */
+  const char *version;          /**< must equal the app description version */
+  const char *project;          /**< must equal the project name */
+  uint64_t size;                /**< exact expected size in bytes */
+  uint64_t max_size;            /**< refuse larger images (slot size) */
+  const uint8_t *sha256;        /**< 32 bytes: expected SHA-256 of all bytes */
+  size_t chunk_size;            /**< bytes per OTA write; default EF_CTRL_DEFAULT_CHUNK */
+  bool disable_bt;              /**< Bluetooth off before OTA begin (best effort) */
+
+  void *arg; /**< passed to every callback */
+  /** Called once the header and app description are known, before OTA begin;
+   *  a non-EF_OK result refuses the image (e.g. downgrade policy). */
+  ef_err (*on_image)(void *arg, const ef_image_header *hdr, const ef_app_desc *desc);
+  /** Phase changes. */
+  void (*on_phase)(void *arg, ef_ota_phase phase);
+  /** Progress after each chunk written (bytes, expected total or 0). */
+  void (*on_progress)(void *arg, uint64_t done, uint64_t total);
+  /** Polled between chunks; true aborts with EF_ERR_CANCELED (never after OTA end). */
+  bool (*should_cancel)(void *arg);
+} ef_ota_request;
+
+typedef struct {
+  ef_err err;
+  char detail[256];       /**< specifics for the user, "" when none */
+  uint64_t bytes;         /**< bytes read from the source */
+  uint8_t sha256[32];     /**< SHA-256 of all bytes read (valid when complete) */
+  bool desc_known;
+  ef_image_header header;
+  ef_app_desc app;
+  bool ota_begin_sent;
+  bool ota_end_sent;
+} ef_ota_result;
+
+/** Fills @p r with defaults (no expectations, default chunk size). */
+void ef_ota_request_init(ef_ota_request *r);
+
+/**
+ * Runs the OTA sequence up to and including OTA end.
+ * @return EF_OK when the ESP accepted OTA end (it reboots shortly after), or
+ *         the first error: image defects and expectation mismatches,
+ *         EF_ERR_SIZE_MISMATCH, EF_ERR_HASH_MISMATCH, EF_ERR_CANCELED, the
+ *         source's error (download), or a control-path error. res->err
+ *         holds the same code and res->detail a sentence.
+ */
+ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_ota_result *res);
+
+/** Lower-case hex of @p len bytes into @p out (2*len+1 bytes). */
+void ef_hex(const uint8_t *bytes, size_t len, char *out);
+
+/** Parses 64 hex digits into 32 bytes. @return EF_OK or EF_ERR_INVALID_ARG. */
+ef_err ef_hex_to_sha256(const char *hex, uint8_t out[32]) EF_MUST_CHECK;
+
+#endif

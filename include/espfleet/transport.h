@@ -1,0 +1,62 @@
+/**
+ * @file transport.h
+ * @brief The ESP-Hosted control device: a raw byte stream opened by path.
+ *
+ * Opens the character device (default /dev/esps0; the simulator's
+ * pseudo-terminal in tests), puts it in raw mode when it is a terminal, and
+ * drains stale bytes. When a read or write fails or the peer hangs up (the
+ * ESP reboots after OTA end), the transport closes the descriptor and the
+ * next call re-opens the same path, waiting for it to come back.
+ */
+#ifndef ESPFLEET_TRANSPORT_H
+#define ESPFLEET_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "espfleet/error.h"
+
+#define EF_DEFAULT_DEVICE "/dev/esps0"
+
+typedef struct ef_transport ef_transport;
+
+/**
+ * Creates a transport for @p path and opens it, waiting up to
+ * @p open_timeout_ms for the node to appear.
+ * @return EF_OK; EF_ERR_ESP_UNAVAILABLE when the node cannot be opened in
+ *         time; EF_ERR_NOMEM.
+ */
+ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out) EF_MUST_CHECK;
+
+/** Closes the device and frees @p t (NULL is fine). */
+void ef_transport_close(ef_transport *t);
+
+/**
+ * Writes all of @p len bytes (one frame) within @p timeout_ms, re-opening the
+ * device first if it was closed.
+ * @return EF_OK; EF_ERR_ESP_TIMEOUT when the device does not accept the bytes
+ *         in time; EF_ERR_ESP_UNAVAILABLE when it fails or cannot be re-opened.
+ */
+ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int timeout_ms) EF_MUST_CHECK;
+
+/**
+ * Reads what is available, waiting up to @p timeout_ms for the first byte.
+ * @param got bytes read; 0 with EF_OK means the wait timed out.
+ * @return EF_OK; EF_ERR_ESP_UNAVAILABLE when the device failed or hung up
+ *         (it is closed and will be re-opened by the next call).
+ */
+ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms) EF_MUST_CHECK;
+
+/**
+ * Closes the device now (if open) and re-opens it, waiting up to
+ * @p timeout_ms for the node to come back, then drains stale bytes.
+ */
+ef_err ef_transport_reopen(ef_transport *t, int timeout_ms) EF_MUST_CHECK;
+
+/** True when a descriptor is currently open. */
+int ef_transport_is_open(const ef_transport *t);
+
+/** Number of times the device was (re-)opened since creation. */
+unsigned ef_transport_open_count(const ef_transport *t);
+
+#endif

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds espfleet and runs the whole test suite (unit + integration).
+#   tools/test.sh                 normal build in build/
+#   tools/test.sh --sanitize      ASan+UBSan build in build-asan/
+#   tools/test.sh --valgrind      also runs the unit tests under valgrind
+# Exits non-zero on any failure.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/tools/deps.sh"
+espfleet_install_deps
+
+sanitize=OFF valgrind=0 build="$here/build" label=""
+for a in "$@"; do
+  case "$a" in
+    --sanitize) sanitize=ON; build="$here/build-asan" ;;
+    --valgrind) valgrind=1 ;;
+    --unit) label="-L unit" ;;
+    *) echo "usage: tools/test.sh [--sanitize] [--valgrind] [--unit]" >&2; exit 2 ;;
+  esac
+done
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S "$here" -B "$build" -DESPFLEET_SANITIZE=$sanitize -DESPFLEET_WERROR=ON >/dev/null
+cmake --build "$build" -j "$jobs"
+# Integration tests pick free ports and use their own temp folders, so they
+# can run side by side.
+(cd "$build" && ctest --output-on-failure -j "$jobs" $label)
+if [ "$valgrind" = 1 ]; then
+  (cd "$build" && ctest --output-on-failure -L unit -T memcheck \
+     --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=1 --errors-for-leak-kinds=definite")
+fi
