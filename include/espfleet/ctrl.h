@@ -12,7 +12,13 @@
  * OTA writes are windowed: up to `window` write requests may be in flight;
  * the firmware queues requests and answers them in order, so responses are
  * consumed oldest first. A failed write is reported by the ef_ctrl_ota_write
- * or ef_ctrl_ota_flush call that collects it.
+ * or ef_ctrl_ota_flush call that collects it. A write failure (refused, timed
+ * out, device gone) is sticky until the next ef_ctrl_ota_begin: later writes
+ * are not sent and ef_ctrl_ota_end returns it without sending OTA end, so a
+ * partial image is never activated. Nothing is ever re-sent.
+ *
+ * The event callback runs inside whichever call is reading frames; it must
+ * not call back into the client. See docs/esp-hosted.md.
  */
 #ifndef ESPFLEET_CTRL_H
 #define ESPFLEET_CTRL_H
@@ -71,12 +77,16 @@ typedef struct {
 
 typedef struct ef_ctrl ef_ctrl;
 
-/** Fills @p o with the defaults listed in ef_ctrl_options. */
+/** Fills @p o with the defaults listed in ef_ctrl_options. ef_ctrl_open also
+ *  treats zero/NULL fields as their defaults. */
 void ef_ctrl_options_default(ef_ctrl_options *o);
 
 /**
- * Opens the control device.
- * @return EF_OK; EF_ERR_ESP_UNAVAILABLE; EF_ERR_INVALID_ARG for a bad window.
+ * Opens the control device (waiting up to open_timeout_ms for it) and
+ * discards bytes already queued on it.
+ * @param o options; NULL for all defaults. The device string is copied.
+ * @return EF_OK; EF_ERR_ESP_UNAVAILABLE; EF_ERR_INVALID_ARG for a bad window;
+ *         EF_ERR_NOMEM.
  */
 ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out) EF_MUST_CHECK;
 
@@ -111,10 +121,15 @@ ef_err ef_ctrl_ota_flush(ef_ctrl *c) EF_MUST_CHECK;
  */
 ef_err ef_ctrl_ota_end(ef_ctrl *c) EF_MUST_CHECK;
 
-/** Asks for the firmware version. */
+/**
+ * Asks for the firmware version.
+ * @return EF_OK; EF_ERR_ESP_REQUEST_FAILED; EF_ERR_ESP_PROTOCOL;
+ *         EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
+ */
 ef_err ef_ctrl_get_fw_version(ef_ctrl *c, ef_fw_version *v) EF_MUST_CHECK;
 
-/** Enables or disables a feature (Bluetooth off before an OTA). */
+/** Enables or disables a feature (Bluetooth off before an OTA).
+ *  Same errors as ef_ctrl_get_fw_version. */
 ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable) EF_MUST_CHECK;
 
 /**
@@ -126,10 +141,16 @@ ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable) EF_MUST_CHECK;
 ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms) EF_MUST_CHECK;
 
 /**
- * Waits for the ESP to come back after a reboot: re-opens the device as
- * needed and returns once an ESPInit event arrives or GetFwVersion answers.
- * @param v when not NULL, receives the firmware version.
- * @return EF_OK; EF_ERR_ESP_TIMEOUT after @p timeout_ms.
+ * Waits for the ESP to reboot and come back, after OTA end. First the reboot
+ * itself: the link goes down (the device is re-opened) or an ESPInit event
+ * arrives; answers of the old firmware before that do not count. Then it
+ * returns once an ESPInit event arrives or GetFwVersion answers (asked every
+ * ~500 ms with a 500 ms timeout).
+ * @param v when not NULL, receives the firmware version; after an ESPInit the
+ *        version is asked once more (with at least 500 ms, even if that runs
+ *        slightly past @p timeout_ms).
+ * @return EF_OK; EF_ERR_ESP_TIMEOUT after @p timeout_ms; the error of a
+ *         GetFwVersion the ESP answered but refused.
  */
 ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) EF_MUST_CHECK;
 

@@ -28,6 +28,8 @@
 /** Bytes after which ef_image_desc_ready is true for a well-formed image. */
 #define EF_IMAGE_DESC_END (EF_APP_DESC_OFFSET + EF_APP_DESC_SIZE)
 #define EF_CHIP_INVALID 0xFFFF
+/** Longest segment accepted: no ESP memory region comes close. */
+#define EF_IMAGE_MAX_SEGMENT_LEN (16u * 1024u * 1024u)
 
 typedef struct {
   uint32_t load_addr;
@@ -79,10 +81,16 @@ ef_err ef_image_validator_new(ef_image_validator **out) EF_MUST_CHECK;
 void ef_image_validator_free(ef_image_validator *v);
 
 /**
- * Feeds the next @p len bytes of the image.
- * @return EF_OK, or the first defect as soon as it is known
- *         (EF_ERR_IMAGE_BAD_MAGIC, EF_ERR_IMAGE_SEGMENTS, EF_ERR_IMAGE_BAD_DESC);
+ * Feeds the next @p len bytes of the image. Any chunking gives the same result.
+ * @return EF_OK, or the first defect as soon as it is known:
+ *         EF_ERR_IMAGE_BAD_MAGIC (byte 0 is not 0xE9);
+ *         EF_ERR_IMAGE_SEGMENTS (segment count 0 or above 16, a segment
+ *         longer than EF_IMAGE_MAX_SEGMENT_LEN or not a multiple of 4, as
+ *         ESP-IDF's loader requires, or an image ending past 4 GiB);
+ *         EF_ERR_IMAGE_BAD_DESC (first segment shorter than the app
+ *         description, or its magic word is wrong: known after 36 bytes);
  *         after an error every further call returns the same error.
+ *         Bytes after the digest (a signature block) are accepted.
  */
 ef_err ef_image_feed(ef_image_validator *v, const uint8_t *data, size_t len) EF_MUST_CHECK;
 
@@ -97,9 +105,13 @@ const ef_app_desc *ef_image_get_app_desc(const ef_image_validator *v);
 
 /**
  * Ends the stream: checks completeness, checksum and (when hash_appended)
- * the appended SHA-256.
- * @return EF_OK; EF_ERR_IMAGE_TRUNCATED; EF_ERR_IMAGE_BAD_CHECKSUM;
- *         EF_ERR_IMAGE_BAD_DIGEST; or an earlier feed error.
+ * the appended SHA-256, in that order. Calling it again returns the same.
+ * @param summary when not NULL, receives the final facts (zeroed except
+ *        total_size on error).
+ * @return EF_OK; EF_ERR_IMAGE_TRUNCATED (the stream ended inside the header,
+ *         a segment, the padding, the checksum or the digest);
+ *         EF_ERR_IMAGE_BAD_CHECKSUM; EF_ERR_IMAGE_BAD_DIGEST; or an earlier
+ *         feed error.
  */
 ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary) EF_MUST_CHECK;
 
@@ -107,8 +119,12 @@ ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary) EF_MUST
 const char *ef_image_detail(const ef_image_validator *v);
 
 /**
- * Validates a whole file by streaming it through a validator.
- * Fills @p hdr, @p desc and @p summary (each may be NULL) as far as known.
+ * Validates a whole file by streaming it through a validator (64 KiB reads).
+ * Fills @p hdr, @p desc and @p summary (each may be NULL) as far as known;
+ * @p desc is zeroed when the app description was not reached.
+ * @param detail receives ef_image_detail's sentence, or the reason the file
+ *        could not be read (may be NULL).
+ * @return EF_OK; EF_ERR_IO; EF_ERR_NOMEM; or the validator's error.
  */
 ef_err ef_image_check_file(const char *path, ef_image_header *hdr, ef_app_desc *desc,
                            ef_image_summary *summary, char *detail, size_t detail_len) EF_MUST_CHECK;
@@ -123,10 +139,13 @@ const char *ef_chip_name(uint16_t chip_id);
 ef_err ef_chip_from_name(const char *name, uint16_t *chip_id) EF_MUST_CHECK;
 
 /**
- * Compares dotted versions by their numeric parts ("1.10.0" > "1.9.3");
- * non-numeric text inside a part is compared after the leading number
- * as a string. A missing part counts as 0.
- * @return <0, 0 or >0.
+ * Compares dotted versions by their numeric parts ("1.10.0" > "1.9.3").
+ * A leading "v" or "V" before a digit is ignored ("v1.2" == "1.2"). Within a
+ * part, the leading number is compared first, then the text after it as a
+ * string; a part whose text starts with '-' or '~' (a pre-release,
+ * "1.0.0-rc1") sorts before the same number with no text ("1.0.0"). A
+ * missing part counts as 0 ("1.2" == "1.2.0"). NULL counts as "".
+ * @return <0 when a is older, 0 when equal, >0 when a is newer.
  */
 int ef_version_compare(const char *a, const char *b);
 

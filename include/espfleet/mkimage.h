@@ -18,12 +18,26 @@ typedef struct {
   uint32_t secure_version;
 } ef_mkimage_options;
 
+/** Smallest and (about) largest size ef_mkimage_write accepts. */
+#define EF_MKIMAGE_MIN_SIZE 512u
+#define EF_MKIMAGE_MAX_SIZE (224ull * 1024 * 1024)
+
 /**
  * Writes a valid image (header, app description, segments, checksum,
- * SHA-256) of about @p o->size bytes to @p out. Deterministic: the same
- * options give the same bytes. Streams: memory does not grow with the size.
+ * SHA-256) of about @p o->size bytes to @p out: the file is @p o->size
+ * rounded down so that (size - 32) is a multiple of 16, i.e. at most 47
+ * bytes short. Layout: header (flash mode DIO, hash_appended, any chip
+ * revision); segment 0 at 0x3C000020 holding only the app description
+ * (time "00:00:00", date "Jan  1 2026", IDF "espfleet-mkimage", ELF SHA-256
+ * = SHA-256 of the options); segment 1 (IRAM, at most 128 KiB) and segments
+ * 2.. (IROM, at most 16 MiB each) of pseudo-random bytes seeded from all
+ * options; padding, checksum, digest. Deterministic: the same options give
+ * the same bytes, a different version gives different bytes. Streams:
+ * memory does not grow with the size.
  * @param written total bytes written (may be NULL).
- * @return EF_OK; EF_ERR_INVALID_ARG (bad size, strings too long); EF_ERR_IO.
+ * @return EF_OK; EF_ERR_INVALID_ARG (size outside EF_MKIMAGE_MIN_SIZE..
+ *         EF_MKIMAGE_MAX_SIZE, strings too long or NULL, chip 0xFFFF);
+ *         EF_ERR_IO (a write failed).
  */
 ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *written) EF_MUST_CHECK;
 

@@ -10,6 +10,7 @@
 #ifndef ESPFLEET_PIPE_H
 #define ESPFLEET_PIPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,7 +19,11 @@
 
 typedef struct ef_pipe ef_pipe;
 
-/** Creates a pipe holding at most @p capacity bytes. */
+/**
+ * Creates a pipe holding at most @p capacity bytes (allocated once, never
+ * grown). A few hundred KiB keeps a 64 KiB-chunk producer and consumer busy.
+ * @return EF_OK; EF_ERR_INVALID_ARG for capacity 0; EF_ERR_NOMEM.
+ */
 ef_err ef_pipe_new(size_t capacity, ef_pipe **out) EF_MUST_CHECK;
 
 /** Frees @p p; both sides must be done with it. */
@@ -26,31 +31,42 @@ void ef_pipe_free(ef_pipe *p);
 
 /**
  * Writes all @p len bytes, blocking while the pipe is full.
- * @return EF_OK; EF_ERR_CANCELED when the consumer aborted.
+ * @return EF_OK; EF_ERR_CANCELED when the consumer aborted (some of the bytes
+ *         may have been buffered); EF_ERR_INVALID_ARG after ef_pipe_close.
  */
 ef_err ef_pipe_write(ef_pipe *p, const void *data, size_t len) EF_MUST_CHECK;
 
 /**
  * Producer's end of stream. @p status EF_OK for a complete stream, otherwise
  * the error the consumer will get after the buffered bytes; @p detail (may be
- * NULL) is copied.
+ * NULL) is copied (up to 255 bytes). Only the first close counts.
  */
 void ef_pipe_close(ef_pipe *p, ef_err status, const char *detail);
 
 /**
  * Reads up to @p cap bytes, blocking until some are available.
  * @return EF_OK with *got > 0; EF_OK with *got == 0 at a clean end; the
- *         producer's error status once the buffered bytes are consumed.
+ *         producer's error status once the buffered bytes are consumed;
+ *         EF_ERR_CANCELED after ef_pipe_abort.
  */
 ef_err ef_pipe_read(ef_pipe *p, void *buf, size_t cap, size_t *got) EF_MUST_CHECK;
 
-/** Consumer gives up: wakes and fails the producer's writes. */
+/**
+ * Consumer gives up: wakes and fails the producer's writes (and any read).
+ * Safe to call from any thread, more than once.
+ */
 void ef_pipe_abort(ef_pipe *p);
 
-/** The producer's detail sentence (after an error), or "". */
+/** True once ef_pipe_abort was called: lets a producer that is not blocked
+ *  in ef_pipe_write (e.g. waiting on the network) notice and stop. */
+bool ef_pipe_aborted(ef_pipe *p);
+
+/** The producer's detail sentence (set by ef_pipe_close), or "" before the
+ *  close. Valid until ef_pipe_free. */
 const char *ef_pipe_detail(ef_pipe *p);
 
-/** Presents the consumer side of @p p as an ef_source. */
+/** Presents the consumer side of @p p as an ef_source (read = ef_pipe_read,
+ *  detail = ef_pipe_detail). @p p must outlive @p src. */
 void ef_pipe_source(ef_pipe *p, ef_source *src);
 
 #endif

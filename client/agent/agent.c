@@ -1,0 +1,833 @@
+/*
+ * The fleet agent.
+ *
+ * Threads and who owns what:
+ *  - MQTT callback thread: copies messages into the inbox, nothing else, so a
+ *    slow decision never stalls the MQTT library.
+ *  - agent thread (ef_agent_run): takes messages from the inbox, applies the
+ *    job policy, starts at most one job thread, publishes progress ticks.
+ *  - job thread: one update, start to end (run_job).
+ * Everything shared lives in struct ef_agent under `lock`; publishing happens
+ * under the lock too, so the retained state document always ends with the
+ * newest state (ef_mqtt_publish never waits for the network).
+ */
+#include "espfleet/agent.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "espfleet/ctrl.h"
+#include "espfleet/download.h"
+#include "espfleet/job.h"
+#include "espfleet/journal.h"
+#include "espfleet/log.h"
+#include "espfleet/mqtt.h"
+#include "espfleet/ota.h"
+#include "espfleet/pipe.h"
+#include "espfleet/report.h"
+
+#define INBOX_CAP 32
+#define TOPIC_MAX (EF_CONFIG_STR_MAX + EF_JOB_ID_MAX + 32)
+/* Bytes between the download and the ESP writer: enough to ride out jitter
+ * on either side, small enough that memory does not depend on the image. */
+#define PIPE_CAPACITY (256 * 1024)
+#define TICK_MS 200
+
+typedef enum { MSG_JOB, MSG_CANCEL } msg_kind;
+
+typedef struct {
+  msg_kind kind;
+  char *payload; /* NULL when oversized */
+  size_t len;
+} inbox_msg;
+
+struct ef_agent {
+  ef_config cfg;
+  ef_job_limits limits;
+  char topic_job[TOPIC_MAX];
+  char topic_cancel[TOPIC_MAX];
+  char topic_state[TOPIC_MAX];
+  char topic_progress[TOPIC_MAX];
+  char topic_groups[EF_CONFIG_MAX_GROUPS][TOPIC_MAX];
+  ef_mqtt *mqtt;
+
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  bool stop;
+
+  inbox_msg inbox[INBOX_CAP];
+  size_t in_head, in_count;
+
+  ef_journal journal;
+  ef_state state; /* the document on the state topic */
+
+  bool has_pending;
+  ef_job pending;
+  int pending_attempt;
+  bool pending_resume; /* from the journal: skip the "seen before" checks */
+  bool pending_verify_only;
+
+  bool job_running, job_done;
+  pthread_t job_thread;
+  ef_job job; /* written by the agent thread before the job thread starts */
+  char job_fingerprint[65];
+  int attempt;
+  bool verify_only;
+  bool cancel_requested;
+  bool activating; /* OTA end is (about to be) sent: cancel no longer applies */
+  ef_pipe *pipe;   /* set while the transfer runs, for cancel */
+  _Atomic uint64_t bytes;
+  ef_progress_limiter progress;
+};
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
+
+/* ---- publishing (all under lock) ---- */
+
+static void publish_doc_locked(ef_agent *a, const ef_state *s) {
+  char *json = ef_report_state_json(s);
+  if (!json) return;
+  if (a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_state, json, strlen(json), 1, true) != EF_OK)
+    ef_warn("could not queue the state document");
+  free(json);
+}
+
+static void publish_state_locked(ef_agent *a) {
+  a->state.ts_ms = wall_ms();
+  publish_doc_locked(a, &a->state);
+}
+
+static void save_journal_locked(ef_agent *a) {
+  if (ef_journal_save(&a->journal) != EF_OK)
+    ef_error("could not save the journal in %s: %s", a->cfg.state_dir, strerror(errno));
+}
+
+/*
+ * Reports a job's final state. A job other than the running one (a rejected
+ * or canceled waiting job) is reported in passing; the running job's state
+ * is published right after it so the retained document shows the update in
+ * progress.
+ */
+static void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprint,
+                                ef_job_state st, ef_err err, const char *detail, int attempt,
+                                bool record) {
+  if (record && job_id[0]) {
+    ef_journal_result r;
+    memset(&r, 0, sizeof r);
+    copy_str(r.job_id, sizeof r.job_id, job_id);
+    copy_str(r.fingerprint, sizeof r.fingerprint, fingerprint);
+    r.state = st;
+    r.error = err;
+    copy_str(r.message, sizeof r.message, detail);
+    r.ts_ms = wall_ms();
+    r.attempt = attempt;
+    ef_journal_record_final(&a->journal, &r);
+    save_journal_locked(a);
+  }
+  ef_state doc = a->state;
+  copy_str(doc.job_id, sizeof doc.job_id, job_id);
+  doc.state = st;
+  doc.error = err;
+  copy_str(doc.detail, sizeof doc.detail, detail);
+  doc.attempt = attempt;
+  doc.bytes = 0;
+  doc.total = 0;
+  doc.ts_ms = wall_ms();
+  if (st == EF_STATE_FAILED || st == EF_STATE_REJECTED)
+    ef_info("job %s: %s: %s%s%s", job_id[0] ? job_id : "(no job_id)", ef_state_name(st),
+            ef_err_name(err), detail && detail[0] ? ": " : "", detail ? detail : "");
+  else
+    ef_info("job %s: %s", job_id[0] ? job_id : "(no job_id)", ef_state_name(st));
+  if (a->job_running) {
+    publish_doc_locked(a, &doc);
+    publish_state_locked(a);
+  } else {
+    a->state = doc;
+    publish_doc_locked(a, &a->state);
+  }
+}
+
+static void republish_final_locked(ef_agent *a, const ef_journal_result *r) {
+  report_final_locked(a, r->job_id, r->fingerprint, r->state, r->error, r->message, r->attempt, false);
+}
+
+/* ---- MQTT callbacks (MQTT thread: copy and wake, nothing more) ---- */
+
+static void on_message(void *arg, const char *topic, const void *payload, size_t len) {
+  ef_agent *a = arg;
+  msg_kind kind;
+  /* An empty payload is how a controller clears a retained job: nothing to do. */
+  if (len == 0) return;
+  if (strcmp(topic, a->topic_cancel) == 0)
+    kind = MSG_CANCEL;
+  else
+    kind = MSG_JOB; /* the device job topic or one of the group topics */
+  inbox_msg m = {kind, NULL, len};
+  /* An oversized payload is refused without copying it. */
+  if (len <= a->limits.max_payload) {
+    m.payload = malloc(len + 1);
+    if (!m.payload) return;
+    memcpy(m.payload, payload, len);
+    m.payload[len] = '\0';
+  }
+  pthread_mutex_lock(&a->lock);
+  if (a->in_count == INBOX_CAP) {
+    /* Only the newest job matters; drop the oldest message. */
+    ef_warn("inbox full, dropping the oldest message");
+    free(a->inbox[a->in_head].payload);
+    a->in_head = (a->in_head + 1) % INBOX_CAP;
+    a->in_count--;
+  }
+  a->inbox[(a->in_head + a->in_count) % INBOX_CAP] = m;
+  a->in_count++;
+  pthread_cond_signal(&a->wake);
+  pthread_mutex_unlock(&a->lock);
+}
+
+static void on_connected(void *arg, bool reconnect) {
+  ef_agent *a = arg;
+  pthread_mutex_lock(&a->lock);
+  ef_info("%s to the broker", reconnect ? "reconnected" : "connected");
+  /* The retained state may have been replaced by the last will: restore it. */
+  a->state.online = true;
+  publish_doc_locked(a, &a->state);
+  pthread_mutex_unlock(&a->lock);
+}
+
+static void on_disconnected(void *arg, const char *cause) {
+  (void)arg;
+  ef_warn("lost the broker connection (%s); reconnecting", cause ? cause : "unknown cause");
+}
+
+/* ---- the job thread ---- */
+
+static void enter_phase(ef_agent *a, ef_job_state st) {
+  pthread_mutex_lock(&a->lock);
+  a->state.state = st;
+  a->state.bytes = atomic_load(&a->bytes);
+  ef_journal_set_current(&a->journal, &a->job, a->attempt, st);
+  save_journal_locked(a);
+  publish_state_locked(a);
+  pthread_mutex_unlock(&a->lock);
+}
+
+static void progress_tick_locked(ef_agent *a);
+
+static void ota_on_phase(void *arg, ef_ota_phase phase) {
+  ef_agent *a = arg;
+  if (phase == EF_OTA_PHASE_VERIFY) {
+    /* Every byte is written: the 100 % document goes out now, not at the
+     * next tick, so it always precedes the final state. */
+    pthread_mutex_lock(&a->lock);
+    progress_tick_locked(a);
+    pthread_mutex_unlock(&a->lock);
+    enter_phase(a, EF_STATE_VERIFYING);
+  } else if (phase == EF_OTA_PHASE_ACTIVATE) {
+    pthread_mutex_lock(&a->lock);
+    a->activating = true;
+    pthread_mutex_unlock(&a->lock);
+    enter_phase(a, EF_STATE_ACTIVATING);
+  }
+}
+
+static void ota_on_progress(void *arg, uint64_t done, uint64_t total) {
+  (void)total;
+  atomic_store(&((ef_agent *)arg)->bytes, done);
+}
+
+static bool ota_should_cancel(void *arg) {
+  ef_agent *a = arg;
+  pthread_mutex_lock(&a->lock);
+  bool c = a->cancel_requested || a->stop;
+  pthread_mutex_unlock(&a->lock);
+  return c;
+}
+
+static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl) {
+  ef_ctrl_options o;
+  ef_ctrl_options_default(&o);
+  o.device = a->cfg.esp.device;
+  o.window = a->cfg.esp.window;
+  o.ota_begin_timeout_ms = a->cfg.esp.begin_timeout_s * 1000;
+  return ef_ctrl_open(&o, ctrl);
+}
+
+/* Errors that mean "this job does not fit this device": nothing was changed. */
+static bool is_rejection(ef_err err) {
+  return err == EF_ERR_CHIP_MISMATCH || err == EF_ERR_PROJECT_MISMATCH ||
+         err == EF_ERR_VERSION_MISMATCH || err == EF_ERR_TOO_LARGE ||
+         err == EF_ERR_DOWNGRADE_REFUSED;
+}
+
+/* Download and flash. Returns the outcome; *ota_end_sent tells whether the
+ * ESP may now boot the new image. */
+static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *detail, size_t n) {
+  ef_err err = EF_OK;
+  ef_pipe *pipe = NULL;
+  ef_download *dl = NULL;
+  ef_source src;
+
+  err = ef_pipe_new(PIPE_CAPACITY, &pipe);
+  if (err != EF_OK) goto out;
+  ef_download_options d = {
+      .url = a->job.url,
+      .ca_file = a->cfg.download.ca_file[0] ? a->cfg.download.ca_file : NULL,
+      .connect_timeout_s = a->cfg.download.connect_timeout_s,
+      .stall_timeout_s = a->cfg.download.stall_timeout_s,
+      .allow_http = a->cfg.download.allow_http,
+      .max_bytes = a->job.size,
+  };
+  err = ef_download_start(&d, pipe, &dl);
+  if (err != EF_OK) {
+    snprintf(detail, n, "could not start the download");
+    goto out;
+  }
+  pthread_mutex_lock(&a->lock);
+  a->pipe = pipe;
+  bool cancel_early = a->cancel_requested || a->stop;
+  pthread_mutex_unlock(&a->lock);
+  if (cancel_early) ef_pipe_abort(pipe);
+
+  ef_pipe_source(pipe, &src);
+  ef_ota_request req;
+  ef_ota_request_init(&req);
+  req.chip_id = a->cfg.esp.chip_id >= 0 ? a->cfg.esp.chip_id : a->job.chip_id;
+  req.version = a->job.version;
+  req.project = a->job.project[0] ? a->job.project : NULL;
+  req.size = a->job.size;
+  req.max_size = a->cfg.esp.max_image_size;
+  req.sha256 = a->job.sha256;
+  req.chunk_size = (size_t)a->cfg.esp.chunk_size;
+  req.disable_bt = a->cfg.esp.disable_bt_during_ota;
+  req.arg = a;
+  req.on_phase = ota_on_phase;
+  req.on_progress = ota_on_progress;
+  req.should_cancel = ota_should_cancel;
+  err = ef_ota_run(ctrl, &src, &req, res);
+  snprintf(detail, n, "%s", res->detail);
+
+  pthread_mutex_lock(&a->lock);
+  a->pipe = NULL;
+  pthread_mutex_unlock(&a->lock);
+  /* The engine may stop before the download does (a bad header, an ESP
+   * error): abort so the download thread ends instead of filling the pipe. */
+  ef_pipe_abort(pipe);
+  ef_err dl_err = ef_download_join(dl);
+  dl = NULL;
+  if (err == EF_ERR_CANCELED && dl_err != EF_OK && dl_err != EF_ERR_CANCELED && !ota_should_cancel(a)) {
+    /* the pipe reported our own abort; the download's error is the cause */
+    err = dl_err;
+  }
+out:
+  if (dl) {
+    ef_pipe_abort(pipe);
+    (void)ef_download_join(dl);
+  }
+  ef_pipe_free(pipe);
+  return err;
+}
+
+/* Waits for the ESP after OTA end and checks what came back. */
+static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, char *detail, size_t n) {
+  ef_err err = EF_OK;
+  ef_fw_version fw;
+  char fw_text[64] = "";
+  if (!*ctrl) {
+    err = open_ctrl(a, ctrl);
+    if (err != EF_OK) *ctrl = NULL;
+  }
+  if (*ctrl) err = ef_ctrl_wait_boot(*ctrl, a->cfg.esp.boot_timeout_s * 1000, &fw);
+  if (err == EF_OK) {
+    /* ESPInit may have answered the wait; ask for the version explicitly. */
+    if (ef_ctrl_get_fw_version(*ctrl, &fw) == EF_OK) ef_fw_version_format(&fw, fw_text, sizeof fw_text);
+  }
+  pthread_mutex_lock(&a->lock);
+  if (fw_text[0]) copy_str(a->state.fw_version, sizeof a->state.fw_version, fw_text);
+  pthread_mutex_unlock(&a->lock);
+  if (err != EF_OK) {
+    snprintf(detail, n, "the ESP did not come back within %d s after OTA end", a->cfg.esp.boot_timeout_s);
+    return EF_ERR_BOOT_VERIFY_FAILED;
+  }
+  if (a->job.expect_fw_version[0] && strcmp(a->job.expect_fw_version, fw_text) != 0) {
+    snprintf(detail, n, "ESP reports firmware %s, expected %s", fw_text[0] ? fw_text : "(none)",
+             a->job.expect_fw_version);
+    return EF_ERR_BOOT_VERIFY_FAILED;
+  }
+  return EF_OK;
+}
+
+static void *job_main(void *arg) {
+  ef_agent *a = arg;
+  ef_ctrl *ctrl = NULL;
+  ef_ota_result res;
+  char detail[256] = "";
+  ef_err err = EF_OK;
+  ef_job_state final = EF_STATE_FAILED;
+  bool record = true;
+
+  memset(&res, 0, sizeof res);
+  if (!a->verify_only) {
+    err = open_ctrl(a, &ctrl);
+    if (err != EF_OK) {
+      ctrl = NULL;
+      snprintf(detail, sizeof detail, "cannot open %.200s", a->cfg.esp.device);
+      goto done;
+    }
+    err = transfer(a, ctrl, &res, detail, sizeof detail);
+    if (err != EF_OK) {
+      pthread_mutex_lock(&a->lock);
+      bool stopping = a->stop, canceled = a->cancel_requested;
+      pthread_mutex_unlock(&a->lock);
+      if (res.ota_end_sent) {
+        final = EF_STATE_FAILED;
+      } else if (stopping) {
+        /* Service stop: the job stays in the journal and resumes at start. */
+        record = false;
+      } else if (canceled && err == EF_ERR_CANCELED) {
+        final = EF_STATE_CANCELED;
+        err = EF_OK;
+      } else if (!res.ota_begin_sent && is_rejection(err)) {
+        final = EF_STATE_REJECTED;
+      }
+      if (res.ota_begin_sent && a->cfg.esp.disable_bt_during_ota)
+        if (ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true) != EF_OK)
+          ef_warn("could not re-enable Bluetooth after the failed update");
+      goto done;
+    }
+  }
+  enter_phase(a, EF_STATE_REBOOTING);
+  err = verify_boot(a, &ctrl, detail, sizeof detail);
+  if (err != EF_OK) goto done;
+  final = EF_STATE_SUCCEEDED;
+  pthread_mutex_lock(&a->lock);
+  ef_app_info app;
+  memset(&app, 0, sizeof app);
+  copy_str(app.version, sizeof app.version, a->job.version);
+  copy_str(app.project, sizeof app.project,
+           res.desc_known ? res.app.project_name : a->job.project);
+  copy_str(app.sha256_hex, sizeof app.sha256_hex, a->job.sha256_hex);
+  ef_journal_set_installed(&a->journal, &app);
+  a->state.app = app;
+  pthread_mutex_unlock(&a->lock);
+
+done:
+  ef_ctrl_close(ctrl);
+  pthread_mutex_lock(&a->lock);
+  a->state.bytes = atomic_load(&a->bytes);
+  if (record) {
+    ef_journal_clear_current(&a->journal);
+    a->job_running = false; /* report as the state itself, not in passing */
+    report_final_locked(a, a->job.job_id, a->job_fingerprint, final, err, detail, a->attempt, true);
+    a->job_running = true;
+  } else {
+    ef_info("job %s: stopped before it finished; it resumes at the next start", a->job.job_id);
+  }
+  a->job_done = true;
+  pthread_cond_signal(&a->wake);
+  pthread_mutex_unlock(&a->lock);
+  return NULL;
+}
+
+/* ---- the agent thread: decisions ---- */
+
+static void start_job_locked(ef_agent *a) {
+  ef_job job = a->pending;
+  int attempt = a->pending_attempt;
+  bool resume = a->pending_resume, verify_only = a->pending_verify_only;
+  char fp[65];
+  a->has_pending = false;
+  ef_job_fingerprint(&job, fp);
+
+  if (!resume) {
+    ef_err err = EF_OK;
+    if (job.chip_id >= 0 && a->cfg.esp.chip_id >= 0 && job.chip_id != a->cfg.esp.chip_id) {
+      char why[128];
+      snprintf(why, sizeof why, "job is for %s, this device has %s", job.chip, a->cfg.esp.chip);
+      report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_CHIP_MISMATCH, why, 0, true);
+      return;
+    }
+    ef_job_decision d = ef_job_decide(&job, a->cfg.device_id, a->journal.installed.version,
+                                      a->journal.installed.sha256_hex, time(NULL), &err);
+    switch (d) {
+      case EF_DECISION_SKIP:
+        report_final_locked(a, job.job_id, fp, EF_STATE_SKIPPED, EF_OK,
+                            "outside the rollout percentage", 0, true);
+        return;
+      case EF_DECISION_INSTALLED:
+        report_final_locked(a, job.job_id, fp, EF_STATE_SUCCEEDED, EF_OK,
+                            "this image is already installed", 0, true);
+        return;
+      case EF_DECISION_REJECT: {
+        char why[128];
+        if (err == EF_ERR_DOWNGRADE_REFUSED)
+          snprintf(why, sizeof why, "installed %s is newer than %s", a->journal.installed.version,
+                   job.version);
+        else
+          snprintf(why, sizeof why, "%s", ef_err_message(err));
+        report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, err, why, 0, true);
+        return;
+      }
+      case EF_DECISION_RUN:
+        break;
+    }
+  }
+
+  a->job = job;
+  copy_str(a->job_fingerprint, sizeof a->job_fingerprint, fp);
+  a->attempt = attempt;
+  a->verify_only = verify_only;
+  a->cancel_requested = false;
+  a->activating = verify_only;
+  a->job_done = false;
+  atomic_store(&a->bytes, 0);
+  ef_progress_limiter_init(&a->progress);
+
+  a->state.state = verify_only ? EF_STATE_REBOOTING : EF_STATE_DOWNLOADING;
+  copy_str(a->state.job_id, sizeof a->state.job_id, job.job_id);
+  a->state.bytes = 0;
+  a->state.total = job.size;
+  a->state.attempt = attempt;
+  a->state.error = EF_OK;
+  a->state.detail[0] = '\0';
+  ef_journal_set_current(&a->journal, &job, attempt, a->state.state);
+  save_journal_locked(a);
+  ef_info("job %s: installing %s from %s (attempt %d)", job.job_id, job.version, job.url, attempt);
+  publish_state_locked(a);
+
+  a->job_running = true;
+  if (pthread_create(&a->job_thread, NULL, job_main, a) != 0) {
+    a->job_running = false;
+    ef_journal_clear_current(&a->journal);
+    report_final_locked(a, job.job_id, fp, EF_STATE_FAILED, EF_ERR_INTERNAL, "cannot start the job thread",
+                        attempt, true);
+  }
+}
+
+static void handle_job_locked(ef_agent *a, const inbox_msg *m) {
+  ef_job job;
+  char reason[256] = "";
+  ef_err err;
+  memset(&job, 0, sizeof job);
+  if (!m->payload) {
+    err = EF_ERR_BAD_JOB;
+    snprintf(reason, sizeof reason, "payload too large (%zu bytes, limit %zu)", m->len, a->limits.max_payload);
+  } else {
+    err = ef_job_parse(m->payload, m->len, &a->limits, &job, reason, sizeof reason);
+  }
+  if (err != EF_OK) {
+    /* A refusal never overwrites the real result of a job that ran. */
+    bool known = job.job_id[0] && (ef_journal_find_final(&a->journal, job.job_id) ||
+                                   (a->job_running && strcmp(job.job_id, a->job.job_id) == 0));
+    report_final_locked(a, job.job_id, "", EF_STATE_REJECTED, err, reason, 0, !known);
+    return;
+  }
+  char fp[65];
+  ef_job_fingerprint(&job, fp);
+
+  if (a->job_running && strcmp(job.job_id, a->job.job_id) == 0) {
+    if (strcmp(fp, a->job_fingerprint) != 0)
+      report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_JOB_CONFLICT,
+                          "differs from the job with this job_id that is running", 0, false);
+    else
+      ef_debug("job %s: duplicate delivery while it runs, ignored", job.job_id);
+    return;
+  }
+  if (a->has_pending && strcmp(job.job_id, a->pending.job_id) == 0) {
+    char pfp[65];
+    ef_job_fingerprint(&a->pending, pfp);
+    if (strcmp(pfp, fp) != 0) {
+      report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_JOB_CONFLICT,
+                          "differs from the waiting job with this job_id", 0, false);
+      return;
+    }
+  }
+  const ef_journal_result *rec = ef_journal_find_final(&a->journal, job.job_id);
+  if (rec && rec->fingerprint[0] && strcmp(rec->fingerprint, fp) != 0) {
+    report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_JOB_CONFLICT,
+                        "differs from an earlier job with this job_id", 0, false);
+    return;
+  }
+  if (rec && rec->state != EF_STATE_SKIPPED) {
+    /* Finished before: never run twice, say again how it ended. */
+    republish_final_locked(a, rec);
+    return;
+  }
+  if (a->has_pending && strcmp(a->pending.job_id, job.job_id) != 0)
+    ef_info("job %s replaces waiting job %s", job.job_id, a->pending.job_id);
+  a->pending = job;
+  a->pending_attempt = 1;
+  a->pending_resume = false;
+  a->pending_verify_only = false;
+  a->has_pending = true;
+}
+
+static void handle_cancel_locked(ef_agent *a, const inbox_msg *m) {
+  cJSON *doc = m->payload ? cJSON_ParseWithLength(m->payload, m->len) : NULL;
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "job_id");
+  if (!cJSON_IsString(id) || !ef_id_valid(id->valuestring)) {
+    ef_warn("ignoring a cancel without a valid job_id");
+    goto out;
+  }
+  if (a->job_running && !a->job_done && strcmp(id->valuestring, a->job.job_id) == 0) {
+    if (a->activating) {
+      ef_warn("job %s: cancel ignored, OTA end was already sent", a->job.job_id);
+    } else {
+      ef_info("job %s: cancel requested", a->job.job_id);
+      a->cancel_requested = true;
+      if (a->pipe) ef_pipe_abort(a->pipe);
+    }
+  } else if (a->has_pending && strcmp(id->valuestring, a->pending.job_id) == 0) {
+    char fp[65];
+    ef_job_fingerprint(&a->pending, fp);
+    a->has_pending = false;
+    report_final_locked(a, a->pending.job_id, fp, EF_STATE_CANCELED, EF_OK, "canceled while waiting", 0, true);
+  } else {
+    ef_info("cancel for job %s: not waiting or running, nothing to do", id->valuestring);
+  }
+out:
+  cJSON_Delete(doc);
+}
+
+static void progress_tick_locked(ef_agent *a) {
+  if (!a->job_running || a->progress.final_sent) return;
+  uint64_t done = atomic_load(&a->bytes);
+  if (!ef_progress_due(&a->progress, mono_ms(), done, a->job.size)) return;
+  char *json = ef_report_progress_json(a->cfg.device_id, a->job.job_id, done, a->job.size, wall_ms());
+  /* QoS 0: a lost progress document is replaced by the next one. */
+  if (json && a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_progress, json, strlen(json), 0, false) != EF_OK)
+    ef_debug("progress document not queued");
+  free(json);
+}
+
+/* The job thread's last act is job_done; its final 100 % progress goes out here. */
+static void reap_job_locked(ef_agent *a) {
+  if (!a->job_running || !a->job_done) return;
+  pthread_mutex_unlock(&a->lock);
+  pthread_join(a->job_thread, NULL);
+  pthread_mutex_lock(&a->lock);
+  a->job_running = false;
+  a->job_done = false;
+}
+
+/* ---- set-up ---- */
+
+static void read_fw_version(ef_agent *a) {
+  ef_ctrl *ctrl = NULL;
+  ef_ctrl_options o;
+  ef_fw_version fw;
+  ef_ctrl_options_default(&o);
+  o.device = a->cfg.esp.device;
+  o.open_timeout_ms = 1000;
+  o.timeout_ms = 2000;
+  if (ef_ctrl_open(&o, &ctrl) != EF_OK) {
+    ef_warn("ESP control device %s is not available yet", a->cfg.esp.device);
+    return;
+  }
+  if (ef_ctrl_get_fw_version(ctrl, &fw) == EF_OK) {
+    ef_fw_version_format(&fw, a->state.fw_version, sizeof a->state.fw_version);
+    ef_info("ESP firmware %s", a->state.fw_version);
+  } else {
+    ef_warn("the ESP did not report its firmware version");
+  }
+  ef_ctrl_close(ctrl);
+}
+
+/* A job in the journal means the last process died during it. */
+static void resume_from_journal(ef_agent *a) {
+  const ef_journal_result *last = NULL;
+  for (size_t i = 0; i < a->journal.n_results; i++)
+    if (!last || a->journal.results[i].ts_ms >= last->ts_ms) last = &a->journal.results[i];
+  if (last) {
+    /* Start from the last final state so a restart never hides it. */
+    a->state.state = last->state;
+    copy_str(a->state.job_id, sizeof a->state.job_id, last->job_id);
+    a->state.error = last->error;
+    copy_str(a->state.detail, sizeof a->state.detail, last->message);
+    a->state.attempt = last->attempt;
+  }
+  if (!a->journal.has_current) return;
+  const ef_job *job = &a->journal.current;
+  int attempt = a->journal.attempt + 1;
+  char fp[65];
+  ef_job_fingerprint(job, fp);
+  ef_warn("job %s was interrupted in state %s (attempt %d)", job->job_id,
+          ef_state_name(a->journal.phase), a->journal.attempt);
+  if (a->journal.phase == EF_STATE_REBOOTING) {
+    /* OTA end was accepted: only the boot check is left. */
+    attempt = a->journal.attempt;
+  } else if (attempt > a->cfg.download.max_attempts) {
+    char why[160];
+    snprintf(why, sizeof why, "interrupted %d times, giving up (download.max_attempts)", a->journal.attempt);
+    ef_journal_clear_current(&a->journal);
+    report_final_locked(a, job->job_id, fp, EF_STATE_FAILED, EF_ERR_INTERRUPTED, why, a->journal.attempt, true);
+    return;
+  }
+  a->pending = *job;
+  a->pending_attempt = attempt;
+  a->pending_resume = true;
+  a->pending_verify_only = a->journal.phase == EF_STATE_REBOOTING;
+  a->has_pending = true;
+}
+
+ef_err ef_agent_new(const ef_config *cfg, ef_agent **out) {
+  ef_err err = EF_OK;
+  bool recovered = false;
+  ef_agent *a = calloc(1, sizeof *a);
+  if (!a) return EF_ERR_NOMEM;
+  a->cfg = *cfg;
+  ef_config_job_limits(cfg, &a->limits);
+  pthread_mutex_init(&a->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&a->wake, &ca);
+  pthread_condattr_destroy(&ca);
+
+  const char *p = cfg->mqtt.topic_prefix, *id = cfg->device_id;
+  snprintf(a->topic_job, TOPIC_MAX, "%s/devices/%s/job", p, id);
+  snprintf(a->topic_cancel, TOPIC_MAX, "%s/devices/%s/cancel", p, id);
+  snprintf(a->topic_state, TOPIC_MAX, "%s/devices/%s/state", p, id);
+  snprintf(a->topic_progress, TOPIC_MAX, "%s/devices/%s/progress", p, id);
+  for (size_t i = 0; i < cfg->n_groups; i++)
+    snprintf(a->topic_groups[i], TOPIC_MAX, "%s/groups/%s/job", p, cfg->groups[i]);
+
+  if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
+    ef_error("cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
+    err = EF_ERR_IO;
+    goto out;
+  }
+  err = ef_journal_load(&a->journal, cfg->state_dir, &recovered);
+  if (err != EF_OK) {
+    ef_error("cannot read the journal in %s", cfg->state_dir);
+    goto out;
+  }
+  if (recovered) ef_warn("the journal was damaged; it was moved aside to %s.corrupt", EF_JOURNAL_FILE);
+  ef_state_init(&a->state, cfg->device_id);
+  a->state.app = a->journal.installed;
+  resume_from_journal(a);
+out:
+  if (err != EF_OK) {
+    ef_agent_free(a);
+    a = NULL;
+  }
+  *out = a;
+  return err;
+}
+
+void ef_agent_request_stop(ef_agent *a) {
+  pthread_mutex_lock(&a->lock);
+  a->stop = true;
+  if (a->pipe && !a->activating) ef_pipe_abort(a->pipe);
+  pthread_cond_signal(&a->wake);
+  pthread_mutex_unlock(&a->lock);
+}
+
+ef_err ef_agent_run(ef_agent *a) {
+  ef_err err = EF_OK;
+  char *will = NULL;
+  ef_mqtt_subscription subs[2 + EF_CONFIG_MAX_GROUPS];
+  size_t n = 0;
+
+  read_fw_version(a);
+  subs[n++] = (ef_mqtt_subscription){a->topic_job, 1};
+  subs[n++] = (ef_mqtt_subscription){a->topic_cancel, 1};
+  for (size_t i = 0; i < a->cfg.n_groups; i++) subs[n++] = (ef_mqtt_subscription){a->topic_groups[i], 1};
+  will = ef_report_offline_json(a->cfg.device_id);
+  if (!will) return EF_ERR_NOMEM;
+
+  ef_mqtt_options o = {
+      .uri = a->cfg.mqtt.uri,
+      .client_id = a->cfg.mqtt.client_id,
+      .username = a->cfg.mqtt.username[0] ? a->cfg.mqtt.username : NULL,
+      .password = a->cfg.mqtt.has_password ? a->cfg.mqtt.password : NULL,
+      .ca_file = a->cfg.mqtt.ca_file[0] ? a->cfg.mqtt.ca_file : NULL,
+      .cert_file = a->cfg.mqtt.cert_file[0] ? a->cfg.mqtt.cert_file : NULL,
+      .key_file = a->cfg.mqtt.key_file[0] ? a->cfg.mqtt.key_file : NULL,
+      .keepalive_s = a->cfg.mqtt.keepalive_s,
+      .will_topic = a->topic_state,
+      .will_payload = will,
+      .will_qos = 1,
+      .will_retain = true,
+      .subscriptions = subs,
+      .n_subscriptions = n,
+      .on_message = on_message,
+      .on_connected = on_connected,
+      .on_disconnected = on_disconnected,
+      .arg = a,
+  };
+  ef_mqtt *mqtt = NULL;
+  err = ef_mqtt_start(&o, &mqtt);
+  if (err != EF_OK) goto out;
+
+  pthread_mutex_lock(&a->lock);
+  a->mqtt = mqtt;
+  while (!a->stop) {
+    while (a->in_count && !a->stop) {
+      inbox_msg m = a->inbox[a->in_head];
+      a->in_head = (a->in_head + 1) % INBOX_CAP;
+      a->in_count--;
+      if (m.kind == MSG_CANCEL)
+        handle_cancel_locked(a, &m);
+      else
+        handle_job_locked(a, &m);
+      free(m.payload);
+    }
+    reap_job_locked(a);
+    if (!a->job_running && a->has_pending && !a->stop) start_job_locked(a);
+    progress_tick_locked(a);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += TICK_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    if (!a->in_count && !a->job_done) pthread_cond_timedwait(&a->wake, &a->lock, &until);
+  }
+  /* Stop: let the job thread see it (transfers abort, OTA end is seen through). */
+  if (a->job_running) {
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->job_thread, NULL);
+    pthread_mutex_lock(&a->lock);
+    a->job_running = false;
+  }
+  a->state.online = false;
+  publish_state_locked(a);
+  a->mqtt = NULL;
+  pthread_mutex_unlock(&a->lock);
+  ef_mqtt_stop(mqtt, 3000);
+out:
+  free(will);
+  return err;
+}
+
+void ef_agent_free(ef_agent *a) {
+  if (!a) return;
+  while (a->in_count) {
+    free(a->inbox[a->in_head].payload);
+    a->in_head = (a->in_head + 1) % INBOX_CAP;
+    a->in_count--;
+  }
+  pthread_cond_destroy(&a->wake);
+  pthread_mutex_destroy(&a->lock);
+  free(a);
+}

@@ -1,0 +1,218 @@
+/* The ESP-Hosted control device as a raw, re-openable byte stream. */
+#include "espfleet/transport.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "espfleet/log.h"
+
+/* How often a vanished node is probed while waiting for it to come back. */
+#define REOPEN_INTERVAL_MS 50
+
+struct ef_transport {
+  char *path;
+  int fd;
+  unsigned opens;
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int remaining_ms(int64_t deadline) {
+  int64_t left = deadline - now_ms();
+  if (left < 0) return 0;
+  return left > 0x7fffffff ? 0x7fffffff : (int)left;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static void close_fd(ef_transport *t) {
+  if (t->fd >= 0) {
+    close(t->fd);
+    t->fd = -1;
+  }
+}
+
+/*
+ * Reads and discards whatever is queued: answers to a previous session's
+ * requests must not be taken for answers to ours.
+ * Returns 0, or -1 when the device is already gone.
+ */
+static int drain(int fd) {
+  uint8_t junk[4096];
+  /* Bounded, so a device that never stops talking cannot hold us here. */
+  for (int i = 0; i < 256; i++) {
+    ssize_t n = read(fd, junk, sizeof junk);
+    if (n > 0) continue;
+    if (n == 0) return -1; /* hung-up terminal: EOF */
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return -1;
+  }
+  return 0;
+}
+
+/* One open attempt. Returns the descriptor or -1 with errno set. */
+static int try_open(const char *path) {
+  int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (isatty(fd)) {
+    /* A terminal (the simulator's pty, a UART) would otherwise echo, map
+     * CR/LF and buffer lines: the frames are binary. */
+    struct termios tio;
+    if (tcgetattr(fd, &tio) == 0) {
+      cfmakeraw(&tio);
+      if (tcsetattr(fd, TCSANOW, &tio) != 0)
+        ef_debug("ctrl: cannot set raw mode on %s: %s", path, strerror(errno));
+    }
+  }
+  if (drain(fd) != 0) {
+    close(fd);
+    errno = EIO;
+    return -1;
+  }
+  return fd;
+}
+
+/* Opens the path, retrying until the node is back or the deadline passes. */
+static ef_err open_wait(ef_transport *t, int timeout_ms) {
+  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  int last_errno = 0;
+  close_fd(t);
+  for (;;) {
+    int fd = try_open(t->path);
+    if (fd >= 0) {
+      t->fd = fd;
+      t->opens++;
+      return EF_OK;
+    }
+    last_errno = errno;
+    int left = remaining_ms(deadline);
+    if (left == 0) break;
+    sleep_ms(left < REOPEN_INTERVAL_MS ? left : REOPEN_INTERVAL_MS);
+  }
+  ef_warn("ctrl: cannot open %s: %s", t->path, strerror(last_errno));
+  return EF_ERR_ESP_UNAVAILABLE;
+}
+
+ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out) {
+  ef_err err = EF_OK;
+  ef_transport *t = NULL;
+  *out = NULL;
+  if (!path || !*path) {
+    err = EF_ERR_INVALID_ARG;
+    goto out;
+  }
+  t = calloc(1, sizeof *t);
+  if (!t || !(t->path = strdup(path))) {
+    err = EF_ERR_NOMEM;
+    goto out;
+  }
+  t->fd = -1;
+  err = open_wait(t, open_timeout_ms);
+  if (err != EF_OK) goto out;
+  *out = t;
+  t = NULL;
+out:
+  ef_transport_close(t);
+  return err;
+}
+
+void ef_transport_close(ef_transport *t) {
+  if (!t) return;
+  close_fd(t);
+  free(t->path);
+  free(t);
+}
+
+ef_err ef_transport_reopen(ef_transport *t, int timeout_ms) { return open_wait(t, timeout_ms); }
+
+int ef_transport_is_open(const ef_transport *t) { return t->fd >= 0; }
+
+unsigned ef_transport_open_count(const ef_transport *t) { return t->opens; }
+
+/* The device hung up or failed: forget the descriptor so the next call re-opens. */
+static ef_err gone(ef_transport *t, const char *what, int err) {
+  ef_info("ctrl: %s on %s: %s; will re-open", what, t->path, err ? strerror(err) : "hang-up");
+  close_fd(t);
+  return EF_ERR_ESP_UNAVAILABLE;
+}
+
+ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int timeout_ms) {
+  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  size_t done = 0;
+  if (t->fd < 0) {
+    ef_err err = open_wait(t, timeout_ms);
+    if (err != EF_OK) return err;
+  }
+  while (done < len) {
+    ssize_t n = write(t->fd, buf + done, len - done);
+    if (n > 0) {
+      done += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "write failed", errno);
+    /* Full: wait for room, bounded by the caller's deadline. */
+    struct pollfd p = {.fd = t->fd, .events = POLLOUT};
+    int left = remaining_ms(deadline);
+    if (left == 0) return EF_ERR_ESP_TIMEOUT;
+    int r = poll(&p, 1, left);
+    if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno);
+    if (r > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL))) return gone(t, "write", 0);
+  }
+  return EF_OK;
+}
+
+ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms) {
+  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  *got = 0;
+  if (t->fd < 0) {
+    ef_err err = open_wait(t, timeout_ms);
+    if (err != EF_OK) return err;
+  }
+  int spurious = 0; /* poll said readable, read found nothing */
+  for (;;) {
+    ssize_t n = read(t->fd, buf, cap);
+    if (n > 0) {
+      *got = (size_t)n;
+      return EF_OK;
+    }
+    /* With VMIN=1 a live terminal never returns 0: 0 is a hung-up tty (its
+     * pty master closed) or the end of a non-terminal device. */
+    if (n == 0) return gone(t, "end of stream", 0);
+    if (errno == EINTR) continue;
+    /* EIO, ENXIO, ENODEV...: the ESP rebooted or the driver re-initialised. */
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "read failed", errno);
+    struct pollfd p = {.fd = t->fd, .events = POLLIN};
+    int left = remaining_ms(deadline);
+    if (left == 0) return EF_OK;
+    /* A driver without poll support reports "readable" all the time; rather
+     * than spin on it, fall back to reading every millisecond. */
+    if (spurious >= 3) {
+      sleep_ms(1);
+      continue;
+    }
+    int r = poll(&p, 1, left);
+    if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno);
+    if (r == 0) return EF_OK;
+    if (r > 0 && (p.revents & POLLIN)) spurious++;
+    /* Data that arrived before a hang-up is still read first: the loop
+     * reads again and only then sees the error or EOF. */
+    if (r > 0 && !(p.revents & POLLIN) && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+      return gone(t, "hang-up", 0);
+  }
+}

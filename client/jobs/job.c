@@ -1,0 +1,421 @@
+/* Job documents: strict parsing of the keys we know, a fingerprint of the
+ * content, and the JSON form kept in the journal. */
+#include "espfleet/job.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "espfleet/image.h"
+#include "espfleet/ota.h"
+
+/* Largest integer a JSON number (IEEE double in cJSON) carries exactly. */
+#define EF_JSON_MAX_EXACT_INT 9007199254740992.0
+
+void ef_job_limits_default(ef_job_limits *lim) {
+  lim->max_payload = EF_JOB_MAX_PAYLOAD;
+  lim->max_image_size = 16u * 1024 * 1024;
+  lim->allow_http = false;
+}
+
+bool ef_id_valid(const char *s) {
+  if (!s) return false;
+  size_t n = strlen(s);
+  if (n < 1 || n > EF_JOB_ID_MAX) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!(isascii(c) && isalnum(c)) && c != '.' && c != '_' && c != ':' && c != '-') return false;
+  }
+  return true;
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF) and no NUL bytes:
+ * cJSON checks neither, and a NUL would silently truncate the document. */
+static bool utf8_valid(const unsigned char *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    unsigned char c = s[i];
+    size_t need;
+    uint32_t cp;
+    if (c == 0) return false;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      need = 1;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      need = 2;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      need = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (len - i - 1 < need) return false;
+    for (size_t k = 1; k <= need; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) return false;
+      cp = cp << 6 | (s[i + k] & 0x3F);
+    }
+    if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += need + 1;
+  }
+  return true;
+}
+
+static int digits(const char *s, int n) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    if (!isdigit((unsigned char)s[i])) return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v;
+}
+
+static bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+ef_err ef_rfc3339_parse(const char *s, time_t *out) {
+  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (!s || strlen(s) < 20) return EF_ERR_INVALID_ARG;
+  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
+    return EF_ERR_INVALID_ARG;
+  int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+  int h = digits(s + 11, 2), mi = digits(s + 14, 2), sec = digits(s + 17, 2);
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 ||
+      sec > 60)
+    return EF_ERR_INVALID_ARG;
+  if (d > mdays[mo - 1] + (mo == 2 && leap(y))) return EF_ERR_INVALID_ARG;
+  const char *p = s + 19;
+  if (*p == '.') {
+    p++;
+    if (!isdigit((unsigned char)*p)) return EF_ERR_INVALID_ARG;
+    while (isdigit((unsigned char)*p)) p++;
+  }
+  long offset = 0;
+  if (*p == 'Z' || *p == 'z') {
+    p++;
+  } else if (*p == '+' || *p == '-') {
+    int oh = digits(p + 1, 2), om = p[3] == ':' ? digits(p + 4, 2) : -1;
+    if (oh < 0 || oh > 23 || om < 0 || om > 59) return EF_ERR_INVALID_ARG;
+    offset = (*p == '+' ? 1 : -1) * (oh * 3600L + om * 60L);
+    p += 6;
+  } else {
+    return EF_ERR_INVALID_ARG;
+  }
+  if (*p) return EF_ERR_INVALID_ARG;
+  struct tm tm = {0};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec == 60 ? 59 : sec; /* a leap second counts as the second before */
+  time_t t = timegm(&tm);
+  if (t == (time_t)-1) return EF_ERR_INVALID_ARG;
+  *out = t - offset;
+  return EF_OK;
+}
+
+/* Sets the reason once: the first problem found is the one reported. */
+static void fail(char *reason, size_t n, bool *failed, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(char *reason, size_t n, bool *failed, const char *fmt, ...) {
+  if (*failed) return;
+  *failed = true;
+  if (!reason || n == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, n, fmt, ap);
+  va_end(ap);
+}
+
+/* Known keys given twice make the document ambiguous (cJSON would read the
+ * first one, another parser the last), so they are refused. */
+static const cJSON *get_unique(const cJSON *root, const char *key, bool *dup) {
+  const cJSON *found = NULL, *it;
+  cJSON_ArrayForEach(it, root) {
+    if (it->string && strcmp(it->string, key) == 0) {
+      if (found) *dup = true;
+      else found = it;
+    }
+  }
+  return found;
+}
+
+/* Optional string of 1..max characters; returns false (with a reason) when present but wrong. */
+static bool opt_string(const cJSON *it, const char *key, size_t max, char *dst, char *reason,
+                       size_t n, bool *failed) {
+  if (!it) return true;
+  if (!cJSON_IsString(it) || !it->valuestring[0] || strlen(it->valuestring) > max) {
+    fail(reason, n, failed, "%s: must be a string of 1-%zu characters", key, max);
+    return false;
+  }
+  strcpy(dst, it->valuestring);
+  return true;
+}
+
+static bool is_uint(const cJSON *it, double max) {
+  return cJSON_IsNumber(it) && isfinite(it->valuedouble) && it->valuedouble >= 0 &&
+         it->valuedouble <= max && floor(it->valuedouble) == it->valuedouble;
+}
+
+/* Scheme prefix and a non-empty host; the full syntax check is the download module's. */
+static bool url_ok(const char *url, bool allow_http) {
+  const char *rest = NULL;
+  if (strncasecmp(url, "https://", 8) == 0) rest = url + 8;
+  else if (allow_http && strncasecmp(url, "http://", 7) == 0) rest = url + 7;
+  if (!rest) return false;
+  if (*rest == '\0' || *rest == '/' || *rest == ':' || *rest == '?' || *rest == '#') return false;
+  for (const char *p = url; *p; p++)
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return false;
+  return true;
+}
+
+static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason,
+                         size_t n, bool *failed, bool *too_large) {
+  static const char *const known[] = {"job_id",  "url",  "sha256",          "size",
+                                      "version", "project", "chip",          "allow_downgrade",
+                                      "rollout", "not_after", "expect_fw_version"};
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+    bool dup = false;
+    (void)get_unique(root, known[i], &dup);
+    if (dup) fail(reason, n, failed, "%s: given more than once", known[i]);
+  }
+  bool dup = false;
+
+  const cJSON *it = get_unique(root, "job_id", &dup);
+  bool id_dup = dup;
+  if (!it) fail(reason, n, failed, "job_id: required");
+  else if (!cJSON_IsString(it) || !ef_id_valid(it->valuestring))
+    fail(reason, n, failed, "job_id: must be 1-64 characters of [A-Za-z0-9._:-]");
+  else if (!id_dup) strcpy(out->job_id, it->valuestring);
+
+  it = get_unique(root, "url", &dup);
+  if (!it) fail(reason, n, failed, "url: required");
+  else if (!cJSON_IsString(it) || strlen(it->valuestring) > EF_JOB_URL_MAX)
+    fail(reason, n, failed, "url: must be a string of at most %d characters", EF_JOB_URL_MAX);
+  else if (!url_ok(it->valuestring, lim->allow_http))
+    fail(reason, n, failed, lim->allow_http ? "url: must be an http or https URL with a host"
+                                            : "url: must be https (https://host/...)");
+  else strcpy(out->url, it->valuestring);
+
+  it = get_unique(root, "sha256", &dup);
+  if (!it) fail(reason, n, failed, "sha256: required");
+  else if (!cJSON_IsString(it) || strlen(it->valuestring) != 64 ||
+           ef_hex_to_sha256(it->valuestring, out->sha256) != EF_OK)
+    fail(reason, n, failed, "sha256: must be 64 hex digits");
+  else ef_hex(out->sha256, 32, out->sha256_hex);
+
+  it = get_unique(root, "size", &dup);
+  if (!it) fail(reason, n, failed, "size: required");
+  else if (!is_uint(it, EF_JSON_MAX_EXACT_INT) || it->valuedouble < 1)
+    fail(reason, n, failed,
+         "size: must be a positive integer no larger than esp.max_image_size (%" PRIu64 ")",
+         lim->max_image_size);
+  else {
+    out->size = (uint64_t)it->valuedouble;
+    if (out->size > lim->max_image_size) {
+      *too_large = true;
+      /* Written now but only returned when nothing else is wrong. */
+      if (!*failed && reason && n)
+        snprintf(reason, n, "size: %" PRIu64 " bytes is larger than esp.max_image_size (%" PRIu64 ")",
+                 out->size, lim->max_image_size);
+    }
+  }
+
+  it = get_unique(root, "version", &dup);
+  if (!it) fail(reason, n, failed, "version: required");
+  else opt_string(it, "version", EF_JOB_VERSION_MAX, out->version, reason, n, failed);
+
+  opt_string(get_unique(root, "project", &dup), "project", EF_JOB_PROJECT_MAX, out->project,
+             reason, n, failed);
+
+  it = get_unique(root, "chip", &dup);
+  if (it) {
+    uint16_t id;
+    if (!cJSON_IsString(it) || ef_chip_from_name(it->valuestring, &id) != EF_OK ||
+        !ef_chip_name(id)) {
+      fail(reason, n, failed, "chip: must be a known chip name such as \"esp32\" or \"esp32s3\"");
+    } else {
+      out->chip_id = id;
+      snprintf(out->chip, sizeof out->chip, "%s", ef_chip_name(id));
+    }
+  }
+
+  it = get_unique(root, "allow_downgrade", &dup);
+  if (it) {
+    if (!cJSON_IsBool(it)) fail(reason, n, failed, "allow_downgrade: must be true or false");
+    else out->allow_downgrade = cJSON_IsTrue(it);
+  }
+
+  it = get_unique(root, "rollout", &dup);
+  if (it) {
+    bool pdup = false;
+    const cJSON *pc = cJSON_IsObject(it) ? get_unique(it, "percent", &pdup) : NULL;
+    if (!cJSON_IsObject(it)) fail(reason, n, failed, "rollout: must be an object {\"percent\": 0..100}");
+    else if (!pc) fail(reason, n, failed, "rollout.percent: required in rollout");
+    else if (pdup) fail(reason, n, failed, "rollout.percent: given more than once");
+    else if (!is_uint(pc, 100)) fail(reason, n, failed, "rollout.percent: must be 0..100");
+    else out->rollout_percent = (int)pc->valuedouble;
+  }
+
+  it = get_unique(root, "not_after", &dup);
+  if (it) {
+    time_t t;
+    if (!cJSON_IsString(it) || ef_rfc3339_parse(it->valuestring, &t) != EF_OK)
+      fail(reason, n, failed, "not_after: must be an RFC 3339 time (e.g. 2025-01-31T12:00:00Z)");
+    else out->not_after = t == 0 ? 1 : t; /* 0 means "no deadline" */
+  }
+
+  opt_string(get_unique(root, "expect_fw_version", &dup), "expect_fw_version",
+             EF_JOB_FW_VERSION_MAX, out->expect_fw_version, reason, n, failed);
+}
+
+static void job_clear(ef_job *j) {
+  memset(j, 0, sizeof *j);
+  j->chip_id = -1;
+  j->rollout_percent = -1;
+}
+
+ef_err ef_job_parse(const char *json, size_t len, const ef_job_limits *lim, ef_job *out,
+                    char *reason, size_t n) {
+  ef_job_limits deflim;
+  char *copy = NULL;
+  cJSON *root = NULL;
+  bool failed = false, too_large = false;
+  ef_err rc = EF_ERR_BAD_JOB;
+
+  if (!lim) {
+    ef_job_limits_default(&deflim);
+    lim = &deflim;
+  }
+  job_clear(out);
+  if (reason && n) reason[0] = '\0';
+  if (!json) {
+    fail(reason, n, &failed, "payload: empty");
+    goto out;
+  }
+  if (len > lim->max_payload) {
+    fail(reason, n, &failed, "payload: too large (%zu bytes, at most %zu)", len, lim->max_payload);
+    goto out;
+  }
+  if (len == 0) {
+    fail(reason, n, &failed, "payload: empty");
+    goto out;
+  }
+  if (!utf8_valid((const unsigned char *)json, len)) {
+    fail(reason, n, &failed, "payload: not valid UTF-8 text");
+    goto out;
+  }
+  /* cJSON wants the terminator inside the length to reject trailing garbage. */
+  copy = malloc(len + 1);
+  if (!copy) {
+    rc = EF_ERR_NOMEM;
+    fail(reason, n, &failed, "payload: out of memory");
+    goto out;
+  }
+  memcpy(copy, json, len);
+  copy[len] = '\0';
+  const char *end = NULL;
+  root = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 1);
+  if (!root) {
+    fail(reason, n, &failed, "payload: not valid JSON (near byte %td)", end ? end - copy : (ptrdiff_t)0);
+    goto out;
+  }
+  if (!cJSON_IsObject(root)) {
+    fail(reason, n, &failed, "payload: must be a JSON object");
+    goto out;
+  }
+  parse_fields(root, lim, out, reason, n, &failed, &too_large);
+  if (!failed) rc = too_large ? EF_ERR_TOO_LARGE : EF_OK;
+
+out:
+  if (rc != EF_OK) {
+    /* Keep only the job_id so nobody runs a half-parsed job. */
+    char id[sizeof out->job_id];
+    memcpy(id, out->job_id, sizeof id);
+    job_clear(out);
+    memcpy(out->job_id, id, sizeof id);
+  }
+  cJSON_Delete(root);
+  free(copy);
+  return rc;
+}
+
+/* One "key=length:value" line per field: lengths keep the encoding
+ * unambiguous whatever characters the values contain. */
+static void fp_field(EVP_MD_CTX *ctx, const char *key, const char *value) {
+  char head[64];
+  int k = snprintf(head, sizeof head, "%s=%zu:", key, strlen(value));
+  EVP_DigestUpdate(ctx, head, (size_t)k);
+  EVP_DigestUpdate(ctx, value, strlen(value));
+  EVP_DigestUpdate(ctx, "\n", 1);
+}
+
+void ef_job_fingerprint(const ef_job *job, char out[65]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  char num[32];
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  out[0] = '\0';
+  if (!ctx) return;
+  if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) goto out;
+  /* rollout.percent is deliberately absent: widening a rollout is the same job. */
+  fp_field(ctx, "format", "espfleet-job-1");
+  fp_field(ctx, "job_id", job->job_id);
+  fp_field(ctx, "url", job->url);
+  fp_field(ctx, "sha256", job->sha256_hex);
+  snprintf(num, sizeof num, "%" PRIu64, job->size);
+  fp_field(ctx, "size", num);
+  fp_field(ctx, "version", job->version);
+  fp_field(ctx, "project", job->project);
+  fp_field(ctx, "chip", job->chip);
+  fp_field(ctx, "allow_downgrade", job->allow_downgrade ? "true" : "false");
+  snprintf(num, sizeof num, "%lld", (long long)job->not_after);
+  fp_field(ctx, "not_after", num);
+  fp_field(ctx, "expect_fw_version", job->expect_fw_version);
+  if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) goto out;
+  ef_hex(md, 32, out);
+out:
+  EVP_MD_CTX_free(ctx);
+}
+
+char *ef_job_to_json(const ef_job *job) {
+  char *s = NULL;
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return NULL;
+  bool ok = cJSON_AddStringToObject(o, "job_id", job->job_id) &&
+            cJSON_AddStringToObject(o, "url", job->url) &&
+            cJSON_AddStringToObject(o, "sha256", job->sha256_hex) &&
+            cJSON_AddNumberToObject(o, "size", (double)job->size) &&
+            cJSON_AddStringToObject(o, "version", job->version);
+  if (ok && job->project[0]) ok = cJSON_AddStringToObject(o, "project", job->project);
+  if (ok && job->chip[0]) ok = cJSON_AddStringToObject(o, "chip", job->chip);
+  if (ok && job->allow_downgrade) ok = cJSON_AddTrueToObject(o, "allow_downgrade");
+  if (ok && job->rollout_percent >= 0) {
+    cJSON *r = cJSON_AddObjectToObject(o, "rollout");
+    ok = r && cJSON_AddNumberToObject(r, "percent", job->rollout_percent);
+  }
+  if (ok && job->not_after) {
+    char ts[32];
+    struct tm tm;
+    time_t t = job->not_after;
+    ok = gmtime_r(&t, &tm) && strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm) &&
+         cJSON_AddStringToObject(o, "not_after", ts);
+  }
+  if (ok && job->expect_fw_version[0])
+    ok = cJSON_AddStringToObject(o, "expect_fw_version", job->expect_fw_version);
+  if (ok) s = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return s;
+}

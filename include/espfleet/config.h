@@ -1,0 +1,116 @@
+/**
+ * @file config.h
+ * @brief espfleetd's JSON configuration (docs/configuration.md).
+ *
+ * Loading never stops at the first mistake: every problem is collected as one
+ * line that starts with the key ("esp.window: must be 1..8"), so
+ * `espfleetd --check-config` can list them all at once. Unknown keys are
+ * problems too, because a misspelt key would otherwise silently fall back to
+ * its default.
+ */
+#ifndef ESPFLEET_CONFIG_H
+#define ESPFLEET_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "espfleet/error.h"
+#include "espfleet/job.h"
+
+#define EF_CONFIG_PATH_MAX 1024
+#define EF_CONFIG_STR_MAX 256
+#define EF_CONFIG_MAX_GROUPS 32
+#define EF_CONFIG_MAX_PROBLEMS 64
+#define EF_CONFIG_PROBLEM_LEN 256
+#define EF_CONFIG_MAX_BYTES (256 * 1024)
+
+/* Defaults (documented in docs/configuration.md). */
+#define EF_CONFIG_DEFAULT_TOPIC_PREFIX "espfleet"
+#define EF_CONFIG_DEFAULT_KEEPALIVE_S 30
+#define EF_CONFIG_DEFAULT_DEVICE "/dev/esps0"
+#define EF_CONFIG_DEFAULT_CHUNK_SIZE 4000
+#define EF_CONFIG_DEFAULT_WINDOW 1
+#define EF_CONFIG_DEFAULT_MAX_IMAGE_SIZE (16u * 1024 * 1024)
+#define EF_CONFIG_DEFAULT_BOOT_TIMEOUT_S 60
+#define EF_CONFIG_DEFAULT_BEGIN_TIMEOUT_S 60
+#define EF_CONFIG_DEFAULT_CONNECT_TIMEOUT_S 15
+#define EF_CONFIG_DEFAULT_STALL_TIMEOUT_S 30
+#define EF_CONFIG_DEFAULT_MAX_ATTEMPTS 3
+#define EF_CONFIG_DEFAULT_STATE_DIR "/var/lib/espfleet"
+
+typedef struct {
+  char device_id[EF_JOB_ID_MAX + 1];
+  char groups[EF_CONFIG_MAX_GROUPS][EF_JOB_ID_MAX + 1];
+  size_t n_groups;
+  char state_dir[EF_CONFIG_PATH_MAX];
+  struct {
+    char uri[EF_CONFIG_STR_MAX];           /**< mqtt://host:port or mqtts://host:port */
+    char client_id[EF_CONFIG_STR_MAX];     /**< default "espfleet-<device_id>" */
+    char username[EF_CONFIG_STR_MAX];      /**< "" = none */
+    char password_file[EF_CONFIG_PATH_MAX];
+    char password[EF_CONFIG_STR_MAX];      /**< read from password_file, trailing newline removed */
+    bool has_password;
+    char ca_file[EF_CONFIG_PATH_MAX];      /**< "" = system CA store */
+    char cert_file[EF_CONFIG_PATH_MAX];    /**< client certificate, "" = none */
+    char key_file[EF_CONFIG_PATH_MAX];
+    int keepalive_s;
+    char topic_prefix[EF_CONFIG_STR_MAX];
+  } mqtt;
+  struct {
+    char device[EF_CONFIG_PATH_MAX];
+    char chip[16];                         /**< canonical chip name, "" = any */
+    int chip_id;                           /**< -1 = any */
+    int chunk_size;
+    int window;
+    uint64_t max_image_size;
+    bool disable_bt_during_ota;
+    int boot_timeout_s;
+    int begin_timeout_s;
+  } esp;
+  struct {
+    char ca_file[EF_CONFIG_PATH_MAX];      /**< "" = system CA store */
+    int connect_timeout_s;
+    int stall_timeout_s;
+    bool allow_http;
+    int max_attempts;
+  } download;
+} ef_config;
+
+/** Problems found by a load, one line each. */
+typedef struct {
+  size_t count;      /**< lines stored (at most EF_CONFIG_MAX_PROBLEMS) */
+  size_t dropped;    /**< further problems that did not fit */
+  char lines[EF_CONFIG_MAX_PROBLEMS][EF_CONFIG_PROBLEM_LEN];
+} ef_config_problems;
+
+/** Flags for ef_config_parse. */
+enum {
+  /** Do not read password_file or check that CA/cert/key files are readable
+   *  (for checking a config meant for another machine). */
+  EF_CONFIG_SKIP_FILES = 1u << 0,
+};
+
+/** Fills @p c with the defaults (device_id "" and no groups). */
+void ef_config_defaults(ef_config *c);
+
+/**
+ * Reads and validates the configuration file at @p path (files it names are
+ * read too: the MQTT password; CA, certificate and key files must be readable).
+ * @param p receives every problem (may be NULL)
+ * @return EF_OK with no problems; EF_ERR_CONFIG when there are problems
+ *         (@p out then holds defaults where a value was wrong).
+ */
+ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p) EF_MUST_CHECK;
+
+/**
+ * Validates a configuration given as text. @p flags: EF_CONFIG_SKIP_FILES.
+ * @return as ef_config_load.
+ */
+ef_err ef_config_parse(const char *json, size_t len, unsigned flags, ef_config *out,
+                       ef_config_problems *p) EF_MUST_CHECK;
+
+/** Job limits implied by the configuration (max image size, allow_http). */
+void ef_config_job_limits(const ef_config *c, ef_job_limits *lim);
+
+#endif

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Transfers that must never activate: a hash mismatch, a short download, a
+# 404 and an unreachable host. Each ends failed with its own error code, the
+# simulator counts no OTA end, and the running image stays what it was.
+. "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
+. "$EF_SRC/tests/integration/lib_fleet.sh"
+fleet_start
+
+mkimage "$EF_TMP/base.bin" 1.0.0 fleet-demo 300K
+serve "$EF_TMP/base.bin" base.bin
+publish_job "$(job_json base base.bin)"
+doc=$(wait_final base 60) || fail "no final state for the base job"
+assert_eq succeeded "$(jq -r .state <<<"$doc")" "base job"
+base_sha=$(sim_get "$FLASH" .running.sha256)
+
+mkimage "$EF_TMP/v2.bin" 2.0.0 fleet-demo 400K
+serve "$EF_TMP/v2.bin" v2.bin
+
+# expect_failure JOB_ID JSON CODE: the job fails with CODE; no OTA end.
+expect_failure() {
+  local id=$1 json=$2 code=$3 ends doc
+  ends=$(sim_get "$FLASH" .counters.ota_end)
+  publish_job "$json"
+  doc=$(wait_final "$id" 60) || fail "no final state for $id"
+  assert_eq failed "$(jq -r .state <<<"$doc")" "$id state"
+  assert_eq "$code" "$(jq -r .error.code <<<"$doc")" "$id error code"
+  [ -n "$(jq -r '.error.message // empty' <<<"$doc")" ] || fail "$id: error without a message"
+  assert_eq "$ends" "$(sim_get "$FLASH" .counters.ota_end)" "$id: no OTA end"
+  assert_eq "$base_sha" "$(sim_get "$FLASH" .running.sha256)" "$id: running image unchanged"
+  daemon_alive || fail "espfleetd died on $id"
+  pass "$id: failed with $code, no OTA end, running image unchanged"
+}
+
+# The served file is fine but the job announces another hash.
+expect_failure hash "$(job_json hash v2.bin ".sha256 = \"$(printf x | sha256sum | cut -d' ' -f1)\"")" hash_mismatch
+
+# A one-byte corruption on the server: caught by the job's sha256.
+cp "$EF_TMP/v2.bin" "$EF_TMP/corrupt.bin"
+printf '\x55' | dd of="$EF_TMP/corrupt.bin" bs=1 seek=200000 conv=notrunc status=none
+json=$(job_json corrupt v2.bin)
+serve "$EF_TMP/corrupt.bin" v2c.bin
+expect_failure corrupt "$(jq -c ".url = \"$URL_BASE/v2c.bin\" | .job_id = \"corrupt\"" <<<"$json")" hash_mismatch
+
+# The server's file is shorter than the job says (a truncated upload).
+head -c 300000 "$EF_TMP/v2.bin" >"$WWW/short.bin"
+expect_failure short "$(jq -c ".url = \"$URL_BASE/short.bin\" | .job_id = \"short\"" <<<"$json")" size_mismatch
+
+expect_failure notfound "$(jq -c ".url = \"$URL_BASE/missing.bin\" | .job_id = \"notfound\"" <<<"$json")" download_failed
+closed=$(free_port)
+expect_failure unreachable "$(jq -c ".url = \"https://127.0.0.1:$closed/v2.bin\" | .job_id = \"unreachable\"" <<<"$json")" download_failed
+
+# After all that, a good job still goes through.
+publish_job "$(job_json good v2.bin)"
+doc=$(wait_final good 60) || fail "no final state for the good job"
+assert_eq succeeded "$(jq -r .state <<<"$doc")" "good job after failures"
+assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "v2 running"
+pass "a good job after the failures succeeds"

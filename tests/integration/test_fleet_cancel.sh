@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Cancel while transferring: the job ends canceled, no OTA end is sent, the
+# running image is unchanged. A cancel for a waiting job drops it; the newest
+# waiting job replaces an older one.
+. "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
+. "$EF_SRC/tests/integration/lib_fleet.sh"
+# 100 KiB/s of flash writes: a 600 KiB image takes about 6 s.
+fleet_start --flash-kbps 100
+
+mkimage "$EF_TMP/slow.bin" 2.0.0 fleet-demo 600K
+serve "$EF_TMP/slow.bin" slow.bin
+mkimage "$EF_TMP/w1.bin" 2.1.0 fleet-demo 100K
+serve "$EF_TMP/w1.bin" w1.bin
+mkimage "$EF_TMP/w2.bin" 2.2.0 fleet-demo 100K
+serve "$EF_TMP/w2.bin" w2.bin
+
+publish_job "$(job_json slow slow.bin)"
+wait_for "sim_get '$FLASH' .counters.ota_write | jq -e '. > 5' >/dev/null" 20 || fail "transfer did not start"
+# Two jobs arrive while it runs: only the newest waits.
+publish_job "$(job_json wait-1 w1.bin)"
+publish_job "$(job_json wait-2 w2.bin)"
+publish_cancel slow
+doc=$(wait_final slow 20) || fail "no final state for the canceled job"
+assert_eq canceled "$(jq -r .state <<<"$doc")" "state after cancel"
+assert_eq 0 "$(sim_get "$FLASH" .counters.ota_end)" "no OTA end after cancel"
+assert_eq null "$(sim_get "$FLASH" .running)" "running image unchanged"
+pass "cancel while transferring: canceled, no OTA end"
+
+doc=$(wait_final wait-2 30) || fail "newest waiting job did not run"
+assert_eq succeeded "$(jq -r .state <<<"$doc")" "waiting job"
+assert_eq "$(sha256_of "$EF_TMP/w2.bin")" "$(sim_get "$FLASH" .running.sha256)" "newest waiting job installed"
+grep -q "wait-2 replaces waiting job wait-1" "$DAEMON_LOG" || fail "wait-1 was not replaced by wait-2"
+pass "only the newest waiting job ran"
+
+# A cancel for a job that already finished changes nothing.
+publish_cancel wait-2
+sleep 1
+doc=$(wait_final wait-2 5) || fail "state lost"
+assert_eq succeeded "$(jq -r .state <<<"$doc")" "finished job is not canceled"
+pass "cancel after the end is ignored"

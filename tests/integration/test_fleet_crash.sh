@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# espfleetd killed with SIGKILL in the middle of an update, then restarted:
+# the journal brings the job back, it runs again from the start as attempt 2
+# and completes; a finished job is never run twice.
+. "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
+. "$EF_SRC/tests/integration/lib_fleet.sh"
+fleet_start --flash-kbps 150
+
+mkimage "$EF_TMP/v2.bin" 2.0.0 fleet-demo 500K
+serve "$EF_TMP/v2.bin" v2.bin
+publish_job "$(job_json crashy v2.bin)"
+wait_for "sim_get '$FLASH' .counters.ota_write | jq -e '. > 5' >/dev/null" 20 || fail "transfer did not start"
+kill_daemon KILL
+assert_eq 0 "$(sim_get "$FLASH" .counters.ota_end)" "no OTA end before the kill"
+assert_eq crashy "$(jq -r '.current.job.job_id // empty' "$EF_TMP/state/journal.json")" \
+  "journal holds the interrupted job"
+
+start_daemon
+doc=$(wait_state '.job_id == "crashy" and .state == "succeeded"' 60) || fail "interrupted job did not complete"
+assert_eq 2 "$(jq -r .attempt <<<"$doc")" "attempt after the restart"
+assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "image installed"
+assert_eq 1 "$(sim_get "$FLASH" .counters.ota_end)" "one OTA end"
+pass "killed mid-update: resumed as attempt 2 and completed"
+
+# Restart once more: the finished job is not run again, its state stays.
+begins=$(sim_get "$FLASH" .counters.ota_begin)
+kill_daemon TERM
+start_daemon
+publish_job "$(job_json crashy v2.bin)"
+sleep 1
+doc=$(wait_final crashy 10) || fail "final state lost over a restart"
+assert_eq succeeded "$(jq -r .state <<<"$doc")" "state after restart"
+assert_eq "$begins" "$(sim_get "$FLASH" .counters.ota_begin)" "finished job not run twice"
+pass "a finished job is not run twice after a restart"

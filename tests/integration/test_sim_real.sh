@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The real ESP32-S3 application image from shared/ (ESP-IDF 4.4.7, 1.4 MB)
+# flashed into the simulator: the simulator's own OTA end accepts it, and the
+# running image is exactly the file. Skips when shared/firmware is absent.
+. "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
+require_bin espfleet espfleet-sim
+require_cmd jq sha256sum
+fw=$(real_firmware)
+
+link=$EF_TMP/esp0
+flash=$EF_TMP/flash.bin
+start_sim "$link" "$flash" --reboot-delay-ms 200 --down-ms 100
+
+espfleet flash --device "$link" --chip esp32s3 --timeout-ms 3000 --boot-timeout-ms 10000 "$fw" \
+  >"$EF_TMP/flash.out" 2>"$EF_TMP/flash.err" || fail "espfleet flash: $(tail -n1 "$EF_TMP/flash.err")"
+sim_wait "$flash" '.counters.boots == 2' 10 || fail "the simulator did not reboot"
+
+assert_eq "$(sha256_of "$fw")" "$(sim_get "$flash" .running.sha256)" "running sha256"
+assert_eq 1488032 "$(sim_get "$flash" .running.size)" "running size"
+assert_eq "esp-idf: v4.4.7 38eeba213a" "$(sim_get "$flash" .running.version)" "running version"
+assert_eq arduino-lib-builder "$(sim_get "$flash" .running.project)" "running project"
+assert_eq esp32s3 "$(sim_get "$flash" .running.chip)" "running chip"
+assert_eq 0 "$(sim_get "$flash" .running.secure_version)" "secure_version"
+assert_eq 0 "$(sim_get "$flash" .counters.ota_end_rejected)" "rejected OTA ends"
+pass "real image installed; sha256 $(sha256_of "$fw")"
+
+# "esp-idf: v4.4.7 38eeba213a": the first five digit runs are 4 4 7 38 213
+assert_eq FG-4.4.7.38.213 "$(espfleet info --device "$link" --timeout-ms 2000)" "mapped version"
+pass "GetFwVersion maps the real image's version to FG-4.4.7.38.213"

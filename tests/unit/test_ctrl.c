@@ -1,0 +1,608 @@
+/* The control client against a fake ESP thread on a real pseudo-terminal,
+ * reached through a symlink the way the simulator exposes its pty. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctrl_msg.h"
+#include "espfleet/ctrl.h"
+#include "espfleet/log.h"
+#include "espfleet/tlv.h"
+
+/* ---------------------------------------------------------------- fake ESP */
+
+enum { HOLD_MAX = 16 };
+
+struct fake {
+  char dir[PATH_MAX];
+  char link[PATH_MAX + 8];
+  int master, keeper; /* keeper: a slave fd held open so the master never sees EIO */
+  int stop_pipe[2];
+  pthread_t th;
+  pthread_mutex_t mu;
+  ef_tlv_reader *rd;
+
+  /* behaviour, set before the client runs */
+  int late_mode;       /* first GetFwVersion unanswered; answered late with name LATE */
+  int events_mode;     /* events around the GetFwVersion answer */
+  int hold_writes;     /* answer OTA writes only once this many are pending */
+  int refuse_write;    /* 1-based index of the write answered with resp -1 */
+  int hangup_on_write; /* 1-based index of the write after which the pty goes away */
+  int reboot_after_end;/* after answering OTA end: hang up, come back */
+  int uid_zero;        /* firmware without uids */
+
+  /* what the fake saw */
+  int begins, writes, ends, fw_reqs, features, last_feature, last_enable;
+  int32_t last_uid;
+  int uids_increasing;
+  int max_held;
+  int recreated;
+  int first_after_boot; /* next GetFwVersion after a reboot gets only ESPInit */
+  int32_t late_uid;
+  int32_t held[HOLD_MAX];
+  int held_n;
+  uint8_t *img;
+  size_t img_len;
+  int pending_hangup;
+};
+
+static void make_raw(int fd) {
+  struct termios t;
+  assert_int_equal(tcgetattr(fd, &t), 0);
+  cfmakeraw(&t);
+  assert_int_equal(tcsetattr(fd, TCSANOW, &t), 0);
+}
+
+static void fake_make_pty(struct fake *f) {
+  char name[128], tmp[PATH_MAX + 16];
+  f->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  assert_true(f->master >= 0);
+  assert_int_equal(grantpt(f->master), 0);
+  assert_int_equal(unlockpt(f->master), 0);
+  assert_int_equal(ptsname_r(f->master, name, sizeof name), 0);
+  f->keeper = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  assert_true(f->keeper >= 0);
+  /* Raw before any byte flows, or the line discipline would echo requests. */
+  make_raw(f->keeper);
+  snprintf(tmp, sizeof tmp, "%s.tmp", f->link);
+  unlink(tmp);
+  assert_int_equal(symlink(name, tmp), 0);
+  assert_int_equal(rename(tmp, f->link), 0);
+}
+
+static void fake_kill_pty(struct fake *f) {
+  unlink(f->link);
+  if (f->keeper >= 0) close(f->keeper);
+  if (f->master >= 0) close(f->master);
+  f->keeper = f->master = -1;
+}
+
+static void fake_send(struct fake *f, ef_ctrl_msg *m, const char *ep) {
+  static uint8_t buf[EF_TLV_MAX_FRAME];
+  size_t n = ef_ctrl_msg_frame(&m->msg, ep, buf, sizeof buf);
+  assert_true(n > 0);
+  for (size_t off = 0; off < n;) {
+    ssize_t w = write(f->master, buf + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return; /* the client is gone; the test will notice */
+    off += (size_t)w;
+  }
+}
+
+static void fake_resp(struct fake *f, int req_id, int32_t uid, int32_t resp) {
+  ef_ctrl_msg m;
+  assert_int_equal(ef_ctrl_msg_init(&m, req_id + EF_CTRL_RESP_OFFSET, f->uid_zero ? 0 : uid), EF_OK);
+  assert_int_equal(ef_ctrl_msg_set_resp(&m, resp), EF_OK);
+  fake_send(f, &m, EF_TLV_EP_RESP);
+}
+
+static void fake_fw(struct fake *f, int32_t uid, const char *name) {
+  ef_ctrl_msg m;
+  assert_int_equal(ef_ctrl_msg_init(&m, 223, f->uid_zero ? 0 : uid), EF_OK);
+  m.body.resp_get_fw_version.name = (char *)name;
+  m.body.resp_get_fw_version.major1 = 1;
+  m.body.resp_get_fw_version.minor = 3;
+  fake_send(f, &m, EF_TLV_EP_RESP);
+}
+
+static void fake_event(struct fake *f, int id, int32_t uid, int32_t hb, const char *ep) {
+  ef_ctrl_msg m;
+  static uint8_t init[] = {0x01, 0x02};
+  assert_int_equal(ef_ctrl_msg_init(&m, id, uid), EF_OK);
+  if (id == EF_CTRL_EVENT_HEARTBEAT) m.body.event_heartbeat.hb_num = hb;
+  if (id == EF_CTRL_EVENT_ESP_INIT) {
+    m.body.event_esp_init.init_data.data = init;
+    m.body.event_esp_init.init_data.len = sizeof init;
+  }
+  fake_send(f, &m, ep);
+}
+
+static void fake_handle(struct fake *f, const Espfleet__CtrlMsg *m) {
+  int32_t uid = m->uid;
+  if (m->msg_type != ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_REQ) return;
+  if (uid <= f->last_uid) f->uids_increasing = 0;
+  f->last_uid = uid;
+  switch ((int)m->msg_id) {
+  case EF_CTRL_REQ_OTA_BEGIN:
+    f->begins++;
+    f->img_len = 0;
+    fake_resp(f, EF_CTRL_REQ_OTA_BEGIN, uid, 0);
+    break;
+  case EF_CTRL_REQ_OTA_WRITE: {
+    f->writes++;
+    const ProtobufCBinaryData *d = &m->req_ota_write->ota_data;
+    f->img = realloc(f->img, f->img_len + d->len);
+    memcpy(f->img + f->img_len, d->data, d->len);
+    f->img_len += d->len;
+    if (f->hangup_on_write == f->writes) {
+      f->pending_hangup = 1;
+      break;
+    }
+    if (f->hold_writes) {
+      f->held[f->held_n++] = uid;
+      if (f->held_n > f->max_held) f->max_held = f->held_n;
+      if (f->held_n >= f->hold_writes) {
+        for (int i = 0; i < f->held_n; i++) fake_resp(f, EF_CTRL_REQ_OTA_WRITE, f->held[i], 0);
+        f->held_n = 0;
+      }
+      break;
+    }
+    fake_resp(f, EF_CTRL_REQ_OTA_WRITE, uid, f->refuse_write == f->writes ? -1 : 0);
+    break;
+  }
+  case EF_CTRL_REQ_OTA_END:
+    f->ends++;
+    fake_resp(f, EF_CTRL_REQ_OTA_END, uid, 0);
+    if (f->reboot_after_end) f->pending_hangup = 1;
+    break;
+  case EF_CTRL_REQ_ENABLE_DISABLE:
+    f->features++;
+    f->last_feature = (int)m->req_enable_disable->feature;
+    f->last_enable = m->req_enable_disable->enable;
+    fake_resp(f, EF_CTRL_REQ_ENABLE_DISABLE, uid, 0);
+    break;
+  case EF_CTRL_REQ_GET_FW_VERSION:
+    f->fw_reqs++;
+    if (f->first_after_boot) {
+      /* Booting: the request is lost, the firmware announces itself. */
+      f->first_after_boot = 0;
+      fake_event(f, EF_CTRL_EVENT_ESP_INIT, 0, 0, EF_TLV_EP_EVENT);
+      break;
+    }
+    if (f->late_mode && f->fw_reqs == 1) {
+      f->late_uid = uid;
+      break;
+    }
+    if (f->late_mode && f->fw_reqs == 2) fake_fw(f, f->late_uid, "LATE");
+    if (f->events_mode) {
+      fake_event(f, EF_CTRL_EVENT_HEARTBEAT, 0, 7, EF_TLV_EP_EVENT);
+      fake_event(f, EF_CTRL_EVENT_ESP_INIT, 0, 0, EF_TLV_EP_EVENT);
+      /* An event carrying the request's uid, even on ctrlResp, is no answer. */
+      fake_event(f, EF_CTRL_EVENT_HEARTBEAT, uid, 8, EF_TLV_EP_RESP);
+    }
+    fake_fw(f, uid, "FG");
+    break;
+  default:
+    break;
+  }
+}
+
+/* Waits @p ms unless asked to stop; returns 1 when asked to stop. */
+static int fake_pause(struct fake *f, int ms) {
+  struct pollfd p = {.fd = f->stop_pipe[0], .events = POLLIN};
+  return poll(&p, 1, ms) > 0;
+}
+
+static void *fake_main(void *arg) {
+  struct fake *f = arg;
+  uint8_t buf[4096];
+  for (;;) {
+    struct pollfd p[2] = {{.fd = f->stop_pipe[0], .events = POLLIN},
+                          {.fd = f->master, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[0].revents) break;
+    if (!(p[1].revents & POLLIN)) continue;
+    ssize_t n = read(f->master, buf, sizeof buf);
+    if (n <= 0) continue;
+    pthread_mutex_lock(&f->mu);
+    if (ef_tlv_reader_feed(f->rd, buf, (size_t)n) != EF_OK) ef_tlv_reader_reset(f->rd);
+    ef_tlv_frame fr;
+    while (ef_tlv_reader_next(f->rd, &fr)) {
+      Espfleet__CtrlMsg *m = NULL;
+      if (ef_ctrl_msg_parse(fr.payload, fr.payload_len, &m) == EF_OK) fake_handle(f, m);
+      ef_ctrl_msg_free(m);
+      if (f->pending_hangup) break;
+    }
+    int hang = f->pending_hangup;
+    pthread_mutex_unlock(&f->mu);
+    if (hang) {
+      /* The ESP restarts: the node goes away for a while, then a new pty
+       * appears at the same path and the firmware boots. */
+      if (fake_pause(f, 50)) break;
+      pthread_mutex_lock(&f->mu);
+      fake_kill_pty(f);
+      pthread_mutex_unlock(&f->mu);
+      if (fake_pause(f, 300)) break;
+      pthread_mutex_lock(&f->mu);
+      fake_make_pty(f);
+      ef_tlv_reader_reset(f->rd);
+      f->pending_hangup = 0;
+      f->recreated++;
+      f->first_after_boot = 1;
+      pthread_mutex_unlock(&f->mu);
+    }
+  }
+  return NULL;
+}
+
+static struct fake *fake_new(void) {
+  struct fake *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  snprintf(f->dir, sizeof f->dir, "%s/ef-ctrl-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  assert_non_null(mkdtemp(f->dir));
+  snprintf(f->link, sizeof f->link, "%s/esp", f->dir);
+  f->rd = malloc(sizeof *f->rd);
+  assert_non_null(f->rd);
+  ef_tlv_reader_reset(f->rd);
+  f->uids_increasing = 1;
+  pthread_mutex_init(&f->mu, NULL);
+  assert_int_equal(pipe(f->stop_pipe), 0);
+  fake_make_pty(f);
+  return f;
+}
+
+static void fake_start(struct fake *f) { assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0); }
+
+static void fake_free(struct fake *f) {
+  if (write(f->stop_pipe[1], "x", 1) != 1) fail();
+  pthread_join(f->th, NULL);
+  fake_kill_pty(f);
+  rmdir(f->dir);
+  close(f->stop_pipe[0]);
+  close(f->stop_pipe[1]);
+  pthread_mutex_destroy(&f->mu);
+  free(f->rd);
+  free(f->img);
+  free(f);
+}
+
+/* Reads what the fake saw, under its lock. */
+static int seen_i(struct fake *f, const int *field) {
+  pthread_mutex_lock(&f->mu);
+  int v = *field;
+  pthread_mutex_unlock(&f->mu);
+  return v;
+}
+#define SEEN(f, field) seen_i((f), &(f)->field)
+
+/* True when the fake received exactly @p n bytes equal to @p img. */
+static int fake_got_image(struct fake *f, const uint8_t *img, size_t n) {
+  pthread_mutex_lock(&f->mu);
+  int same = f->img_len == n && memcmp(f->img, img, n) == 0;
+  pthread_mutex_unlock(&f->mu);
+  return same;
+}
+
+static void fake_set(struct fake *f, int *field, int v) {
+  pthread_mutex_lock(&f->mu);
+  *field = v;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* ---------------------------------------------------------------- client */
+
+struct events {
+  int n;
+  int id[16];
+  int32_t hb[16];
+  size_t len[16];
+};
+
+static void on_event(void *arg, const ef_ctrl_event *ev) {
+  struct events *e = arg;
+  if (e->n >= 16) return;
+  e->id[e->n] = ev->id;
+  e->hb[e->n] = ev->hb_num;
+  e->len[e->n] = ev->data_len;
+  e->n++;
+}
+
+static ef_ctrl *client(struct fake *f, int timeout_ms, int window) {
+  ef_ctrl_options o;
+  ef_ctrl_options_default(&o);
+  o.device = f->link;
+  o.timeout_ms = timeout_ms;
+  o.open_timeout_ms = 2000;
+  o.window = window;
+  ef_ctrl *c = NULL;
+  assert_int_equal(ef_ctrl_open(&o, &c), EF_OK);
+  return c;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed) {
+  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)((i * 131 + seed) >> 3);
+  p[0] = 0xE9;
+}
+
+static void test_request_response(void **state) {
+  struct fake *f = fake_new();
+  fake_start(f);
+  ef_ctrl *c = client(f, 2000, 1);
+  ef_fw_version v;
+  char s[64];
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  ef_fw_version_format(&v, s, sizeof s);
+  assert_string_equal(s, "FG-1.0.3.0.0");
+  assert_int_equal(ef_ctrl_feature(c, EF_FEATURE_BLUETOOTH, false), EF_OK);
+  assert_int_equal(SEEN(f, last_feature), 2);
+  assert_int_equal(SEEN(f, last_enable), 0);
+
+  static uint8_t img[3 * 4000 + 123];
+  fill(img, sizeof img, 1);
+  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  for (size_t off = 0; off < sizeof img; off += 4000) {
+    size_t n = sizeof img - off < 4000 ? sizeof img - off : 4000;
+    assert_int_equal(ef_ctrl_ota_write(c, img + off, n), EF_OK);
+  }
+  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  assert_int_equal(ef_ctrl_last_resp(c), 0);
+  assert_true(fake_got_image(f, img, sizeof img));
+  assert_int_equal(SEEN(f, writes), 4);
+  assert_int_equal(SEEN(f, ends), 1);
+  assert_true(SEEN(f, uids_increasing));
+  assert_int_equal(ef_ctrl_ota_write(c, img, 0), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_ctrl_ota_write(c, img, EF_CTRL_MAX_CHUNK + 1), EF_ERR_INVALID_ARG);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_format_width(void **state) {
+  ef_fw_version v = {.name = "FG", .major1 = 1, .major2 = 0, .minor = 3};
+  char s[64];
+  ef_fw_version_format(&v, s, sizeof s);
+  assert_string_equal(s, "FG-1.0.3.0.0");
+}
+
+static void test_timeout_then_late_response(void **state) {
+  struct fake *f = fake_new();
+  f->late_mode = 1;
+  fake_start(f);
+  ef_ctrl *c = client(f, 300, 1);
+  ef_fw_version v;
+  int64_t t0 = mono_ms();
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_ERR_ESP_TIMEOUT);
+  int64_t took = mono_ms() - t0;
+  assert_true(took >= 250 && took < 2000);
+  /* The fake now answers the old uid first ("LATE"), then ours ("FG"). */
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  assert_string_equal(v.name, "FG");
+  assert_int_equal(SEEN(f, fw_reqs), 2);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_events_while_waiting(void **state) {
+  struct fake *f = fake_new();
+  f->events_mode = 1;
+  fake_start(f);
+  ef_ctrl *c = client(f, 2000, 1);
+  struct events ev = {0};
+  ef_ctrl_set_event_cb(c, on_event, &ev);
+  ef_fw_version v;
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  assert_string_equal(v.name, "FG");
+  assert_int_equal(ev.n, 3);
+  assert_int_equal(ev.id[0], EF_CTRL_EVENT_HEARTBEAT);
+  assert_int_equal(ev.hb[0], 7);
+  assert_int_equal(ev.id[1], EF_CTRL_EVENT_ESP_INIT);
+  assert_int_equal(ev.len[1], 2);
+  assert_int_equal(ev.id[2], EF_CTRL_EVENT_HEARTBEAT);
+  assert_int_equal(ev.hb[2], 8);
+  /* Nothing else pending: poll times out quietly. */
+  assert_int_equal(ef_ctrl_poll(c, 50), EF_OK);
+  assert_int_equal(ev.n, 3);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_window_of_four(void **state) {
+  struct fake *f = fake_new();
+  f->hold_writes = 4; /* a client that waited for each answer would stall */
+  fake_start(f);
+  ef_ctrl *c = client(f, 2000, 4);
+  static uint8_t img[8 * 1000];
+  fill(img, sizeof img, 2);
+  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  for (int i = 0; i < 8; i++) assert_int_equal(ef_ctrl_ota_write(c, img + i * 1000, 1000), EF_OK);
+  assert_int_equal(ef_ctrl_ota_flush(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  assert_int_equal(SEEN(f, max_held), 4);
+  assert_true(fake_got_image(f, img, sizeof img));
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_refused_write_in_window(void **state) {
+  struct fake *f = fake_new();
+  f->refuse_write = 3;
+  fake_start(f);
+  ef_ctrl *c = client(f, 2000, 4);
+  static uint8_t img[10 * 500];
+  fill(img, sizeof img, 3);
+  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  ef_err err = EF_OK;
+  int i;
+  for (i = 1; i <= 10 && err == EF_OK; i++) err = ef_ctrl_ota_write(c, img + (i - 1) * 500, 500);
+  assert_int_equal(err, EF_ERR_OTA_WRITE_FAILED);
+  int failed_at = i - 1;
+  assert_true(failed_at >= 3 && failed_at <= 3 + 4); /* reported within one window */
+  assert_int_equal(ef_ctrl_last_resp(c), -1);
+  int sent = SEEN(f, writes);
+  assert_true(sent <= 3 + 4 - 1);
+  /* Sticky: no further write is sent and OTA end is never sent. */
+  assert_int_equal(ef_ctrl_ota_write(c, img, 500), EF_ERR_OTA_WRITE_FAILED);
+  assert_int_equal(ef_ctrl_ota_flush(c), EF_ERR_OTA_WRITE_FAILED);
+  assert_int_equal(ef_ctrl_ota_end(c), EF_ERR_OTA_WRITE_FAILED);
+  assert_int_equal(SEEN(f, ends), 0);
+  assert_int_equal(SEEN(f, writes), sent);
+  /* Answers to the abandoned writes are discarded; other requests work. */
+  ef_fw_version v;
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  /* A new OTA starts clean. */
+  fake_set(f, &f->refuse_write, 0);
+  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, img, 500), EF_OK);
+  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_hangup_is_unavailable(void **state) {
+  struct fake *f = fake_new();
+  f->hangup_on_write = 2;
+  fake_start(f);
+  ef_ctrl *c = client(f, 3000, 1);
+  static uint8_t img[3 * 100];
+  fill(img, sizeof img, 4);
+  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, img, 100), EF_OK);
+  int64_t t0 = mono_ms();
+  assert_int_equal(ef_ctrl_ota_write(c, img + 100, 100), EF_ERR_ESP_UNAVAILABLE);
+  assert_true(mono_ms() - t0 < 2500); /* the hang-up, not the timeout */
+  assert_int_equal(ef_ctrl_ota_end(c), EF_ERR_ESP_UNAVAILABLE);
+  assert_int_equal(SEEN(f, writes), 2); /* never re-sent */
+  assert_int_equal(SEEN(f, ends), 0);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_reopen_after_reboot(void **state) {
+  struct fake *f = fake_new();
+  f->reboot_after_end = 1;
+  fake_start(f);
+  ef_ctrl *c = client(f, 2000, 1);
+  struct events ev = {0};
+  ef_ctrl_set_event_cb(c, on_event, &ev);
+  static uint8_t img[1000];
+  fill(img, sizeof img, 5);
+  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, img, sizeof img), EF_OK);
+  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  /* The fake hangs up, removes the node for 300 ms, makes a new pty at the
+   * same path and answers the first GetFwVersion with ESPInit only. */
+  ef_fw_version v;
+  int64_t t0 = mono_ms();
+  assert_int_equal(ef_ctrl_wait_boot(c, 5000, &v), EF_OK);
+  assert_true(mono_ms() - t0 < 4000);
+  assert_string_equal(v.name, "FG");
+  assert_int_equal(SEEN(f, recreated), 1);
+  int inits = 0;
+  for (int i = 0; i < ev.n; i++) inits += ev.id[i] == EF_CTRL_EVENT_ESP_INIT;
+  assert_int_equal(inits, 1);
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_uid_zero_firmware(void **state) {
+  struct fake *f = fake_new();
+  f->uid_zero = 1;
+  fake_start(f);
+  ef_ctrl *c = client(f, 2000, 3);
+  static uint8_t img[7 * 300];
+  fill(img, sizeof img, 6);
+  ef_fw_version v;
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  for (int i = 0; i < 7; i++) assert_int_equal(ef_ctrl_ota_write(c, img + i * 300, 300), EF_OK);
+  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  assert_true(fake_got_image(f, img, sizeof img));
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+/* A realistic transfer: 2 MiB in 4000-byte chunks, window 1 then 4. */
+static void test_large_image(void **state) {
+  const size_t size = 2u << 20, chunk = EF_CTRL_DEFAULT_CHUNK;
+  uint8_t *img = malloc(size);
+  assert_non_null(img);
+  fill(img, size, 7);
+  for (int window = 1; window <= 4; window += 3) {
+    struct fake *f = fake_new();
+    fake_start(f);
+    ef_ctrl *c = client(f, 2000, window);
+    int64_t t0 = mono_ms();
+    assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+    for (size_t off = 0; off < size; off += chunk)
+      assert_int_equal(ef_ctrl_ota_write(c, img + off, size - off < chunk ? size - off : chunk), EF_OK);
+    assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+    int64_t ms = mono_ms() - t0;
+    print_message("window %d: %zu bytes in %lld ms\n", window, size, (long long)ms);
+    assert_true(fake_got_image(f, img, size));
+    ef_ctrl_close(c);
+    fake_free(f);
+  }
+  free(img);
+}
+
+static void test_open_missing_device(void **state) {
+  char dir[PATH_MAX], path[PATH_MAX + 8];
+  snprintf(dir, sizeof dir, "/tmp/ef-ctrl-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/none", dir);
+  ef_ctrl_options o;
+  ef_ctrl_options_default(&o);
+  o.device = path;
+  o.open_timeout_ms = 200;
+  ef_ctrl *c = NULL;
+  int64_t t0 = mono_ms();
+  assert_int_equal(ef_ctrl_open(&o, &c), EF_ERR_ESP_UNAVAILABLE);
+  assert_null(c);
+  assert_true(mono_ms() - t0 >= 150);
+  o.device = "/dev/null";
+  o.window = EF_CTRL_MAX_WINDOW + 1;
+  assert_int_equal(ef_ctrl_open(&o, &c), EF_ERR_INVALID_ARG);
+  rmdir(dir);
+}
+
+int main(void) {
+  ef_log_set_level(EF_LOG_ERROR);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_format_width),
+      cmocka_unit_test(test_request_response),
+      cmocka_unit_test(test_timeout_then_late_response),
+      cmocka_unit_test(test_events_while_waiting),
+      cmocka_unit_test(test_window_of_four),
+      cmocka_unit_test(test_refused_write_in_window),
+      cmocka_unit_test(test_hangup_is_unavailable),
+      cmocka_unit_test(test_reopen_after_reboot),
+      cmocka_unit_test(test_uid_zero_firmware),
+      cmocka_unit_test(test_large_image),
+      cmocka_unit_test(test_open_missing_device),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,411 @@
+/* Job documents and the job policy. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "espfleet/job.h"
+
+#define SHA_A "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define SHA_B "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"
+
+static const char *full_job =
+    "{\"job_id\":\"fw-2025.01:canary_1\",\"url\":\"https://updates.example.com/fw/1.2.0.bin\","
+    "\"sha256\":\"" SHA_A "\",\"size\":1048576,\"version\":\"1.2.0\",\"project\":\"hosted\","
+    "\"chip\":\"ESP32-S3\",\"allow_downgrade\":true,\"rollout\":{\"percent\":25},"
+    "\"not_after\":\"2030-01-02T03:04:05Z\",\"expect_fw_version\":\"FG-1.0.4.0.0\","
+    "\"comment\":\"unknown keys are ignored\"}";
+
+static ef_err parse(const char *json, ef_job *job, char *reason, size_t n) {
+  ef_job_limits lim;
+  ef_job_limits_default(&lim);
+  return ef_job_parse(json, strlen(json), &lim, job, reason, n);
+}
+
+static void test_full_job(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256];
+  assert_int_equal(parse(full_job, &j, reason, sizeof reason), EF_OK);
+  assert_string_equal(j.job_id, "fw-2025.01:canary_1");
+  assert_string_equal(j.url, "https://updates.example.com/fw/1.2.0.bin");
+  assert_string_equal(j.sha256_hex, SHA_A);
+  assert_int_equal(j.sha256[0], 0x9f);
+  assert_int_equal(j.sha256[31], 0x08);
+  assert_int_equal(j.size, 1048576);
+  assert_string_equal(j.version, "1.2.0");
+  assert_string_equal(j.project, "hosted");
+  assert_string_equal(j.chip, "esp32s3");
+  assert_int_equal(j.chip_id, 9);
+  assert_true(j.allow_downgrade);
+  assert_int_equal(j.rollout_percent, 25);
+  assert_int_equal((long long)j.not_after, 1893553445LL); /* date -u -d 2030-01-02T03:04:05Z +%s */
+  assert_string_equal(j.expect_fw_version, "FG-1.0.4.0.0");
+}
+
+static void test_minimal_job_defaults(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256];
+  const char *doc = "{\"job_id\":\"a\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+                    "\",\"size\":1,\"version\":\"1\"}";
+  assert_int_equal(parse(doc, &j, reason, sizeof reason), EF_OK);
+  assert_string_equal(j.project, "");
+  assert_string_equal(j.chip, "");
+  assert_int_equal(j.chip_id, -1);
+  assert_false(j.allow_downgrade);
+  assert_int_equal(j.rollout_percent, -1);
+  assert_int_equal(j.not_after, 0);
+  assert_string_equal(j.expect_fw_version, "");
+}
+
+/* Upper-case hex is accepted and normalised. */
+static void test_sha_upper_case(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256];
+  const char *doc = "{\"job_id\":\"a\",\"url\":\"https://h/x\",\"sha256\":"
+                    "\"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\","
+                    "\"size\":1,\"version\":\"1\"}";
+  assert_int_equal(parse(doc, &j, reason, sizeof reason), EF_OK);
+  assert_string_equal(j.sha256_hex, SHA_A);
+}
+
+struct bad_case {
+  const char *doc;
+  const char *reason_prefix; /* the reason must start with this (the key) */
+  const char *job_id;        /* best-effort job_id expected */
+};
+
+#define GOOD_REST "\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1.0\""
+
+static const struct bad_case bad_cases[] = {
+    {"{" GOOD_REST "}", "job_id: required", ""},
+    {"{\"job_id\":\"\"," GOOD_REST "}", "job_id: must be 1-64", ""},
+    {"{\"job_id\":\"a/b\"," GOOD_REST "}", "job_id: must be 1-64", ""},
+    {"{\"job_id\":\"a+b\"," GOOD_REST "}", "job_id: must be 1-64", ""},
+    {"{\"job_id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"," GOOD_REST "}",
+     "job_id: must be 1-64", ""},
+    {"{\"job_id\":7," GOOD_REST "}", "job_id: must be 1-64", ""},
+    {"{\"job_id\":\"j1\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}", "url: required", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"http://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}",
+     "url: must be https", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"ftp://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}",
+     "url: must be https", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}",
+     "url: must be https", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https:// h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}",
+     "url: must be https", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":[],\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}", "url: ", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"size\":10,\"version\":\"1\"}", "sha256: required", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"abc\",\"size\":10,\"version\":\"1\"}",
+     "sha256: must be 64 hex digits", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "0\",\"size\":10,\"version\":\"1\"}",
+     "sha256: must be 64 hex digits", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":"
+     "\"zf86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\",\"size\":10,\"version\":\"1\"}",
+     "sha256: must be 64 hex digits", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"version\":\"1\"}",
+     "size: required", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":0,\"version\":\"1\"}",
+     "size: must be a positive integer no larger than esp.max_image_size (16777216)", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":-5,\"version\":\"1\"}",
+     "size: must be a positive integer", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1.5,\"version\":\"1\"}",
+     "size: must be a positive integer", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":\"10\",\"version\":\"1\"}",
+     "size: must be a positive integer", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10}", "version: required", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"version\":\"2\"}", "version: given more than once", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":1}",
+     "version: must be a string", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":"
+     "\"123456789012345678901234567890123\"}",
+     "version: must be a string of 1-32", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"project\":\"\"}", "project: must be a string", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"chip\":\"esp99\"}", "chip: must be a known chip", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"chip\":3}", "chip: must be a known chip", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"allow_downgrade\":\"yes\"}", "allow_downgrade: must be true or false", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":50}", "rollout: must be an object", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{}}", "rollout.percent: required", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":101}}", "rollout.percent: must be 0..100", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":-1}}", "rollout.percent: must be 0..100", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":12.5}}", "rollout.percent: must be 0..100", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"tomorrow\"}", "not_after: must be an RFC 3339 time", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"2030-02-30T00:00:00Z\"}", "not_after: must be an RFC 3339", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"2030-01-01T00:00:00\"}", "not_after: must be an RFC 3339", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":1893553445}", "not_after: must be an RFC 3339", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"expect_fw_version\":false}", "expect_fw_version: must be a string", "j1"},
+    {"{\"job_id\":\"j1\",\"job_id\":\"j2\"," GOOD_REST "}", "job_id: given more than once", ""},
+    {"[1,2,3]", "payload: must be a JSON object", ""},
+    {"\"job\"", "payload: must be a JSON object", ""},
+    {"{\"job_id\":\"j1\",", "payload: not valid JSON", ""},
+    {"{\"job_id\":\"j1\"} trailing", "payload: not valid JSON", ""},
+    {"", "payload: empty", ""},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/\xc3\x28\"}", "payload: not valid UTF-8", ""},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/\xed\xa0\x80\"}", "payload: not valid UTF-8", ""},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/\xc0\xaf\"}", "payload: not valid UTF-8", ""},
+};
+
+static void test_bad_jobs(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+    ef_job j;
+    char reason[256] = "";
+    ef_err e = parse(bad_cases[i].doc, &j, reason, sizeof reason);
+    if (e != EF_ERR_BAD_JOB || strncmp(reason, bad_cases[i].reason_prefix, strlen(bad_cases[i].reason_prefix)) != 0 ||
+        strcmp(j.job_id, bad_cases[i].job_id) != 0)
+      fail_msg("case %zu (%s): got %s \"%s\" job_id \"%s\", want bad_job \"%s...\" job_id \"%s\"", i,
+               bad_cases[i].doc, ef_err_name(e), reason, j.job_id, bad_cases[i].reason_prefix,
+               bad_cases[i].job_id);
+    /* nothing half-parsed survives a refusal */
+    assert_string_equal(j.url, "");
+    assert_int_equal(j.size, 0);
+  }
+}
+
+static void test_embedded_nul(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256];
+  const char doc[] = "{\"job_id\":\"j1\"}\0{\"x\":1}";
+  assert_int_equal(ef_job_parse(doc, sizeof doc - 1, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_string_equal(reason, "payload: not valid UTF-8 text");
+}
+
+static void test_not_null_terminated(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256];
+  char buf[512];
+  size_t n = (size_t)snprintf(buf, sizeof buf, "{\"job_id\":\"a\"," GOOD_REST "}");
+  buf[n] = 'X'; /* garbage just past the length must not be read */
+  assert_int_equal(ef_job_parse(buf, n, NULL, &j, reason, sizeof reason), EF_OK);
+  assert_string_equal(j.job_id, "a");
+}
+
+static void test_too_large(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256];
+  ef_job_limits lim;
+  ef_job_limits_default(&lim);
+  lim.max_image_size = 1000;
+  const char *doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+                    "\",\"size\":1001,\"version\":\"1\"}";
+  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_TOO_LARGE);
+  assert_string_equal(reason, "size: 1001 bytes is larger than esp.max_image_size (1000)");
+  assert_string_equal(j.job_id, "big");
+  /* at the limit it is fine */
+  doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1000,\"version\":\"1\"}";
+  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_OK);
+  /* too large and malformed elsewhere: the malformation wins */
+  doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":5000}";
+  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_string_equal(reason, "version: required");
+}
+
+static void test_huge_payload(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256];
+  size_t n = 1024 * 1024;
+  char *doc = malloc(n + 1);
+  assert_non_null(doc);
+  /* valid JSON, but far above the payload limit: refused before parsing */
+  int k = snprintf(doc, n, "{\"job_id\":\"j1\",\"pad\":\"");
+  memset(doc + k, 'x', n - (size_t)k - 2);
+  doc[n - 2] = '"';
+  doc[n - 1] = '}';
+  doc[n] = '\0';
+  assert_int_equal(ef_job_parse(doc, n, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_true(strncmp(reason, "payload: too large", 18) == 0);
+  /* deeply nested arrays within the limit do not crash the parser */
+  memset(doc, '[', 16000);
+  assert_int_equal(ef_job_parse(doc, 16000, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_true(strncmp(reason, "payload: not valid JSON", 23) == 0);
+  free(doc);
+}
+
+static void test_allow_http(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256];
+  ef_job_limits lim;
+  ef_job_limits_default(&lim);
+  lim.allow_http = true;
+  const char *doc = "{\"job_id\":\"a\",\"url\":\"http://127.0.0.1:8080/x\",\"sha256\":\"" SHA_A
+                    "\",\"size\":1,\"version\":\"1\"}";
+  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_OK);
+  assert_string_equal(j.url, "http://127.0.0.1:8080/x");
+  lim.allow_http = false;
+  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_string_equal(reason, "url: must be https (https://host/...)");
+}
+
+static void test_rfc3339(void **state) {
+  (void)state;
+  time_t t;
+  assert_int_equal(ef_rfc3339_parse("1970-01-01T00:00:00Z", &t), EF_OK);
+  assert_int_equal(t, 0);
+  assert_int_equal(ef_rfc3339_parse("2030-01-02T03:04:05.123456z", &t), EF_OK);
+  assert_int_equal((long long)t, 1893553445LL);
+  assert_int_equal(ef_rfc3339_parse("2030-01-02T05:04:05+02:00", &t), EF_OK);
+  assert_int_equal((long long)t, 1893553445LL);
+  assert_int_equal(ef_rfc3339_parse("2030-01-01T22:04:05-05:00", &t), EF_OK);
+  assert_int_equal((long long)t, 1893553445LL);
+  assert_int_equal(ef_rfc3339_parse("2024-02-29T00:00:00Z", &t), EF_OK);
+  assert_int_equal(ef_rfc3339_parse("2023-02-29T00:00:00Z", &t), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_rfc3339_parse("2030-01-02 03:04:05Z", &t), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_rfc3339_parse("2030-01-02T03:04:05+0200", &t), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_rfc3339_parse("2030-01-02T03:04:05Zjunk", &t), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_rfc3339_parse("2030-13-02T03:04:05Z", &t), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_rfc3339_parse("2030-01-02T24:00:00Z", &t), EF_ERR_INVALID_ARG);
+}
+
+static void test_fingerprint(void **state) {
+  (void)state;
+  ef_job a, b;
+  char fa[65], fb[65], reason[256];
+  assert_int_equal(parse(full_job, &a, reason, sizeof reason), EF_OK);
+  ef_job_fingerprint(&a, fa);
+  assert_int_equal(strlen(fa), 64);
+  /* stable: same content, different key order and a different rollout */
+  const char *reordered =
+      "{\"rollout\":{\"percent\":90},\"expect_fw_version\":\"FG-1.0.4.0.0\",\"not_after\":\"2030-01-02T04:04:05+01:00\","
+      "\"allow_downgrade\":true,\"chip\":\"esp32s3\",\"project\":\"hosted\",\"version\":\"1.2.0\",\"size\":1048576,"
+      "\"sha256\":\"" SHA_A "\",\"url\":\"https://updates.example.com/fw/1.2.0.bin\",\"job_id\":\"fw-2025.01:canary_1\"}";
+  assert_int_equal(parse(reordered, &b, reason, sizeof reason), EF_OK);
+  ef_job_fingerprint(&b, fb);
+  assert_string_equal(fa, fb);
+  /* no rollout at all is the same job too */
+  b.rollout_percent = -1;
+  ef_job_fingerprint(&b, fb);
+  assert_string_equal(fa, fb);
+  /* every content field changes it */
+  b = a; snprintf(b.url, sizeof b.url, "https://updates.example.com/fw/1.2.1.bin");
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a; snprintf(b.sha256_hex, sizeof b.sha256_hex, SHA_B);
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a; b.size++;
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a; snprintf(b.version, sizeof b.version, "1.2.1");
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a; b.allow_downgrade = false;
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a; b.project[0] = '\0';
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a; b.not_after++;
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a; b.expect_fw_version[0] = '\0';
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a; snprintf(b.job_id, sizeof b.job_id, "other");
+  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+}
+
+static void test_to_json_round_trip(void **state) {
+  (void)state;
+  ef_job a, b;
+  char reason[256];
+  assert_int_equal(parse(full_job, &a, reason, sizeof reason), EF_OK);
+  char *text = ef_job_to_json(&a);
+  assert_non_null(text);
+  assert_int_equal(parse(text, &b, reason, sizeof reason), EF_OK);
+  free(text);
+  assert_memory_equal(&a, &b, sizeof a);
+}
+
+/* Expected values: printf 'job-1/dev-1' | sha256sum -> 126a17c8..., 0x126a17c8 % 10000 = 2792. */
+static void test_canary_bucket(void **state) {
+  (void)state;
+  assert_int_equal(ef_canary_bucket("job-1", "dev-1"), 2792);
+  assert_int_equal(ef_canary_bucket("rollout-2025-01", "esp-gw-0042"), 681); /* a404d749 */
+  assert_int_equal(ef_canary_bucket("a", "b"), 192);                         /* c14cddc0 */
+  assert_true(ef_canary_selected(2792, 28));
+  assert_false(ef_canary_selected(2792, 27));
+  assert_false(ef_canary_selected(0, 0));
+  assert_true(ef_canary_selected(0, 1));
+  assert_true(ef_canary_selected(9999, 100));
+  assert_true(ef_canary_selected(9999, -1));
+  assert_false(ef_canary_selected(100, 1));
+  assert_true(ef_canary_selected(99, 1));
+}
+
+static ef_job policy_job(void) {
+  ef_job j;
+  char reason[256];
+  const char *doc = "{\"job_id\":\"job-1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+                    "\",\"size\":10,\"version\":\"1.10.0\",\"not_after\":\"2030-01-01T00:00:00Z\"}";
+  assert_int_equal(parse(doc, &j, reason, sizeof reason), EF_OK);
+  return j;
+}
+
+static void test_policy(void **state) {
+  (void)state;
+  ef_job j = policy_job();
+  time_t before = 1893456000 - 1, after = 1893456000 + 1;
+  ef_err e;
+  assert_false(ef_job_expired(&j, 1893456000));
+  assert_false(ef_job_expired(&j, before));
+  assert_true(ef_job_expired(&j, after));
+
+  assert_true(ef_job_already_installed(&j, "1.10.0", SHA_A));
+  assert_false(ef_job_already_installed(&j, "1.10.0", SHA_B));
+  assert_false(ef_job_already_installed(&j, "1.9.0", SHA_A));
+  assert_false(ef_job_already_installed(&j, "", ""));
+
+  assert_int_equal(ef_job_check_downgrade(&j, "1.9.3"), EF_OK);   /* numeric, not text, order */
+  assert_int_equal(ef_job_check_downgrade(&j, "1.10.0"), EF_OK);
+  assert_int_equal(ef_job_check_downgrade(&j, "1.11.0"), EF_ERR_DOWNGRADE_REFUSED);
+  assert_int_equal(ef_job_check_downgrade(&j, ""), EF_OK);
+  j.allow_downgrade = true;
+  assert_int_equal(ef_job_check_downgrade(&j, "1.11.0"), EF_OK);
+  j.allow_downgrade = false;
+
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_RUN);
+  assert_int_equal(e, EF_OK);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", after, &e), EF_DECISION_REJECT);
+  assert_int_equal(e, EF_ERR_EXPIRED);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "2.0", SHA_B, before, &e), EF_DECISION_REJECT);
+  assert_int_equal(e, EF_ERR_DOWNGRADE_REFUSED);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "1.10.0", SHA_A, before, &e), EF_DECISION_INSTALLED);
+  assert_int_equal(e, EF_OK);
+  /* bucket of job-1/dev-1 is 2792: percent 27 skips, 28 runs */
+  j.rollout_percent = 27;
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_SKIP);
+  j.rollout_percent = 28;
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_RUN);
+  j.rollout_percent = 0;
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_SKIP);
+  j.rollout_percent = 100;
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_RUN);
+}
+
+static void test_id_valid(void **state) {
+  (void)state;
+  assert_true(ef_id_valid("A-z_0.9:x"));
+  assert_false(ef_id_valid(""));
+  assert_false(ef_id_valid("a b"));
+  assert_false(ef_id_valid("a#"));
+  assert_false(ef_id_valid("\xc3\xa9"));
+  assert_false(ef_id_valid(NULL));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_full_job),       cmocka_unit_test(test_minimal_job_defaults),
+      cmocka_unit_test(test_sha_upper_case), cmocka_unit_test(test_bad_jobs),
+      cmocka_unit_test(test_embedded_nul),   cmocka_unit_test(test_not_null_terminated),
+      cmocka_unit_test(test_too_large),      cmocka_unit_test(test_huge_payload),
+      cmocka_unit_test(test_allow_http),     cmocka_unit_test(test_rfc3339),
+      cmocka_unit_test(test_fingerprint),    cmocka_unit_test(test_to_json_round_trip),
+      cmocka_unit_test(test_canary_bucket),  cmocka_unit_test(test_policy),
+      cmocka_unit_test(test_id_valid),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

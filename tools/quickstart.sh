@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# espfleet in one command: builds everything, then runs a whole fleet update
+# on this machine, on loopback only:
+#   - a throwaway CA and server certificate,
+#   - mosquitto (MQTT broker) and nginx serving a generated image over HTTPS,
+#   - espfleet-sim (a simulated ESP32-S3 running ESP-Hosted) and espfleetd,
+#   - a job published with mosquitto_pub; state and progress printed as they
+#     arrive. Exits 0 when the update succeeded; stops everything it started.
+#   tools/quickstart.sh [--keep]     --keep leaves the work folder for a look
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/tools/deps.sh"
+espfleet_install_deps
+
+keep=0
+[ "${1:-}" = --keep ] && keep=1
+build=$here/build
+cmake -S "$here" -B "$build" >/dev/null
+cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+bin=$build/bin
+
+work=$(mktemp -d /tmp/espfleet-quickstart.XXXXXX)
+pids=()
+cleanup() {
+  local status=$? p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  nginx_stop >/dev/null 2>&1 || true
+  stop_mosquitto "$work/mqtt" >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  if [ "$keep" = 1 ]; then echo "work folder kept: $work"; else rm -rf "$work"; fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+. "$here/tests/integration/lib_mosquitto.sh"
+. "$here/tests/integration/lib_nginx.sh"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "certificates, broker and web server (loopback only)"
+mkdir -p "$work/www" "$work/mqtt" "$work/state"
+nginx_make_certs "$work/pki" >/dev/null
+start_mosquitto "$work/mqtt"
+nginx_start --dir "$work/nginx" --root "$work/www" --certs "$work/pki"
+echo "mosquitto on 127.0.0.1:$MQTT_PORT, nginx (HTTPS) on 127.0.0.1:$NGINX_PORT"
+
+step "simulated ESP32-S3 at $work/esp0"
+"$bin/espfleet-sim" --link "$work/esp0" --flash "$work/flash.bin" --chip esp32s3 \
+  --reboot-delay-ms 1000 >"$work/sim.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do [ -e "$work/esp0" ] && break; sleep 0.1; done
+"$bin/espfleet" info --device "$work/esp0"
+
+step "a new firmware image"
+"$bin/espfleet" mkimage --chip esp32s3 --version 2.1.0 --project quickstart-demo --size 1M \
+  -o "$work/www/fw-2.1.0.bin"
+"$bin/espfleet" inspect "$work/www/fw-2.1.0.bin" | head -n 8
+
+step "espfleetd for device demo-1"
+cat >"$work/espfleetd.json" <<JSON
+{
+  "device_id": "demo-1",
+  "groups": ["quickstart"],
+  "state_dir": "$work/state",
+  "mqtt": {"uri": "mqtt://127.0.0.1:$MQTT_PORT"},
+  "esp": {"device": "$work/esp0", "chip": "esp32s3", "boot_timeout_s": 30},
+  "download": {"ca_file": "$work/pki/ca.pem"}
+}
+JSON
+"$bin/espfleetd" --config "$work/espfleetd.json" --check-config
+"$bin/espfleetd" --config "$work/espfleetd.json" 2>"$work/espfleetd.log" &
+pids+=($!)
+
+# Print state and progress documents as they arrive.
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -v -t 'espfleet/devices/demo-1/#' >"$work/messages.log" 2>/dev/null &
+pids+=($!)
+tail -n +1 -f "$work/messages.log" 2>/dev/null | sed -u 's/^/  /' &
+pids+=($!)
+sleep 1
+
+step "publishing the job"
+sha=$(sha256sum "$work/www/fw-2.1.0.bin" | cut -d' ' -f1)
+size=$(stat -c %s "$work/www/fw-2.1.0.bin")
+job="{\"job_id\":\"quickstart-1\",\"url\":\"https://127.0.0.1:$NGINX_PORT/fw-2.1.0.bin\",\"sha256\":\"$sha\",\"size\":$size,\"version\":\"2.1.0\",\"project\":\"quickstart-demo\"}"
+echo "$job"
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t espfleet/devices/demo-1/job -m "$job"
+
+final=""
+for _ in $(seq 600); do
+  final=$(grep '/state ' "$work/messages.log" | grep '"quickstart-1"' |
+    grep -oE '"state":"(succeeded|failed|rejected|canceled|skipped)"' | tail -n1 || true)
+  [ -n "$final" ] && break
+  sleep 0.1
+done
+sleep 0.3
+step "result"
+"$bin/espfleet-sim" --flash "$work/flash.bin" --show | jq -c '{boot_slot, running: (.running | {version, project, sha256})}'
+if [ "$final" = '"state":"succeeded"' ]; then
+  echo "update succeeded: the simulated ESP runs 2.1.0 (sha256 $sha)"
+  exit 0
+fi
+echo "update did not succeed (${final:-no final state}); espfleetd log:" >&2
+tail -n 20 "$work/espfleetd.log" >&2
+exit 1
