@@ -22,7 +22,8 @@ JOB_TOPIC=$PREFIX/devices/$DEV/job
 CANCEL_TOPIC=$PREFIX/devices/$DEV/cancel
 
 # fleet_start [SIM_ARGS...]: starts broker, web server, simulator and daemon.
-# Sets LINK, FLASH, WWW, PKI, URL_BASE, CONFIG, DAEMON_PID, DAEMON_LOG.
+# FLEET_CONFIG_UPDATE, when set, is a jq filter applied to the daemon's
+# config (e.g. '.esp.window = 4'). Sets LINK, FLASH, WWW, PKI, URL_BASE, CONFIG, DAEMON_PID, DAEMON_LOG.
 fleet_start() {
   require_bin espfleet espfleet-sim espfleetd
   require_cmd mosquitto mosquitto_pub mosquitto_sub nginx openssl jq
@@ -44,8 +45,8 @@ fleet_start() {
     '{device_id: $dev, groups: ["canary"], state_dir: $state,
       mqtt: {uri: $uri, keepalive_s: 5},
       esp: {device: $link, chip: "esp32s3", boot_timeout_s: 20, max_image_size: 16777216},
-      download: {ca_file: $ca, connect_timeout_s: 5, stall_timeout_s: 10, max_attempts: 3}}' \
-    ${FLEET_CONFIG_UPDATE:+| jq "$FLEET_CONFIG_UPDATE"} >"$CONFIG"
+      download: {ca_file: $ca, connect_timeout_s: 5, stall_timeout_s: 10, max_attempts: 3}}
+     | '"${FLEET_CONFIG_UPDATE:-.}" >"$CONFIG"
   "$EF_BIN/espfleetd" --config "$CONFIG" --check-config >/dev/null || fail "generated config is invalid"
   start_daemon
 }

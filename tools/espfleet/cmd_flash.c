@@ -86,38 +86,6 @@ static void on_phase(void *arg, ef_ota_phase phase) {
   }
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*
- * Waits for the new firmware. The old one keeps answering until it reboots
- * (ESP-Hosted waits a few seconds after OTA end), so a version asked for at
- * once would be the old one, and an ESPInit may be left over from opening
- * the device. The reboot shows as the link failing: ask for the version
- * until a request fails, then let ef_ctrl_wait_boot re-open the link and
- * ask the new firmware.
- */
-#define REBOOT_PROBE_MS 200
-static ef_err wait_new_firmware(ef_ctrl *ctrl, long timeout_ms, ef_fw_version *fw) {
-  int64_t deadline = now_ms() + timeout_ms;
-  bool went_down = false;
-  while (!went_down && now_ms() < deadline) {
-    ef_fw_version old;
-    if (ef_ctrl_get_fw_version(ctrl, &old) != EF_OK) {
-      went_down = true;
-      break;
-    }
-    int64_t left = deadline - now_ms();
-    if (left <= 0) break;
-    if (ef_ctrl_poll(ctrl, left < REBOOT_PROBE_MS ? (int)left : REBOOT_PROBE_MS) != EF_OK) went_down = true;
-  }
-  if (!went_down) return EF_ERR_ESP_TIMEOUT;
-  int64_t left = deadline - now_ms();
-  return ef_ctrl_wait_boot(ctrl, left > 0 ? (int)left : 1, fw);
-}
 
 static bool should_cancel(void *arg) {
   (void)arg;
@@ -271,7 +239,9 @@ int cmd_flash(int argc, char **argv) {
     ef_fw_version fw;
     char fw_text[96];
     fprintf(stderr, "OTA end accepted; waiting up to %ld ms for the ESP to reboot\n", boot_timeout);
-    err = wait_new_firmware(ctrl, boot_timeout, &fw);
+    /* ef_ctrl_wait_boot waits for the reboot itself first: the old firmware
+     * keeps answering until then. */
+    err = ef_ctrl_wait_boot(ctrl, boot_timeout > 0x7fffffff ? 0x7fffffff : (int)boot_timeout, &fw);
     if (err != EF_OK) {
       snprintf(detail, sizeof detail, "OTA end was accepted, but the ESP did not come back within %ld ms",
                boot_timeout);
