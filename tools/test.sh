@@ -26,6 +26,23 @@ cmake --build "$build" -j "$jobs"
 # can run side by side.
 (cd "$build" && ctest --output-on-failure -j "$jobs" $label)
 if [ "$valgrind" = 1 ]; then
-  (cd "$build" && ctest --output-on-failure -L unit -T memcheck \
-     --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=1 --errors-for-leak-kinds=definite")
+  # Every unit test program under memcheck: any error or definite leak fails.
+  for t in "$build"/bin/test_*; do
+    echo "valgrind: $(basename "$t")"
+    ESPFLEET_SHARED_DIR="$here/../shared" ESPFLEET_BIN_DIR="$build/bin" \
+      valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+      "$t" >/dev/null || { echo "valgrind found errors in $(basename "$t")" >&2; exit 1; }
+  done
+  # The daemon under memcheck through the fleet integration tests (threads,
+  # MQTT, curl, the journal): any report fails the run.
+  vg=$build/valgrind
+  rm -rf "$vg" && mkdir -p "$vg"
+  (cd "$build" && ESPFLEET_DAEMON_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite --log-file=$vg/espfleetd.%p.log" \
+     ctest --output-on-failure -j "$jobs" -R 'integration.test_fleet_')
+  for f in "$vg"/*.log; do
+    [ -s "$f" ] || continue
+    echo "valgrind report for espfleetd ($f):" >&2
+    cat "$f" >&2
+    exit 1
+  done
 fi

@@ -56,7 +56,8 @@ _ef_daemons=0
 start_daemon() {
   _ef_daemons=$((_ef_daemons + 1))
   DAEMON_LOG=$EF_TMP/espfleetd.$_ef_daemons.log
-  "$EF_BIN/espfleetd" --config "$CONFIG" --log-level debug >"$DAEMON_LOG" 2>&1 &
+  # ESPFLEET_DAEMON_WRAPPER runs the daemon under a tool, e.g. valgrind.
+  ${ESPFLEET_DAEMON_WRAPPER:-} "$EF_BIN/espfleetd" --config "$CONFIG" --log-level debug >"$DAEMON_LOG" 2>&1 &
   DAEMON_PID=$!
   track_pid "$DAEMON_PID"
   at_exit "_fleet_dump_log '$DAEMON_LOG'"
