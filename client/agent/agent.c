@@ -149,8 +149,11 @@ static void report_final_locked(ef_agent *a, const char *job_id, const char *fin
   doc.error = err;
   copy_str(doc.detail, sizeof doc.detail, detail);
   doc.attempt = attempt;
-  doc.bytes = 0;
-  doc.total = 0;
+  if (strcmp(job_id, a->job.job_id) != 0 || strcmp(job_id, a->state.job_id) != 0) {
+    /* bytes/total describe a transfer; a job that never ran had none */
+    doc.bytes = 0;
+    doc.total = 0;
+  }
   doc.ts_ms = wall_ms();
   if (st == EF_STATE_FAILED || st == EF_STATE_REJECTED)
     ef_info("job %s: %s: %s%s%s", job_id[0] ? job_id : "(no job_id)", ef_state_name(st),
@@ -663,6 +666,9 @@ static void resume_from_journal(ef_agent *a) {
     a->state.error = last->error;
     copy_str(a->state.detail, sizeof a->state.detail, last->message);
     a->state.attempt = last->attempt;
+    a->state.ts_ms = last->ts_ms;
+  } else {
+    a->state.ts_ms = wall_ms();
   }
   if (!a->journal.has_current) return;
   const ef_job *job = &a->journal.current;
