@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
 #include "espfleet/download.h"
 #include "espfleet/job.h"
@@ -87,18 +88,6 @@ struct ef_agent {
   ef_progress_limiter progress;
 };
 
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
 
 /* ---- publishing (all under lock) ---- */
@@ -112,7 +101,7 @@ static void publish_doc_locked(ef_agent *a, const ef_state *s) {
 }
 
 static void publish_state_locked(ef_agent *a) {
-  a->state.ts_ms = wall_ms();
+  a->state.ts_ms = ef_wall_ms();
   publish_doc_locked(a, &a->state);
 }
 
@@ -138,7 +127,7 @@ static void report_final_locked(ef_agent *a, const char *job_id, const char *fin
     r.state = st;
     r.error = err;
     copy_str(r.message, sizeof r.message, detail);
-    r.ts_ms = wall_ms();
+    r.ts_ms = ef_wall_ms();
     r.attempt = attempt;
     ef_journal_record_final(&a->journal, &r);
     save_journal_locked(a);
@@ -154,7 +143,7 @@ static void report_final_locked(ef_agent *a, const char *job_id, const char *fin
     doc.bytes = 0;
     doc.total = 0;
   }
-  doc.ts_ms = wall_ms();
+  doc.ts_ms = ef_wall_ms();
   if (st == EF_STATE_FAILED || st == EF_STATE_REJECTED)
     ef_info("job %s: %s: %s%s%s", job_id[0] ? job_id : "(no job_id)", ef_state_name(st),
             ef_err_name(err), detail && detail[0] ? ": " : "", detail ? detail : "");
@@ -613,8 +602,8 @@ out:
 static void progress_tick_locked(ef_agent *a) {
   if (!a->job_running || a->progress.final_sent) return;
   uint64_t done = atomic_load(&a->bytes);
-  if (!ef_progress_due(&a->progress, mono_ms(), done, a->job.size)) return;
-  char *json = ef_report_progress_json(a->cfg.device_id, a->job.job_id, done, a->job.size, wall_ms());
+  if (!ef_progress_due(&a->progress, ef_mono_ms(), done, a->job.size)) return;
+  char *json = ef_report_progress_json(a->cfg.device_id, a->job.job_id, done, a->job.size, ef_wall_ms());
   /* QoS 0: a lost progress document is replaced by the next one. */
   if (json && a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_progress, json, strlen(json), 0, false) != EF_OK)
     ef_debug("progress document not queued");
@@ -668,7 +657,7 @@ static void resume_from_journal(ef_agent *a) {
     a->state.attempt = last->attempt;
     a->state.ts_ms = last->ts_ms;
   } else {
-    a->state.ts_ms = wall_ms();
+    a->state.ts_ms = ef_wall_ms();
   }
   if (!a->journal.has_current) return;
   const ef_job *job = &a->journal.current;

@@ -1,4 +1,5 @@
 /* ESP-Hosted-FG control client: requests matched to responses by uid. */
+#include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
 
 #include <stdio.h>
@@ -48,17 +49,6 @@ struct ef_ctrl {
   ef_err ota_err;
 };
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining_ms(int64_t deadline) {
-  int64_t left = deadline - now_ms();
-  if (left < 0) return 0;
-  return left > 0x7fffffff ? 0x7fffffff : (int)left;
-}
 
 void ef_ctrl_options_default(ef_ctrl_options *o) {
   o->device = EF_DEFAULT_DEVICE;
@@ -278,7 +268,7 @@ static ef_err pump(ef_ctrl *c, int64_t deadline) {
   }
   size_t cap = ef_tlv_reader_space(c->rd);
   if (cap > sizeof c->rx) cap = sizeof c->rx;
-  ef_err err = ef_transport_read(c->t, c->rx, cap, &got, remaining_ms(deadline));
+  ef_err err = ef_transport_read(c->t, c->rx, cap, &got, ef_ms_left(deadline));
   if (err != EF_OK) return err;
   sync_reader(c);
   return got ? ef_tlv_reader_feed(c->rd, c->rx, got) : EF_OK;
@@ -305,7 +295,7 @@ static ef_err send_req(ef_ctrl *c, ef_ctrl_msg *m, int timeout_ms, ef_fw_version
   struct pending *p = q_at(c, c->q_len++);
   *p = (struct pending){.uid = m->msg.uid,
                         .req_id = (int)m->msg.msg_id,
-                        .deadline = now_ms() + timeout_ms,
+                        .deadline = ef_mono_ms() + timeout_ms,
                         .timeout_ms = timeout_ms,
                         .fw = fw};
   return EF_OK;
@@ -324,7 +314,7 @@ static ef_err collect_oldest(ef_ctrl *c) {
       q_pop(c);
       return err;
     }
-    if (now_ms() >= p->deadline) {
+    if (ef_mono_ms() >= p->deadline) {
       ef_warn("ctrl: no answer to %s (uid %d) within %d ms", ef_ctrl_msg_name(p->req_id), p->uid,
               p->timeout_ms);
       q_pop(c);
@@ -427,23 +417,23 @@ ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable) {
 }
 
 ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms) {
-  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   unsigned events = c->events;
   do {
     ef_err err = pump(c, deadline);
     if (err == EF_ERR_ESP_UNAVAILABLE) {
       /* The next pump re-opens the device, waiting for it until the deadline. */
-      if (remaining_ms(deadline) == 0) return err;
+      if (ef_ms_left(deadline) == 0) return err;
       continue;
     }
     if (err != EF_OK) return EF_ERR_INTERNAL;
     if (c->events != events) break;
-  } while (remaining_ms(deadline) > 0);
+  } while (ef_ms_left(deadline) > 0);
   return EF_OK;
 }
 
 ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
-  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   unsigned inits = c->init_events;
   unsigned opens = ef_transport_open_count(c->t);
   ef_fw_version tmp;
@@ -453,7 +443,7 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
    * until the link went down (the transport had to re-open) or the new
    * firmware announced itself with ESPInit. */
   while (c->init_events == inits && ef_transport_open_count(c->t) == opens) {
-    int left = remaining_ms(deadline);
+    int left = ef_ms_left(deadline);
     if (left == 0) {
       err = EF_ERR_ESP_TIMEOUT;
       goto out;
@@ -466,7 +456,7 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
       ef_debug("ctrl: link down, waiting for the ESP");
   }
   for (;;) {
-    int left = remaining_ms(deadline);
+    int left = ef_ms_left(deadline);
     if (c->init_events != inits) {
       /* ESPInit: the firmware is up. The version is asked once more, with the
        * time that is left, only if the caller wants it. */
@@ -487,7 +477,7 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
       goto out;
     }
     if (!ef_transport_is_open(c->t) && ef_transport_reopen(c->t, left) != EF_OK) continue;
-    int64_t probe_end = now_ms() + (left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS);
+    int64_t probe_end = ef_mono_ms() + (left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS);
     ef_ctrl_msg m;
     if (ef_ctrl_msg_init(&m, EF_CTRL_REQ_GET_FW_VERSION, take_uid(c)) != EF_OK) {
       err = EF_ERR_INTERNAL;
@@ -498,8 +488,8 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
     if (err != EF_ERR_ESP_TIMEOUT && err != EF_ERR_ESP_UNAVAILABLE) goto out; /* it answered */
     /* A device that fails at once is not asked again before the probe
      * interval is over; meanwhile an ESPInit may arrive. */
-    if (err == EF_ERR_ESP_UNAVAILABLE && remaining_ms(probe_end) > 0 &&
-        ef_ctrl_poll(c, remaining_ms(probe_end)) != EF_OK)
+    if (err == EF_ERR_ESP_UNAVAILABLE && ef_ms_left(probe_end) > 0 &&
+        ef_ctrl_poll(c, ef_ms_left(probe_end)) != EF_OK)
       ef_debug("ctrl: ESP not back yet");
   }
 out:

@@ -1,4 +1,5 @@
 /* The ESP-Hosted control device as a raw, re-openable byte stream. */
+#include "espfleet/clock.h"
 #include "espfleet/transport.h"
 
 #include <errno.h>
@@ -21,17 +22,6 @@ struct ef_transport {
   unsigned opens;
 };
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int remaining_ms(int64_t deadline) {
-  int64_t left = deadline - now_ms();
-  if (left < 0) return 0;
-  return left > 0x7fffffff ? 0x7fffffff : (int)left;
-}
 
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -89,7 +79,7 @@ static int try_open(const char *path) {
 
 /* Opens the path, retrying until the node is back or the deadline passes. */
 static ef_err open_wait(ef_transport *t, int timeout_ms) {
-  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   int last_errno = 0;
   close_fd(t);
   for (;;) {
@@ -100,7 +90,7 @@ static ef_err open_wait(ef_transport *t, int timeout_ms) {
       return EF_OK;
     }
     last_errno = errno;
-    int left = remaining_ms(deadline);
+    int left = ef_ms_left(deadline);
     if (left == 0) break;
     sleep_ms(left < REOPEN_INTERVAL_MS ? left : REOPEN_INTERVAL_MS);
   }
@@ -152,7 +142,7 @@ static ef_err gone(ef_transport *t, const char *what, int err) {
 }
 
 ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int timeout_ms) {
-  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   size_t done = 0;
   if (t->fd < 0) {
     ef_err err = open_wait(t, timeout_ms);
@@ -168,7 +158,7 @@ ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int t
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "write failed", errno);
     /* Full: wait for room, bounded by the caller's deadline. */
     struct pollfd p = {.fd = t->fd, .events = POLLOUT};
-    int left = remaining_ms(deadline);
+    int left = ef_ms_left(deadline);
     if (left == 0) return EF_ERR_ESP_TIMEOUT;
     int r = poll(&p, 1, left);
     if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno);
@@ -178,7 +168,7 @@ ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int t
 }
 
 ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms) {
-  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   *got = 0;
   if (t->fd < 0) {
     ef_err err = open_wait(t, timeout_ms);
@@ -198,7 +188,7 @@ ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got,
     /* EIO, ENXIO, ENODEV...: the ESP rebooted or the driver re-initialised. */
     if (errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "read failed", errno);
     struct pollfd p = {.fd = t->fd, .events = POLLIN};
-    int left = remaining_ms(deadline);
+    int left = ef_ms_left(deadline);
     if (left == 0) return EF_OK;
     /* A driver without poll support reports "readable" all the time; rather
      * than spin on it, fall back to reading every millisecond. */
