@@ -33,11 +33,23 @@ assert_eq succeeded "$(jq -r .state <<<"$doc")" "good job"
 assert_eq "$(sha256_of "$EF_TMP/v1.bin")" "$(sim_get "$FLASH" .running.sha256)" "installed after the faults"
 pass "after the faults a job installs"
 
+# The new image fails to boot and the ESP rolls back: with expect_fw_version
+# the daemon notices (boot_verify_failed).
+stop_sim
+start_sim "$LINK" "$FLASH" --reboot-delay-ms 200 --fault boot-fail@1
+mkimage "$EF_TMP/v2.bin" 2.0.0 fleet-demo 200K
+serve "$EF_TMP/v2.bin" v2.bin
+publish_job "$(job_json rollback v2.bin '.expect_fw_version = "FG-2.0.0.0.0"')"
+doc=$(wait_final rollback 60) || fail "no final state for the rollback"
+assert_eq failed "$(jq -r .state <<<"$doc")" "rollback state"
+assert_eq boot_verify_failed "$(jq -r .error.code <<<"$doc")" "rollback code"
+assert_eq FG-1.0.0.0.0 "$(jq -r .fw_version <<<"$doc")" "fw_version after the rollback"
+assert_eq "$(sha256_of "$EF_TMP/v1.bin")" "$(sim_get "$FLASH" .running.sha256)" "old image runs after the rollback"
+pass "new image fails to boot: boot_verify_failed, old image running"
+
 # An ESP that hangs: esp_timeout, reported in the esp_unavailable class.
 stop_sim
 start_sim "$LINK" "$FLASH" --reboot-delay-ms 200 --fault no-answer
-mkimage "$EF_TMP/v2.bin" 2.0.0 fleet-demo 200K
-serve "$EF_TMP/v2.bin" v2.bin
 publish_job "$(job_json hang v2.bin)"
 doc=$(wait_final hang 60) || fail "no final state for the hanging ESP"
 assert_eq failed "$(jq -r .state <<<"$doc")" "hang state"

@@ -55,6 +55,7 @@ typedef struct {
   uint64_t reboot_at;     /* monotonic ns; 0 = none scheduled */
   bool reset_now;         /* reboot as soon as the current frame is done */
   bool init_pending;      /* ESPInit not yet sent since boot */
+  uint64_t link_up_at;    /* when the link came up after the last reboot */
   uint64_t init_at;       /* when to send it; 0 = wait for the host to open */
   bool hb_enabled;
   uint64_t hb_period, hb_next;
@@ -474,10 +475,19 @@ static void boot(server *s) {
     ef_info("booted the factory app (no OTA image)");
 }
 
-static ef_err link_up(server *s) {
+/* The real firmware sends ESPInit once, when it boots; a host that opens the
+ * node later never sees it (it drains stale bytes on open). The simulator
+ * holds it back until the host re-opens the link after a reboot, so the host
+ * that is waiting for the reboot gets it, but only for INIT_WINDOW_MS: an
+ * ESPInit much later, in the middle of the next OTA, would tell that host
+ * the ESP had just rebooted. At power-on (simulator start) there is none. */
+#define INIT_WINDOW_MS 2000
+
+static ef_err link_up(server *s, bool after_reboot) {
   ef_err err = sim_pty_up(&s->pty, s->cfg->link);
   if (err != EF_OK) return err;
-  s->init_pending = true;
+  s->init_pending = after_reboot;
+  s->link_up_at = now_ns();
   /* without open notifications, send ESPInit right away (it may be drained) */
   s->init_at = s->pty.watch_fd < 0 ? now_ns() + s->cfg->init_delay_ms * NS_PER_MS : 0;
   ef_debug("link %s -> %s", s->cfg->link, s->pty.slave_path);
@@ -494,7 +504,7 @@ static ef_err reboot(server *s) {
   sleep_until(s, now_ns() + s->cfg->down_ms * NS_PER_MS);
   if (s->quit) return EF_OK;
   boot(s);
-  return link_up(s);
+  return link_up(s, true);
 }
 
 static void read_input(server *s) {
@@ -544,8 +554,12 @@ static void wait_io(server *s) {
   }
   if (ppoll(pfd, n, tsp, NULL) <= 0) return;
   if (pfd[0].revents) take_signal(s);
-  if (n > 2 && pfd[2].revents && sim_pty_host_opened(&s->pty) && s->init_pending && !s->init_at)
-    s->init_at = now_ns() + s->cfg->init_delay_ms * NS_PER_MS;
+  if (n > 2 && pfd[2].revents && sim_pty_host_opened(&s->pty) && s->init_pending && !s->init_at) {
+    if (now_ns() - s->link_up_at <= INIT_WINDOW_MS * NS_PER_MS)
+      s->init_at = now_ns() + s->cfg->init_delay_ms * NS_PER_MS;
+    else
+      s->init_pending = false; /* too late: the boot-time event is long gone */
+  }
   if (pfd[1].revents & POLLOUT) flush_out(s);
   if (pfd[1].revents & POLLIN) read_input(s);
 }
@@ -572,7 +586,7 @@ ef_err sim_serve(sim_config *cfg, sim_flash *flash) {
   }
 
   boot(s);
-  err = link_up(s);
+  err = link_up(s, false);
   if (err != EF_OK) goto out;
   ef_info("simulated %s at %s (%s)", ef_chip_name(cfg->chip_id), cfg->link, s->pty.slave_path);
 
