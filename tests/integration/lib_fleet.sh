@@ -23,7 +23,8 @@ CANCEL_TOPIC=$PREFIX/devices/$DEV/cancel
 
 # fleet_start [SIM_ARGS...]: starts broker, web server, simulator and daemon.
 # FLEET_CONFIG_UPDATE, when set, is a jq filter applied to the daemon's
-# config (e.g. '.esp.window = 4'). Sets LINK, FLASH, WWW, PKI, URL_BASE, CONFIG, DAEMON_PID, DAEMON_LOG.
+# config (e.g. '.esp.window = 4'); FLEET_MQTT_TLS=1 connects the daemon to
+# the broker over TLS (mqtts://). Sets LINK, FLASH, WWW, PKI, URL_BASE, CONFIG, DAEMON_PID, DAEMON_LOG.
 fleet_start() {
   require_bin espfleet espfleet-sim espfleetd
   require_cmd mosquitto mosquitto_pub mosquitto_sub nginx openssl jq
@@ -32,18 +33,28 @@ fleet_start() {
   WWW=$EF_TMP/www
   PKI=$EF_TMP/pki
   mkdir -p "$WWW" "$EF_TMP/mqtt" "$EF_TMP/state"
+  nginx_make_certs "$PKI" >/dev/null
   start_mosquitto "$EF_TMP/mqtt"
   at_exit "stop_mosquitto '$EF_TMP/mqtt'"
-  nginx_make_certs "$PKI" >/dev/null
+  local uri=mqtt://127.0.0.1:$MQTT_PORT
+  if [ "${FLEET_MQTT_TLS:-0}" = 1 ]; then
+    # The daemon talks TLS on a second listener; the test's own tools stay
+    # on the plain one. The server certificate is the web server's (127.0.0.1).
+    MQTT_TLS_PORT=$(free_port)
+    printf 'listener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n' \
+      "$MQTT_TLS_PORT" "$PKI/ca.pem" "$PKI/server.pem" "$PKI/server.key" >>"$EF_TMP/mqtt/mosquitto.conf"
+    restart_mosquitto "$EF_TMP/mqtt"
+    uri=mqtts://127.0.0.1:$MQTT_TLS_PORT
+  fi
   nginx_start --dir "$EF_TMP/nginx" --root "$WWW" --certs "$PKI" ${NGINX_RATE:+--rate "$NGINX_RATE"}
   at_exit "nginx_stop"
   URL_BASE=https://127.0.0.1:$NGINX_PORT
   start_sim "$LINK" "$FLASH" --reboot-delay-ms 200 --slot-size 16777216 "$@"
   CONFIG=$EF_TMP/espfleetd.json
-  jq -n --arg dev "$DEV" --arg state "$EF_TMP/state" --arg uri "mqtt://127.0.0.1:$MQTT_PORT" \
+  jq -n --arg dev "$DEV" --arg state "$EF_TMP/state" --arg uri "$uri" \
     --arg link "$LINK" --arg ca "$PKI/ca.pem" \
     '{device_id: $dev, groups: ["canary"], state_dir: $state,
-      mqtt: {uri: $uri, keepalive_s: 5},
+      mqtt: ({uri: $uri, keepalive_s: 5} + (if ($uri | startswith("mqtts")) then {ca_file: $ca} else {} end)),
       esp: {device: $link, chip: "esp32s3", boot_timeout_s: 20, max_image_size: 16777216},
       download: {ca_file: $ca, connect_timeout_s: 5, stall_timeout_s: 10, max_attempts: 3}}
      | '"${FLEET_CONFIG_UPDATE:-.}" >"$CONFIG"
