@@ -32,3 +32,22 @@ doc=$(wait_final crashy 10) || fail "final state lost over a restart"
 assert_eq succeeded "$(jq -r .state <<<"$doc")" "state after restart"
 assert_eq "$begins" "$(sim_get "$FLASH" .counters.ota_begin)" "finished job not run twice"
 pass "a finished job is not run twice after a restart"
+
+# A service stop (SIGTERM) in the middle of a transfer: no OTA end, the job
+# stays in the journal, and the next start completes it as attempt 2.
+mkimage "$EF_TMP/v3.bin" 3.0.0 fleet-demo 500K
+serve "$EF_TMP/v3.bin" v3.bin
+writes=$(sim_get "$FLASH" .counters.ota_write)
+ends=$(sim_get "$FLASH" .counters.ota_end)
+publish_job "$(job_json stopped v3.bin)"
+wait_for "sim_get '$FLASH' .counters.ota_write | jq -e '. > $writes + 5' >/dev/null" 20 || fail "transfer did not start"
+kill_daemon TERM
+doc=$(wait_state '.online == false' 5) || fail "no offline state after SIGTERM"
+assert_eq stopped "$(jq -r .job_id <<<"$doc")" "offline state names the job in progress"
+assert_eq "$ends" "$(sim_get "$FLASH" .counters.ota_end)" "no OTA end after SIGTERM"
+assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "old image still runs"
+start_daemon
+doc=$(wait_state '.job_id == "stopped" and .state == "succeeded"' 60) || fail "stopped job did not complete"
+assert_eq 2 "$(jq -r .attempt <<<"$doc")" "attempt after the service stop"
+assert_eq "$(sha256_of "$EF_TMP/v3.bin")" "$(sim_get "$FLASH" .running.sha256)" "v3 installed"
+pass "SIGTERM mid-transfer: resumed at the next start as attempt 2"
