@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# espfleet-console against the whole fleet on loopback (mosquitto, nginx,
+# the simulator, espfleetd): `job --print` describes the image; `job` installs
+# it and `watch --until-final` sees it succeed; `status --json` shows the
+# result; an invalid image is refused and nothing is published; a refused
+# downgrade makes `watch` exit 1 and a missing job exit 3; a canary
+# `rollout --steps 0,100` skips the device, then installs the image; a
+# rollout stops when a watched device refuses the job.
+. "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
+. "$EF_SRC/tests/integration/lib_fleet.sh"
+require_bin espfleet-console
+fleet_start
+
+BROKER=mqtt://127.0.0.1:$MQTT_PORT
+console() { "$EF_BIN/espfleet-console" "$1" --broker "$BROKER" "${@:2}"; }
+# console_code FILE: the <code> of "espfleet-console: error: <code>: ..." in FILE.
+console_code() { sed -n 's/^espfleet-console: error: \([a-z_]*\):.*/\1/p' "$1" | tail -n1; }
+
+mkimage "$EF_TMP/v1.bin" 1.1.0 fleet-demo 600K
+serve "$EF_TMP/v1.bin" v1.bin
+v1_sha=$(sha256_of "$EF_TMP/v1.bin")
+v1_size=$(stat -c %s "$EF_TMP/v1.bin")
+
+# ---- job --print: the document describes the image
+console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print >"$EF_TMP/print.json" ||
+  fail "job --print failed"
+doc=$(cat "$EF_TMP/print.json")
+assert_eq "$v1_sha" "$(jq -r .sha256 <<<"$doc")" "printed sha256"
+assert_eq "$v1_size" "$(jq -r .size <<<"$doc")" "printed size"
+assert_eq 1.1.0 "$(jq -r .version <<<"$doc")" "printed version"
+assert_eq fleet-demo "$(jq -r .project <<<"$doc")" "printed project"
+assert_eq esp32s3 "$(jq -r .chip <<<"$doc")" "printed chip"
+assert_eq "$URL_BASE/v1.bin" "$(jq -r .url <<<"$doc")" "printed url"
+assert_eq "fleet-demo-1.1.0-${v1_sha:0:8}" "$(jq -r .job_id <<<"$doc")" "default job_id"
+assert_eq null "$(jq -r .rollout <<<"$doc")" "no rollout without --percent"
+jq -e '(.job_id | test("^[A-Za-z0-9._:-]{1,64}$")) and (.sha256 | test("^[0-9a-f]{64}$"))' <<<"$doc" >/dev/null ||
+  fail "printed job is not a valid job: $doc"
+doc=$(console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --job-id x-1 --percent 25 \
+  --allow-downgrade --not-after 2099-01-01T00:00:00Z --expect-fw-version FG-1.1.0.0.0) || fail "job --print with options"
+jq -e '.job_id == "x-1" and .rollout.percent == 25 and .allow_downgrade == true and
+       .not_after == "2099-01-01T00:00:00Z" and .expect_fw_version == "FG-1.1.0.0.0"' <<<"$doc" >/dev/null ||
+  fail "job options not in the document: $doc"
+rc=0
+console job "$EF_TMP/v1.bin" --url "http://127.0.0.1/v1.bin" --print >/dev/null 2>"$EF_TMP/http.err" || rc=$?
+assert_eq 1 "$rc" "exit status for an http url"
+assert_eq bad_job "$(console_code "$EF_TMP/http.err")" "error code for an http url"
+pass "job --print builds a valid job that matches the image"
+
+# Record everything published on the device's job topic from here on.
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -v -t "$JOB_TOPIC" >"$EF_TMP/jobs.log" 2>/dev/null &
+track_pid $!
+sleep 0.3
+
+# ---- job --device: installs the image, watch sees it succeed
+console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --device "$DEV" --job-id c-job-1 \
+  --expect-fw-version FG-1.1.0.0.0 >"$EF_TMP/job.out" || fail "job publish failed"
+grep -q "c-job-1" "$EF_TMP/job.out" || fail "job did not say what it published"
+rc=0
+console watch --device "$DEV" --job c-job-1 --until-final --timeout 60 >"$EF_TMP/watch1.out" 2>"$EF_TMP/watch1.err" || rc=$?
+assert_eq 0 "$rc" "watch --until-final exit status ($(cat "$EF_TMP/watch1.err"))"
+grep -q " $DEV succeeded job=c-job-1" "$EF_TMP/watch1.out" || fail "watch did not print the succeeded state"
+assert_eq "$v1_sha" "$(sim_get "$FLASH" .running.sha256)" "simulator runs the image"
+pass "job --device installs the image; watch --until-final exits 0"
+
+# ---- status
+console status --json >"$EF_TMP/status.json" || fail "status --json failed"
+st=$(jq -c --arg d "$DEV" '.[] | select(.device_id == $d)' "$EF_TMP/status.json")
+[ -n "$st" ] || fail "status --json has no $DEV: $(cat "$EF_TMP/status.json")"
+assert_eq succeeded "$(jq -r .state <<<"$st")" "status state"
+assert_eq c-job-1 "$(jq -r .job_id <<<"$st")" "status job"
+assert_eq 1.1.0 "$(jq -r .app.version <<<"$st")" "status app version"
+console status --device "$DEV" >"$EF_TMP/status.txt" || fail "status failed"
+grep -Eq "^$DEV +yes +succeeded +c-job-1 +1.1.0 +FG-1.1.0.0.0 +-$" "$EF_TMP/status.txt" ||
+  fail "status table: $(cat "$EF_TMP/status.txt")"
+pass "status shows the device succeeded with app 1.1.0"
+
+# ---- an invalid image is refused, nothing is published
+head -c 200000 "$EF_TMP/v1.bin" >"$EF_TMP/short.bin"
+printf 'X' | cat - <(tail -c +2 "$EF_TMP/v1.bin") >"$EF_TMP/magic.bin"
+for bad in short magic; do
+  rc=0
+  console job "$EF_TMP/$bad.bin" --url "$URL_BASE/$bad.bin" --device "$DEV" --job-id "c-$bad" \
+    >/dev/null 2>"$EF_TMP/$bad.err" || rc=$?
+  assert_eq 1 "$rc" "exit status for the $bad image"
+  code=$(console_code "$EF_TMP/$bad.err")
+  [[ $code == image_* ]] || fail "error code for the $bad image: '$code' ($(cat "$EF_TMP/$bad.err"))"
+  [ "$(wc -l <"$EF_TMP/$bad.err")" = 1 ] || fail "more than one error line: $(cat "$EF_TMP/$bad.err")"
+done
+assert_eq image_truncated "$(console_code "$EF_TMP/short.err")" "truncated image code"
+assert_eq image_bad_magic "$(console_code "$EF_TMP/magic.err")" "bad magic code"
+sleep 0.5
+assert_eq 1 "$(grep -c . "$EF_TMP/jobs.log")" "messages on the job topic (only c-job-1)"
+grep -q '"job_id":"c-job-1"' "$EF_TMP/jobs.log" || fail "c-job-1 missing on the job topic"
+pass "invalid images are refused with image_* codes and nothing is published"
+
+# ---- watch: exit 1 on a rejected job, exit 3 on timeout
+mkimage "$EF_TMP/v0.bin" 1.0.0 fleet-demo 200K
+serve "$EF_TMP/v0.bin" v0.bin
+console job "$EF_TMP/v0.bin" --url "$URL_BASE/v0.bin" --device "$DEV" --job-id c-down >/dev/null ||
+  fail "publishing the downgrade failed"
+rc=0
+console watch --device "$DEV" --job c-down --until-final --timeout 30 >/dev/null 2>"$EF_TMP/down.err" || rc=$?
+assert_eq 1 "$rc" "watch exit status for a rejected job"
+assert_eq downgrade_refused "$(console_code "$EF_TMP/down.err")" "watch error code"
+rc=0
+console watch --device "$DEV" --job no-such-job --until-final --timeout 1 >/dev/null 2>&1 || rc=$?
+assert_eq 3 "$rc" "watch exit status on timeout"
+pass "watch --until-final exits 1 for a rejected job and 3 on timeout"
+
+# ---- rollout: 0 % (skipped), then 100 % (installed)
+mkimage "$EF_TMP/v2.bin" 1.2.0 fleet-demo 400K
+serve "$EF_TMP/v2.bin" v2.bin
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "$STATE_TOPIC" >"$EF_TMP/states.log" 2>/dev/null &
+track_pid $!
+sleep 0.3
+console rollout "$EF_TMP/v2.bin" --url "$URL_BASE/v2.bin" --group canary --job-id c-roll-1 \
+  --steps 0,100 --interval 2 --devices "$DEV" >"$EF_TMP/rollout.out" 2>"$EF_TMP/rollout.err" ||
+  fail "rollout failed: $(cat "$EF_TMP/rollout.err")"
+grep -q "step 2/2: published at 100 %" "$EF_TMP/rollout.out" || fail "rollout output: $(cat "$EF_TMP/rollout.out")"
+doc=$(wait_state '.job_id == "c-roll-1" and .state == "succeeded"' 60) || fail "rollout did not install the image"
+assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "simulator runs v2"
+assert_eq 1.2.0 "$(jq -r .app.version <<<"$doc")" "app version after rollout"
+jq -s -e '[.[] | select(.job_id == "c-roll-1") | .state] | index("skipped") != null and
+          index("skipped") < index("succeeded")' "$EF_TMP/states.log" >/dev/null ||
+  fail "the 0 % step was not skipped first: $(jq -c 'select(.job_id == "c-roll-1") | .state' "$EF_TMP/states.log")"
+pass "rollout 0,100: skipped at 0 %, installed at 100 %"
+
+# ---- rollout stops when a watched canary fails or refuses the job
+# The file behind the url is not the image the job describes (version 1.2.0
+# served, 1.3.0 announced): the device refuses it with version_mismatch.
+mkimage "$EF_TMP/v3.bin" 1.3.0 fleet-demo 400K
+serve "$EF_TMP/v2.bin" v3.bin
+# First step: the smallest percent whose sample includes $DEV.
+hex=$(printf '%s' "c-roll-2/$DEV" | sha256sum | cut -c1-8)
+first=$(( (16#$hex % 10000) / 100 + 1 ))
+[ "$first" -lt 100 ] || first=99
+rc=0
+timeout 60 "$EF_BIN/espfleet-console" rollout --broker "$BROKER" "$EF_TMP/v3.bin" --url "$URL_BASE/v3.bin" \
+  --group canary --job-id c-roll-2 --steps "$first,100" --interval 40 --devices "$DEV" \
+  >"$EF_TMP/rollout2.out" 2>"$EF_TMP/rollout2.err" || rc=$?
+assert_eq 1 "$rc" "rollout exit status when a canary fails ($(cat "$EF_TMP/rollout2.err"))"
+assert_eq version_mismatch "$(console_code "$EF_TMP/rollout2.err")" "rollout error code"
+grep -q "step 2/2" "$EF_TMP/rollout2.out" && fail "rollout went on after the canary failed"
+assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "simulator still runs v2"
+pass "rollout stops at step 1 ($first %) when a watched device fails"
