@@ -660,7 +660,8 @@ static void resume_from_journal(ef_agent *a) {
     a->state.ts_ms = ef_wall_ms();
   }
   if (!a->journal.has_current) return;
-  const ef_job *job = &a->journal.current;
+  const ef_job job_copy = a->journal.current; /* clearing current wipes it */
+  const ef_job *job = &job_copy;
   int attempt = a->journal.attempt + 1;
   char fp[65];
   ef_job_fingerprint(job, fp);
@@ -671,9 +672,10 @@ static void resume_from_journal(ef_agent *a) {
     attempt = a->journal.attempt;
   } else if (attempt > a->cfg.download.max_attempts) {
     char why[160];
-    snprintf(why, sizeof why, "interrupted %d times, giving up (download.max_attempts)", a->journal.attempt);
+    int attempts = a->journal.attempt;
+    snprintf(why, sizeof why, "interrupted %d times, giving up (download.max_attempts)", attempts);
     ef_journal_clear_current(&a->journal);
-    report_final_locked(a, job->job_id, fp, EF_STATE_FAILED, EF_ERR_INTERRUPTED, why, a->journal.attempt, true);
+    report_final_locked(a, job->job_id, fp, EF_STATE_FAILED, EF_ERR_INTERRUPTED, why, attempts, true);
     return;
   }
   a->pending = *job;
