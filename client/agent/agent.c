@@ -338,8 +338,11 @@ out:
   return err;
 }
 
-/* Waits for the ESP after OTA end and checks what came back. */
-static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, char *detail, size_t n) {
+/* Waits for the ESP after OTA end and checks what came back. @p fw_before is
+ * the firmware reported before the update when OTA end's answer was lost
+ * (NULL otherwise): the ESP may or may not have taken the image, and an
+ * unchanged firmware version says it did not. */
+static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, const char *fw_before, char *detail, size_t n) {
   ef_err err = EF_OK;
   ef_fw_version fw;
   char fw_text[64] = "";
@@ -364,6 +367,11 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, char *detail, size_t n) {
              a->job.expect_fw_version);
     return EF_ERR_BOOT_VERIFY_FAILED;
   }
+  if (!a->job.expect_fw_version[0] && fw_before && strcmp(fw_before, fw_text) == 0) {
+    snprintf(detail, n, "the answer to OTA end was lost and the ESP still reports firmware %s",
+             fw_text[0] ? fw_text : "(none)");
+    return EF_ERR_BOOT_VERIFY_FAILED;
+  }
   return EF_OK;
 }
 
@@ -377,6 +385,11 @@ static void *job_main(void *arg) {
   bool record = true;
 
   memset(&res, 0, sizeof res);
+  bool end_unknown = false;
+  char fw_before[64];
+  pthread_mutex_lock(&a->lock);
+  copy_str(fw_before, sizeof fw_before, a->state.fw_version);
+  pthread_mutex_unlock(&a->lock);
   if (!a->verify_only) {
     err = open_ctrl(a, &ctrl);
     if (err != EF_OK) {
@@ -389,7 +402,15 @@ static void *job_main(void *arg) {
       pthread_mutex_lock(&a->lock);
       bool stopping = a->stop, canceled = a->cancel_requested;
       pthread_mutex_unlock(&a->lock);
-      if (res.ota_end_sent) {
+      if (res.ota_end_sent && (err == EF_ERR_ESP_UNAVAILABLE || err == EF_ERR_ESP_TIMEOUT)) {
+        /* OTA end went out but its answer did not come back (the ESP reset
+         * or the link broke): the ESP may be booting the new image. Find out
+         * instead of reporting a failure that may not be one. */
+        ef_warn("job %s: no answer to OTA end (%s); waiting to see what the ESP boots", a->job.job_id,
+                ef_err_name(err));
+        end_unknown = true;
+        err = EF_OK;
+      } else if (res.ota_end_sent) {
         final = EF_STATE_FAILED;
       } else if (stopping) {
         /* Service stop: the job stays in the journal and resumes at start. */
@@ -400,14 +421,16 @@ static void *job_main(void *arg) {
       } else if (!res.ota_begin_sent && is_rejection(err)) {
         final = EF_STATE_REJECTED;
       }
-      if (res.ota_begin_sent && a->cfg.esp.disable_bt_during_ota)
-        if (ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true) != EF_OK)
+      if (!end_unknown) {
+        if (res.ota_begin_sent && !res.ota_end_sent && a->cfg.esp.disable_bt_during_ota &&
+            ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true) != EF_OK)
           ef_warn("could not re-enable Bluetooth after the failed update");
-      goto done;
+        goto done;
+      }
     }
   }
   enter_phase(a, EF_STATE_REBOOTING);
-  err = verify_boot(a, &ctrl, detail, sizeof detail);
+  err = verify_boot(a, &ctrl, end_unknown ? fw_before : NULL, detail, sizeof detail);
   if (err != EF_OK) goto done;
   final = EF_STATE_SUCCEEDED;
   pthread_mutex_lock(&a->lock);

@@ -13,8 +13,11 @@
 
 #include "espfleet/log.h"
 
-/* How often a vanished node is probed while waiting for it to come back. */
-#define REOPEN_INTERVAL_MS 50
+/* How often a vanished node is probed while waiting for it to come back. A
+ * failed open() costs microseconds, and the sooner the node is open again the
+ * sooner the host sees the ESP's boot (benchmarks showed a 50 ms interval as
+ * a fixed 40 ms in every update). */
+#define REOPEN_INTERVAL_MS 10
 
 struct ef_transport {
   char *path;

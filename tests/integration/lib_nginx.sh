@@ -227,7 +227,8 @@ nginx_stop() {
   while _nginx_alive "$pid" && ((SECONDS < deadline)); do
     sleep 0.05
   done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
+  # nginx may be gone already: neither of these may end a `set -e` caller
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   return 0
 }

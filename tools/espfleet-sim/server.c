@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +54,7 @@ typedef struct {
 
   uint64_t responses;     /* since start, for drop-response */
   uint64_t reboot_at;     /* monotonic ns; 0 = none scheduled */
+  uint64_t reboot_planned; /* reboot_at as first scheduled */
   bool reset_now;         /* reboot as soon as the current frame is done */
   bool init_pending;      /* ESPInit not yet sent since boot */
   uint64_t link_up_at;    /* when the link came up after the last reboot */
@@ -306,6 +308,7 @@ static void on_ota_end(server *s, const Espfleet__CtrlMsg *req) {
     h->boot_slot = s->ota_slot;
     save_header(s, true); /* the otadata switch must survive a crash */
     s->reboot_at = now_ns() + s->cfg->reboot_delay_ms * NS_PER_MS;
+    s->reboot_planned = s->reboot_at;
     ef_info("OTA end: slot %u holds %s %s (%llu bytes); rebooting in %llu ms", s->ota_slot,
             info.project, info.version, (unsigned long long)info.length,
             (unsigned long long)s->cfg->reboot_delay_ms);
@@ -530,6 +533,17 @@ static void process_frames(server *s) {
     ef_warn("skipped %llu bytes that were not a frame", (unsigned long long)(s->rx->dropped - dropped));
 }
 
+/* True while bytes we sent (the answer to OTA end) wait unread in the
+ * host's side of the pty, for at most ANSWER_GRACE_MS after the planned
+ * reboot: closing the pty would throw them away. */
+#define ANSWER_GRACE_MS 1000
+static bool answer_unread(server *s, uint64_t now) {
+  int queued = 0;
+  if (s->out_len > s->out_off) return now < s->reboot_planned + ANSWER_GRACE_MS * NS_PER_MS;
+  if (s->pty.slave < 0 || ioctl(s->pty.slave, FIONREAD, &queued) != 0) return false;
+  return queued > 0 && now < s->reboot_planned + ANSWER_GRACE_MS * NS_PER_MS;
+}
+
 static uint64_t earliest(uint64_t a, uint64_t b) { return a == 0 ? b : (b == 0 || a < b ? a : b); }
 
 static void wait_io(server *s) {
@@ -592,6 +606,11 @@ ef_err sim_serve(sim_config *cfg, sim_flash *flash) {
 
   while (!s->quit) {
     uint64_t now = now_ns();
+    if (s->reboot_at && now >= s->reboot_at && !s->reset_now && answer_unread(s, now)) {
+      /* the real firmware waits seconds before its restart; with a shorter
+       * --reboot-delay-ms the host must at least get to read the answer */
+      s->reboot_at = now + NS_PER_MS;
+    }
     if (s->reset_now || (s->reboot_at && now >= s->reboot_at)) {
       err = reboot(s);
       if (err != EF_OK) goto out;
