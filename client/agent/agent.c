@@ -375,6 +375,31 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, const char *fw_before, ch
   return EF_OK;
 }
 
+/* A download that broke for a reason that may pass (connection refused or
+ * reset, timeout, a 5xx) is tried again, from the start, with a growing
+ * pause, until download.max_attempts. A 4xx answer will not change by
+ * waiting. Returns true when the caller should transfer again. */
+static bool retry_download(ef_agent *a, ef_err err, const ef_ota_result *res, const char *detail) {
+  if (err != EF_ERR_DOWNLOAD_FAILED || res->ota_end_sent || strncmp(detail, "HTTP 4", 6) == 0) return false;
+  if (a->attempt >= a->cfg.download.max_attempts || ota_should_cancel(a)) return false;
+  int pause_ms = 1000 << (a->attempt - 1 < 5 ? a->attempt - 1 : 5);
+  ef_warn("job %s: download failed (%s); attempt %d of %d in %d s", a->job.job_id, detail, a->attempt + 1,
+          a->cfg.download.max_attempts, pause_ms / 1000);
+  for (int64_t until = ef_mono_ms() + pause_ms; ef_mono_ms() < until;) {
+    if (ota_should_cancel(a)) return false;
+    struct timespec nap = {0, 50 * 1000000L};
+    nanosleep(&nap, NULL);
+  }
+  pthread_mutex_lock(&a->lock);
+  a->attempt++;
+  a->state.attempt = a->attempt;
+  atomic_store(&a->bytes, 0);
+  ef_progress_limiter_init(&a->progress);
+  pthread_mutex_unlock(&a->lock);
+  enter_phase(a, EF_STATE_DOWNLOADING);
+  return true;
+}
+
 static void *job_main(void *arg) {
   ef_agent *a = arg;
   ef_ctrl *ctrl = NULL;
@@ -397,7 +422,10 @@ static void *job_main(void *arg) {
       snprintf(detail, sizeof detail, "cannot open %.200s", a->cfg.esp.device);
       goto done;
     }
-    err = transfer(a, ctrl, &res, detail, sizeof detail);
+    for (;;) {
+      err = transfer(a, ctrl, &res, detail, sizeof detail);
+      if (err == EF_OK || !retry_download(a, err, &res, detail)) break;
+    }
     if (err != EF_OK) {
       pthread_mutex_lock(&a->lock);
       bool stopping = a->stop, canceled = a->cancel_requested;
@@ -415,7 +443,7 @@ static void *job_main(void *arg) {
       } else if (stopping) {
         /* Service stop: the job stays in the journal and resumes at start. */
         record = false;
-      } else if (canceled && err == EF_ERR_CANCELED) {
+      } else if (canceled) {
         final = EF_STATE_CANCELED;
         err = EF_OK;
       } else if (!res.ota_begin_sent && is_rejection(err)) {

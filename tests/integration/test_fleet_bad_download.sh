@@ -16,14 +16,16 @@ base_sha=$(sim_get "$FLASH" .running.sha256)
 mkimage "$EF_TMP/v2.bin" 2.0.0 fleet-demo 400K
 serve "$EF_TMP/v2.bin" v2.bin
 
-# expect_failure JOB_ID JSON CODE: the job fails with CODE; no OTA end.
+# expect_failure JOB_ID JSON CODE [ATTEMPTS]: the job fails with CODE after
+# ATTEMPTS attempts (default 1); no OTA end.
 expect_failure() {
-  local id=$1 json=$2 code=$3 ends doc
+  local id=$1 json=$2 code=$3 attempts=${4:-1} ends doc
   ends=$(sim_get "$FLASH" .counters.ota_end)
   publish_job "$json"
   doc=$(wait_final "$id" 60) || fail "no final state for $id"
   assert_eq failed "$(jq -r .state <<<"$doc")" "$id state"
   assert_eq "$code" "$(jq -r .error.code <<<"$doc")" "$id error code"
+  assert_eq "$attempts" "$(jq -r .attempt <<<"$doc")" "$id attempts"
   [ -n "$(jq -r '.error.message // empty' <<<"$doc")" ] || fail "$id: error without a message"
   assert_eq "$ends" "$(sim_get "$FLASH" .counters.ota_end)" "$id: no OTA end"
   assert_eq "$base_sha" "$(sim_get "$FLASH" .running.sha256)" "$id: running image unchanged"
@@ -47,7 +49,10 @@ expect_failure short "$(jq -c ".url = \"$URL_BASE/short.bin\" | .job_id = \"shor
 
 expect_failure notfound "$(jq -c ".url = \"$URL_BASE/missing.bin\" | .job_id = \"notfound\"" <<<"$json")" download_failed
 closed=$(free_port)
-expect_failure unreachable "$(jq -c ".url = \"https://127.0.0.1:$closed/v2.bin\" | .job_id = \"unreachable\"" <<<"$json")" download_failed
+# A host that refuses connections may come back: tried download.max_attempts
+# (3) times, 1 s and 2 s apart.
+expect_failure unreachable "$(jq -c ".url = \"https://127.0.0.1:$closed/v2.bin\" | .job_id = \"unreachable\"" <<<"$json")" download_failed 3
+grep -q "job unreachable: download failed .*attempt 3 of 3" "$DAEMON_LOG" || fail "no retry logged"
 
 # After all that, a good job still goes through.
 publish_job "$(job_json good v2.bin)"
