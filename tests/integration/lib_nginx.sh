@@ -137,6 +137,16 @@ nginx_start() {
   return 1
 }
 
+# nginx_restart: starts nginx again with the configuration (and port) of the
+# last nginx_start, e.g. after nginx_stop to simulate a web server outage.
+nginx_restart() {
+  [ -n "${NGINX_DIR:-}" ] || { echo "nginx_restart: no earlier nginx_start" >&2; return 1; }
+  nginx_stop
+  nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -e "$NGINX_DIR/error.log" >>"$NGINX_DIR/stderr.log" 2>&1 &
+  NGINX_PID=$!
+  _nginx_wait_ready
+}
+
 # _nginx_alive PID: true while PID runs (an exited child stays a zombie
 # until waited for, and kill -0 still succeeds on a zombie).
 _nginx_alive() {

@@ -54,9 +54,21 @@ closed=$(free_port)
 expect_failure unreachable "$(jq -c ".url = \"https://127.0.0.1:$closed/v2.bin\" | .job_id = \"unreachable\"" <<<"$json")" download_failed 3
 grep -q "job unreachable: download failed .*attempt 3 of 3" "$DAEMON_LOG" || fail "no retry logged"
 
-# After all that, a good job still goes through.
+# The web server is down when the job arrives and back a little later: the
+# download is retried and the job completes.
+nginx_stop
+publish_job "$(job_json outage v2.bin)"
+wait_for "grep -q 'job outage: download failed' '$DAEMON_LOG'" 10 || fail "no failed first attempt"
+nginx_restart || fail "nginx did not restart"
+doc=$(wait_final outage 60) || fail "no final state for the outage job"
+assert_eq succeeded "$(jq -r .state <<<"$doc")" "job across a web server outage"
+[ "$(jq -r .attempt <<<"$doc")" -ge 2 ] || fail "outage job succeeded without a retry"
+assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "v2 running after the outage"
+pass "web server outage: retried, attempt $(jq -r .attempt <<<"$doc") succeeded"
+
+# After all that, a good job still goes through (same image: at once).
 publish_job "$(job_json good v2.bin)"
 doc=$(wait_final good 60) || fail "no final state for the good job"
 assert_eq succeeded "$(jq -r .state <<<"$doc")" "good job after failures"
 assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "v2 running"
-pass "a good job after the failures succeeds"
+pass "the same image again: succeeded at once (already installed)"
