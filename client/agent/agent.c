@@ -651,7 +651,8 @@ out:
 }
 
 static void progress_tick_locked(ef_agent *a) {
-  if (!a->job_running || a->progress.final_sent) return;
+  /* progress describes a transfer: only while downloading */
+  if (!a->job_running || a->progress.final_sent || a->state.state != EF_STATE_DOWNLOADING) return;
   uint64_t done = atomic_load(&a->bytes);
   if (!ef_progress_due(&a->progress, ef_mono_ms(), done, a->job.size)) return;
   char *json = ef_report_progress_json(a->cfg.device_id, a->job.job_id, done, a->job.size, ef_wall_ms());

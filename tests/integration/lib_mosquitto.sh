@@ -14,33 +14,7 @@
 # Persistence is off: a restart loses retained messages and sessions, like a
 # broker that crashed.
 
-# Prints a TCP port nobody listens on. Picked below the kernel's ephemeral
-# range so outgoing connections do not take it meanwhile.
-free_port() {
-  local port i
-  for ((i = 0; i < 200; i++)); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-    if [[ -z "$(ss -Htan "sport = :$port" 2>/dev/null)" ]]; then
-      echo "$port"
-      return 0
-    fi
-  done
-  echo "free_port: no free port found" >&2
-  return 1
-}
-
-# Waits until something accepts TCP connections on 127.0.0.1:PORT.
-_mosq_wait_port() {
-  local port=$1 pid=$2 i
-  for ((i = 0; i < 100; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib_net.sh"
 
 _mosq_write_config() {
   local dir=$1 port=$2 ca=${3:-} cert=${4:-} key=${5:-}
@@ -68,7 +42,7 @@ _mosq_launch() {
   port=$(cat "$dir/mosquitto.port")
   mosquitto -c "$dir/mosquitto.conf" >>"$dir/mosquitto.out" 2>&1 &
   echo $! >"$dir/mosquitto.pid"
-  if ! _mosq_wait_port "$port" "$!"; then
+  if ! wait_for_port "$port" 10 "$!"; then
     echo "mosquitto did not start on port $port:" >&2
     tail -n 20 "$dir/mosquitto.out" "$dir/mosquitto.log" >&2 2>/dev/null
     return 1

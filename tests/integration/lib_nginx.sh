@@ -13,29 +13,7 @@
 # One nginx per shell at a time (the NGINX_* variables describe it). Call
 # nginx_start in the shell itself, not in $(...): nginx_stop waits for it.
 
-# free_port: prints a TCP port on 127.0.0.1 that nobody listens on right now.
-# The kernel picks it, so parallel tests do not collide; a tiny race remains
-# until the caller binds it, which nginx_start covers by retrying.
-free_port() {
-  python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
-# wait_for_port PORT [SECONDS]: waits until something accepts TCP connections
-# on 127.0.0.1:PORT; returns 1 after SECONDS (default 5).
-wait_for_port() {
-  local port=$1 deadline=$((SECONDS + ${2:-5}))
-  while ((SECONDS < deadline)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.05
-  done
-  return 1
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib_net.sh"
 
 # nginx_make_certs DIR [NAME]: creates in DIR a throwaway certificate
 # authority (ca.pem, ca.key) and a server certificate signed by it
