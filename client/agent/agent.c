@@ -498,6 +498,7 @@ static void start_job_locked(ef_agent *a) {
   bool resume = a->pending_resume, verify_only = a->pending_verify_only;
   char fp[65];
   a->has_pending = false;
+  if (!resume) ef_journal_set_waiting(&a->journal, NULL); /* saved with what follows */
   ef_job_fingerprint(&job, fp);
 
   if (!resume) {
@@ -621,6 +622,9 @@ static void handle_job_locked(ef_agent *a, const inbox_msg *m) {
   a->pending_resume = false;
   a->pending_verify_only = false;
   a->has_pending = true;
+  /* Acknowledged to the broker: a restart must not lose it. */
+  ef_journal_set_waiting(&a->journal, &job);
+  save_journal_locked(a);
 }
 
 static void handle_cancel_locked(ef_agent *a, const inbox_msg *m) {
@@ -642,6 +646,7 @@ static void handle_cancel_locked(ef_agent *a, const inbox_msg *m) {
     char fp[65];
     ef_job_fingerprint(&a->pending, fp);
     a->has_pending = false;
+    ef_journal_set_waiting(&a->journal, NULL);
     report_final_locked(a, a->pending.job_id, fp, EF_STATE_CANCELED, EF_OK, "canceled while waiting", 0, true);
   } else {
     ef_info("cancel for job %s: not waiting or running, nothing to do", id->valuestring);
@@ -829,6 +834,16 @@ ef_err ef_agent_run(ef_agent *a) {
 
   pthread_mutex_lock(&a->lock);
   a->mqtt = mqtt;
+  /* An interrupted job first, then the one that was waiting for it. */
+  if (a->has_pending && a->pending_resume) start_job_locked(a);
+  if (a->journal.has_waiting && !a->has_pending) {
+    ef_info("job %s was waiting before the restart", a->journal.waiting.job_id);
+    a->pending = a->journal.waiting;
+    a->pending_attempt = 1;
+    a->pending_resume = false;
+    a->pending_verify_only = false;
+    a->has_pending = true;
+  }
   while (!a->stop) {
     while (a->in_count && !a->stop) {
       inbox_msg m = a->inbox[a->in_head];

@@ -85,6 +85,26 @@ static bool copy_str(char *dst, size_t n, const char *src) {
   return true;
 }
 
+/* A job as stored by ef_job_to_json, read back with limits wide enough for
+ * any job this daemon accepted. */
+static bool decode_job(const cJSON *doc, ef_job *out) {
+  ef_job_limits lim = {.max_payload = SIZE_MAX, .max_image_size = UINT64_MAX, .allow_http = true};
+  char *text = cJSON_IsObject(doc) ? cJSON_PrintUnformatted(doc) : NULL;
+  ef_err e = text ? ef_job_parse(text, strlen(text), &lim, out, NULL, 0) : EF_ERR_BAD_JOB;
+  free(text);
+  return e == EF_OK;
+}
+
+/* Adds @p job under @p key as the JSON ef_job_to_json gives. */
+static bool encode_job(cJSON *parent, const char *key, const ef_job *job) {
+  char *text = ef_job_to_json(job);
+  cJSON *doc = text ? cJSON_Parse(text) : NULL;
+  free(text);
+  if (doc && cJSON_AddItemToObject(parent, key, doc)) return true;
+  cJSON_Delete(doc);
+  return false;
+}
+
 /* Fills @p j from the document; false when anything is missing or wrong. */
 static bool decode(const cJSON *root, ef_journal *j) {
   double v;
@@ -92,17 +112,21 @@ static bool decode(const cJSON *root, ef_journal *j) {
 
   const cJSON *cur = cJSON_GetObjectItemCaseSensitive(root, "current");
   if (cJSON_IsObject(cur)) {
-    ef_job_limits lim = {.max_payload = SIZE_MAX, .max_image_size = UINT64_MAX, .allow_http = true};
-    const cJSON *job = cJSON_GetObjectItemCaseSensitive(cur, "job");
-    char *text = job ? cJSON_PrintUnformatted(job) : NULL;
-    ef_err e = text ? ef_job_parse(text, strlen(text), &lim, &j->current, NULL, 0) : EF_ERR_BAD_JOB;
-    free(text);
-    if (e != EF_OK) return false;
+    if (!decode_job(cJSON_GetObjectItemCaseSensitive(cur, "job"), &j->current)) return false;
     if (!int_of(cur, "attempt", 1, 1000000, &v)) return false;
     j->attempt = (int)v;
     if (ef_state_from_name(str_of(cur, "phase"), &j->phase) != EF_OK) return false;
     j->has_current = true;
   } else if (cur && !cJSON_IsNull(cur)) {
+    return false;
+  }
+
+  /* "waiting" came with the second version of the daemon: optional */
+  const cJSON *wait = cJSON_GetObjectItemCaseSensitive(root, "waiting");
+  if (cJSON_IsObject(wait)) {
+    if (!decode_job(wait, &j->waiting)) return false;
+    j->has_waiting = true;
+  } else if (wait && !cJSON_IsNull(wait)) {
     return false;
   }
 
@@ -177,17 +201,16 @@ static cJSON *encode(const ef_journal *j) {
   cJSON *root = cJSON_CreateObject();
   bool ok = root && cJSON_AddNumberToObject(root, "format", JOURNAL_FORMAT);
   if (ok && j->has_current) {
-    char *text = ef_job_to_json(&j->current);
-    cJSON *job = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    cJSON *cur = job ? cJSON_AddObjectToObject(root, "current") : NULL;
-    ok = cur && cJSON_AddItemToObject(cur, "job", job);
-    if (!ok) cJSON_Delete(job);
-    ok = ok && cJSON_AddNumberToObject(cur, "attempt", j->attempt) &&
+    cJSON *cur = cJSON_AddObjectToObject(root, "current");
+    ok = cur && encode_job(cur, "job", &j->current) && cJSON_AddNumberToObject(cur, "attempt", j->attempt) &&
          cJSON_AddStringToObject(cur, "phase", ef_state_name(j->phase));
   } else if (ok) {
     ok = cJSON_AddNullToObject(root, "current") != NULL;
   }
+  if (ok && j->has_waiting)
+    ok = encode_job(root, "waiting", &j->waiting);
+  else if (ok)
+    ok = cJSON_AddNullToObject(root, "waiting") != NULL;
   if (ok && j->installed.version[0]) {
     cJSON *app = cJSON_AddObjectToObject(root, "installed");
     ok = app && cJSON_AddStringToObject(app, "version", j->installed.version) &&
@@ -292,6 +315,14 @@ void ef_journal_clear_current(ef_journal *j) {
   memset(&j->current, 0, sizeof j->current);
   j->attempt = 0;
   j->phase = EF_STATE_IDLE;
+}
+
+void ef_journal_set_waiting(ef_journal *j, const ef_job *job) {
+  j->has_waiting = job != NULL;
+  if (job)
+    j->waiting = *job;
+  else
+    memset(&j->waiting, 0, sizeof j->waiting);
 }
 
 void ef_journal_set_installed(ef_journal *j, const ef_app_info *app) { j->installed = *app; }

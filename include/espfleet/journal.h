@@ -46,6 +46,8 @@ typedef struct {
   ef_job current;                /**< valid when has_current */
   int attempt;                   /**< attempt of the current job, starting at 1 */
   ef_job_state phase;            /**< last state of the current job */
+  bool has_waiting;
+  ef_job waiting;                /**< the job that waits for the current one, when has_waiting */
   ef_app_info installed;
   size_t n_results;
   ef_journal_result results[EF_JOURNAL_MAX_RESULTS]; /**< oldest first */
@@ -73,6 +75,13 @@ void ef_journal_set_current(ef_journal *j, const ef_job *job, int attempt, ef_jo
 
 /** Forgets the job in progress. */
 void ef_journal_clear_current(ef_journal *j);
+
+/**
+ * Records @p job as the one waiting for the current job (only the newest
+ * waits), or forgets it when @p job is NULL. Kept so that a restart does not
+ * lose a job that was delivered, and acknowledged, while another ran.
+ */
+void ef_journal_set_waiting(ef_journal *j, const ef_job *job);
 
 /** Records the app now installed (after a successful update). */
 void ef_journal_set_installed(ef_journal *j, const ef_app_info *app);

@@ -10,6 +10,12 @@ mkimage "$EF_TMP/v2.bin" 2.0.0 fleet-demo 500K
 serve "$EF_TMP/v2.bin" v2.bin
 publish_job "$(job_json crashy v2.bin)"
 wait_for "sim_get '$FLASH' .counters.ota_write | jq -e '. > 5' >/dev/null" 20 || fail "transfer did not start"
+# A second job arrives while the first runs: it waits, and must survive too.
+mkimage "$EF_TMP/v25.bin" 2.5.0 fleet-demo 200K
+serve "$EF_TMP/v25.bin" v25.bin
+publish_job "$(job_json waiting v25.bin)"
+wait_for "jq -e '.waiting.job_id == \"waiting\"' '$EF_TMP/state/journal.json' >/dev/null 2>&1" 5 ||
+  fail "the waiting job is not in the journal"
 kill_daemon KILL
 assert_eq 0 "$(sim_get "$FLASH" .counters.ota_end)" "no OTA end before the kill"
 assert_eq crashy "$(jq -r '.current.job.job_id // empty' "$EF_TMP/state/journal.json")" \
@@ -18,9 +24,13 @@ assert_eq crashy "$(jq -r '.current.job.job_id // empty' "$EF_TMP/state/journal.
 start_daemon
 doc=$(wait_state '.job_id == "crashy" and .state == "succeeded"' 60) || fail "interrupted job did not complete"
 assert_eq 2 "$(jq -r .attempt <<<"$doc")" "attempt after the restart"
-assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "image installed"
-assert_eq 1 "$(sim_get "$FLASH" .counters.ota_end)" "one OTA end"
+assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(jq -r .app.sha256 <<<"$doc")" "image installed"
 pass "killed mid-update: resumed as attempt 2 and completed"
+doc=$(wait_final waiting 60) || fail "the job that waited before the kill did not run"
+assert_eq succeeded "$(jq -r .state <<<"$doc")" "waiting job after the restart"
+assert_eq "$(sha256_of "$EF_TMP/v25.bin")" "$(sim_get "$FLASH" .running.sha256)" "waiting job installed"
+assert_eq 2 "$(sim_get "$FLASH" .counters.ota_end)" "one OTA end per job (none from the killed attempt)"
+pass "the job that was waiting when the daemon was killed ran after the restart"
 
 # Restart once more: the finished job is not run again, its state stays.
 begins=$(sim_get "$FLASH" .counters.ota_begin)
@@ -45,7 +55,7 @@ kill_daemon TERM
 doc=$(wait_state '.online == false' 5) || fail "no offline state after SIGTERM"
 assert_eq stopped "$(jq -r .job_id <<<"$doc")" "offline state names the job in progress"
 assert_eq "$ends" "$(sim_get "$FLASH" .counters.ota_end)" "no OTA end after SIGTERM"
-assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "old image still runs"
+assert_eq "$(sha256_of "$EF_TMP/v25.bin")" "$(sim_get "$FLASH" .running.sha256)" "old image still runs"
 start_daemon
 doc=$(wait_state '.job_id == "stopped" and .state == "succeeded"' 60) || fail "stopped job did not complete"
 assert_eq 2 "$(jq -r .attempt <<<"$doc")" "attempt after the service stop"

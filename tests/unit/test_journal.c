@@ -94,6 +94,9 @@ static void test_round_trip(void **state) {
   assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
   ef_job job = sample_job();
   ef_journal_set_current(j, &job, 2, EF_STATE_DOWNLOADING);
+  ef_job next = sample_job();
+  strcpy(next.job_id, "next-job");
+  ef_journal_set_waiting(j, &next);
   ef_app_info app = {"1.9.0", "proj", SHA_A};
   ef_journal_set_installed(j, &app);
   ef_journal_result r1 = result("old-1", EF_STATE_FAILED, EF_ERR_HASH_MISMATCH, 1700000000123LL);
@@ -114,6 +117,9 @@ static void test_round_trip(void **state) {
   free(want);
   free(got);
   assert_int_equal(k->current.rollout_percent, 40);
+  assert_true(k->has_waiting);
+  assert_string_equal(k->waiting.job_id, "next-job");
+  assert_string_equal(k->waiting.url, job.url);
   assert_int_equal(k->attempt, 2);
   assert_int_equal(k->phase, EF_STATE_DOWNLOADING);
   assert_string_equal(k->installed.version, "1.9.0");
@@ -134,9 +140,11 @@ static void test_round_trip(void **state) {
 
   /* clearing the current job survives a save too */
   ef_journal_clear_current(k);
+  ef_journal_set_waiting(k, NULL);
   assert_int_equal(ef_journal_save(k), EF_OK);
   assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
   assert_false(j->has_current);
+  assert_false(j->has_waiting);
   assert_int_equal(j->n_results, 2);
   free(j);
   free(k);
