@@ -6,89 +6,22 @@
  *    slow decision never stalls the MQTT library.
  *  - agent thread (ef_agent_run): takes messages from the inbox, applies the
  *    job policy, starts at most one job thread, publishes progress ticks.
- *  - job thread: one update, start to end (run_job).
+ *  - job thread: one update, start to end (job_thread.c).
  * Everything shared lives in struct ef_agent under `lock`; publishing happens
  * under the lock too, so the retained state document always ends with the
  * newest state (ef_mqtt_publish never waits for the network).
  */
-#include "espfleet/agent.h"
-
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "agent_internal.h"
 #include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
-#include "espfleet/download.h"
-#include "espfleet/job.h"
-#include "espfleet/journal.h"
 #include "espfleet/log.h"
-#include "espfleet/mqtt.h"
-#include "espfleet/ota.h"
-#include "espfleet/pipe.h"
-#include "espfleet/report.h"
-
-#define INBOX_CAP 32
-#define TOPIC_MAX (EF_CONFIG_STR_MAX + EF_JOB_ID_MAX + 32)
-/* Bytes between the download and the ESP writer: enough to ride out jitter
- * on either side, small enough that memory does not depend on the image. */
-#define PIPE_CAPACITY (256 * 1024)
-#define TICK_MS 200
-
-typedef enum { MSG_JOB, MSG_CANCEL } msg_kind;
-
-typedef struct {
-  msg_kind kind;
-  char *payload; /* NULL when oversized */
-  size_t len;
-} inbox_msg;
-
-struct ef_agent {
-  ef_config cfg;
-  ef_job_limits limits;
-  char topic_job[TOPIC_MAX];
-  char topic_cancel[TOPIC_MAX];
-  char topic_state[TOPIC_MAX];
-  char topic_progress[TOPIC_MAX];
-  char topic_groups[EF_CONFIG_MAX_GROUPS][TOPIC_MAX];
-  ef_mqtt *mqtt;
-
-  pthread_mutex_t lock;
-  pthread_cond_t wake;
-  bool stop;
-
-  inbox_msg inbox[INBOX_CAP];
-  size_t in_head, in_count;
-
-  ef_journal journal;
-  ef_state state; /* the document on the state topic */
-
-  bool has_pending;
-  ef_job pending;
-  int pending_attempt;
-  bool pending_resume; /* from the journal: skip the "seen before" checks */
-  bool pending_verify_only;
-
-  bool job_running, job_done;
-  pthread_t job_thread;
-  ef_job job; /* written by the agent thread before the job thread starts */
-  char job_fingerprint[65];
-  int attempt;
-  bool verify_only;
-  bool cancel_requested;
-  bool activating; /* OTA end is (about to be) sent: cancel no longer applies */
-  ef_pipe *pipe;   /* set while the transfer runs, for cancel */
-  _Atomic uint64_t bytes;
-  ef_progress_limiter progress;
-};
-
-static void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
 
 /* ---- publishing (all under lock) ---- */
 
@@ -100,12 +33,12 @@ static void publish_doc_locked(ef_agent *a, const ef_state *s) {
   free(json);
 }
 
-static void publish_state_locked(ef_agent *a) {
+void publish_state_locked(ef_agent *a) {
   a->state.ts_ms = ef_wall_ms();
   publish_doc_locked(a, &a->state);
 }
 
-static void save_journal_locked(ef_agent *a) {
+void save_journal_locked(ef_agent *a) {
   if (ef_journal_save(&a->journal) != EF_OK)
     ef_error("could not save the journal in %s: %s", a->cfg.state_dir, strerror(errno));
 }
@@ -116,9 +49,8 @@ static void save_journal_locked(ef_agent *a) {
  * is published right after it so the retained document shows the update in
  * progress.
  */
-static void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprint,
-                                ef_job_state st, ef_err err, const char *detail, int attempt,
-                                bool record) {
+void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprint, ef_job_state st,
+                         ef_err err, const char *detail, int attempt, bool record) {
   if (record && job_id[0]) {
     ef_journal_result r;
     memset(&r, 0, sizeof r);
@@ -210,286 +142,6 @@ static void on_disconnected(void *arg, const char *cause) {
   ef_warn("lost the broker connection (%s); reconnecting", cause ? cause : "unknown cause");
 }
 
-/* ---- the job thread ---- */
-
-static void enter_phase(ef_agent *a, ef_job_state st) {
-  pthread_mutex_lock(&a->lock);
-  a->state.state = st;
-  a->state.bytes = atomic_load(&a->bytes);
-  ef_journal_set_current(&a->journal, &a->job, a->attempt, st);
-  save_journal_locked(a);
-  publish_state_locked(a);
-  pthread_mutex_unlock(&a->lock);
-}
-
-static void progress_tick_locked(ef_agent *a);
-
-static void ota_on_phase(void *arg, ef_ota_phase phase) {
-  ef_agent *a = arg;
-  if (phase == EF_OTA_PHASE_VERIFY) {
-    /* Every byte is written: the 100 % document goes out now, not at the
-     * next tick, so it always precedes the final state. */
-    pthread_mutex_lock(&a->lock);
-    progress_tick_locked(a);
-    pthread_mutex_unlock(&a->lock);
-    enter_phase(a, EF_STATE_VERIFYING);
-  } else if (phase == EF_OTA_PHASE_ACTIVATE) {
-    pthread_mutex_lock(&a->lock);
-    a->activating = true;
-    pthread_mutex_unlock(&a->lock);
-    enter_phase(a, EF_STATE_ACTIVATING);
-  }
-}
-
-static void ota_on_progress(void *arg, uint64_t done, uint64_t total) {
-  (void)total;
-  atomic_store(&((ef_agent *)arg)->bytes, done);
-}
-
-static bool ota_should_cancel(void *arg) {
-  ef_agent *a = arg;
-  pthread_mutex_lock(&a->lock);
-  bool c = a->cancel_requested || a->stop;
-  pthread_mutex_unlock(&a->lock);
-  return c;
-}
-
-static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl) {
-  ef_ctrl_options o;
-  ef_ctrl_options_default(&o);
-  o.device = a->cfg.esp.device;
-  o.window = a->cfg.esp.window;
-  o.ota_begin_timeout_ms = a->cfg.esp.begin_timeout_s * 1000;
-  return ef_ctrl_open(&o, ctrl);
-}
-
-/* Errors that mean "this job does not fit this device": nothing was changed. */
-static bool is_rejection(ef_err err) {
-  return err == EF_ERR_CHIP_MISMATCH || err == EF_ERR_PROJECT_MISMATCH ||
-         err == EF_ERR_VERSION_MISMATCH || err == EF_ERR_TOO_LARGE ||
-         err == EF_ERR_DOWNGRADE_REFUSED;
-}
-
-/* Download and flash. Returns the outcome; *ota_end_sent tells whether the
- * ESP may now boot the new image. */
-static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *detail, size_t n) {
-  ef_err err = EF_OK;
-  ef_pipe *pipe = NULL;
-  ef_download *dl = NULL;
-  ef_source src;
-
-  err = ef_pipe_new(PIPE_CAPACITY, &pipe);
-  if (err != EF_OK) goto out;
-  ef_download_options d = {
-      .url = a->job.url,
-      .ca_file = a->cfg.download.ca_file[0] ? a->cfg.download.ca_file : NULL,
-      .connect_timeout_s = a->cfg.download.connect_timeout_s,
-      .stall_timeout_s = a->cfg.download.stall_timeout_s,
-      .allow_http = a->cfg.download.allow_http,
-      .max_bytes = a->job.size,
-  };
-  err = ef_download_start(&d, pipe, &dl);
-  if (err != EF_OK) {
-    snprintf(detail, n, "could not start the download");
-    goto out;
-  }
-  pthread_mutex_lock(&a->lock);
-  a->pipe = pipe;
-  bool cancel_early = a->cancel_requested || a->stop;
-  pthread_mutex_unlock(&a->lock);
-  if (cancel_early) ef_pipe_abort(pipe);
-
-  ef_pipe_source(pipe, &src);
-  ef_ota_request req;
-  ef_ota_request_init(&req);
-  req.chip_id = a->cfg.esp.chip_id >= 0 ? a->cfg.esp.chip_id : a->job.chip_id;
-  req.version = a->job.version;
-  req.project = a->job.project[0] ? a->job.project : NULL;
-  req.size = a->job.size;
-  req.max_size = a->cfg.esp.max_image_size;
-  req.sha256 = a->job.sha256;
-  req.chunk_size = (size_t)a->cfg.esp.chunk_size;
-  req.disable_bt = a->cfg.esp.disable_bt_during_ota;
-  req.arg = a;
-  req.on_phase = ota_on_phase;
-  req.on_progress = ota_on_progress;
-  req.should_cancel = ota_should_cancel;
-  err = ef_ota_run(ctrl, &src, &req, res);
-  snprintf(detail, n, "%s", res->detail);
-
-  pthread_mutex_lock(&a->lock);
-  a->pipe = NULL;
-  pthread_mutex_unlock(&a->lock);
-  /* The engine may stop before the download does (a bad header, an ESP
-   * error): abort so the download thread ends instead of filling the pipe. */
-  ef_pipe_abort(pipe);
-  ef_err dl_err = ef_download_join(dl);
-  dl = NULL;
-  if (err == EF_ERR_CANCELED && dl_err != EF_OK && dl_err != EF_ERR_CANCELED && !ota_should_cancel(a)) {
-    /* the pipe reported our own abort; the download's error is the cause */
-    err = dl_err;
-  }
-out:
-  if (dl) {
-    ef_pipe_abort(pipe);
-    (void)ef_download_join(dl);
-  }
-  ef_pipe_free(pipe);
-  return err;
-}
-
-/* Waits for the ESP after OTA end and checks what came back. @p fw_before is
- * the firmware reported before the update when OTA end's answer was lost
- * (NULL otherwise): the ESP may or may not have taken the image, and an
- * unchanged firmware version says it did not. */
-static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, const char *fw_before, char *detail, size_t n) {
-  ef_err err = EF_OK;
-  ef_fw_version fw;
-  char fw_text[64] = "";
-  if (!*ctrl) {
-    err = open_ctrl(a, ctrl);
-    if (err != EF_OK) *ctrl = NULL;
-  }
-  if (*ctrl) err = ef_ctrl_wait_boot(*ctrl, a->cfg.esp.boot_timeout_s * 1000, &fw);
-  if (err == EF_OK) {
-    /* ESPInit may have answered the wait; ask for the version explicitly. */
-    if (ef_ctrl_get_fw_version(*ctrl, &fw) == EF_OK) ef_fw_version_format(&fw, fw_text, sizeof fw_text);
-  }
-  pthread_mutex_lock(&a->lock);
-  if (fw_text[0]) copy_str(a->state.fw_version, sizeof a->state.fw_version, fw_text);
-  pthread_mutex_unlock(&a->lock);
-  if (err != EF_OK) {
-    snprintf(detail, n, "the ESP did not come back within %d s after OTA end", a->cfg.esp.boot_timeout_s);
-    return EF_ERR_BOOT_VERIFY_FAILED;
-  }
-  if (a->job.expect_fw_version[0] && strcmp(a->job.expect_fw_version, fw_text) != 0) {
-    snprintf(detail, n, "ESP reports firmware %s, expected %s", fw_text[0] ? fw_text : "(none)",
-             a->job.expect_fw_version);
-    return EF_ERR_BOOT_VERIFY_FAILED;
-  }
-  if (!a->job.expect_fw_version[0] && fw_before && strcmp(fw_before, fw_text) == 0) {
-    snprintf(detail, n, "the answer to OTA end was lost and the ESP still reports firmware %s",
-             fw_text[0] ? fw_text : "(none)");
-    return EF_ERR_BOOT_VERIFY_FAILED;
-  }
-  return EF_OK;
-}
-
-/* A download that broke for a reason that may pass (connection refused or
- * reset, timeout, a 5xx) is tried again, from the start, with a growing
- * pause, until download.max_attempts. A 4xx answer will not change by
- * waiting. Returns true when the caller should transfer again. */
-static bool retry_download(ef_agent *a, ef_err err, const ef_ota_result *res, const char *detail) {
-  if (err != EF_ERR_DOWNLOAD_FAILED || res->ota_end_sent || strncmp(detail, "HTTP 4", 6) == 0) return false;
-  if (a->attempt >= a->cfg.download.max_attempts || ota_should_cancel(a)) return false;
-  int pause_ms = 1000 << (a->attempt - 1 < 5 ? a->attempt - 1 : 5);
-  ef_warn("job %s: download failed (%s); attempt %d of %d in %d s", a->job.job_id, detail, a->attempt + 1,
-          a->cfg.download.max_attempts, pause_ms / 1000);
-  for (int64_t until = ef_mono_ms() + pause_ms; ef_mono_ms() < until;) {
-    if (ota_should_cancel(a)) return false;
-    struct timespec nap = {0, 50 * 1000000L};
-    nanosleep(&nap, NULL);
-  }
-  pthread_mutex_lock(&a->lock);
-  a->attempt++;
-  a->state.attempt = a->attempt;
-  atomic_store(&a->bytes, 0);
-  ef_progress_limiter_init(&a->progress);
-  pthread_mutex_unlock(&a->lock);
-  enter_phase(a, EF_STATE_DOWNLOADING);
-  return true;
-}
-
-static void *job_main(void *arg) {
-  ef_agent *a = arg;
-  ef_ctrl *ctrl = NULL;
-  ef_ota_result res;
-  char detail[256] = "";
-  ef_err err = EF_OK;
-  ef_job_state final = EF_STATE_FAILED;
-  bool record = true;
-
-  memset(&res, 0, sizeof res);
-  bool end_unknown = false;
-  char fw_before[64];
-  pthread_mutex_lock(&a->lock);
-  copy_str(fw_before, sizeof fw_before, a->state.fw_version);
-  pthread_mutex_unlock(&a->lock);
-  if (!a->verify_only) {
-    err = open_ctrl(a, &ctrl);
-    if (err != EF_OK) {
-      ctrl = NULL;
-      snprintf(detail, sizeof detail, "cannot open %.200s", a->cfg.esp.device);
-      goto done;
-    }
-    for (;;) {
-      err = transfer(a, ctrl, &res, detail, sizeof detail);
-      if (err == EF_OK || !retry_download(a, err, &res, detail)) break;
-    }
-    if (err != EF_OK) {
-      pthread_mutex_lock(&a->lock);
-      bool stopping = a->stop, canceled = a->cancel_requested;
-      pthread_mutex_unlock(&a->lock);
-      if (res.ota_end_sent && (err == EF_ERR_ESP_UNAVAILABLE || err == EF_ERR_ESP_TIMEOUT)) {
-        /* OTA end went out but its answer did not come back (the ESP reset
-         * or the link broke): the ESP may be booting the new image. Find out
-         * instead of reporting a failure that may not be one. */
-        ef_warn("job %s: no answer to OTA end (%s); waiting to see what the ESP boots", a->job.job_id,
-                ef_err_name(err));
-        end_unknown = true;
-        err = EF_OK;
-      } else if (res.ota_end_sent) {
-        final = EF_STATE_FAILED;
-      } else if (stopping) {
-        /* Service stop: the job stays in the journal and resumes at start. */
-        record = false;
-      } else if (canceled) {
-        final = EF_STATE_CANCELED;
-        err = EF_OK;
-      } else if (!res.ota_begin_sent && is_rejection(err)) {
-        final = EF_STATE_REJECTED;
-      }
-      if (!end_unknown) {
-        if (res.ota_begin_sent && !res.ota_end_sent && a->cfg.esp.disable_bt_during_ota &&
-            ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true) != EF_OK)
-          ef_warn("could not re-enable Bluetooth after the failed update");
-        goto done;
-      }
-    }
-  }
-  enter_phase(a, EF_STATE_REBOOTING);
-  err = verify_boot(a, &ctrl, end_unknown ? fw_before : NULL, detail, sizeof detail);
-  if (err != EF_OK) goto done;
-  final = EF_STATE_SUCCEEDED;
-  pthread_mutex_lock(&a->lock);
-  ef_app_info app;
-  memset(&app, 0, sizeof app);
-  copy_str(app.version, sizeof app.version, a->job.version);
-  copy_str(app.project, sizeof app.project,
-           res.desc_known ? res.app.project_name : a->job.project);
-  copy_str(app.sha256_hex, sizeof app.sha256_hex, a->job.sha256_hex);
-  ef_journal_set_installed(&a->journal, &app);
-  a->state.app = app;
-  pthread_mutex_unlock(&a->lock);
-
-done:
-  ef_ctrl_close(ctrl);
-  pthread_mutex_lock(&a->lock);
-  a->state.bytes = atomic_load(&a->bytes);
-  if (record) {
-    ef_journal_clear_current(&a->journal);
-    a->job_running = false; /* report as the state itself, not in passing */
-    report_final_locked(a, a->job.job_id, a->job_fingerprint, final, err, detail, a->attempt, true);
-    a->job_running = true;
-  } else {
-    ef_info("job %s: stopped before it finished; it resumes at the next start", a->job.job_id);
-  }
-  a->job_done = true;
-  pthread_cond_signal(&a->wake);
-  pthread_mutex_unlock(&a->lock);
-  return NULL;
-}
-
 /* ---- the agent thread: decisions ---- */
 
 static void start_job_locked(ef_agent *a) {
@@ -558,7 +210,7 @@ static void start_job_locked(ef_agent *a) {
   publish_state_locked(a);
 
   a->job_running = true;
-  if (pthread_create(&a->job_thread, NULL, job_main, a) != 0) {
+  if (pthread_create(&a->job_thread, NULL, ef_agent_job_main, a) != 0) {
     a->job_running = false;
     ef_journal_clear_current(&a->journal);
     report_final_locked(a, job.job_id, fp, EF_STATE_FAILED, EF_ERR_INTERNAL, "cannot start the job thread",
@@ -655,7 +307,7 @@ out:
   cJSON_Delete(doc);
 }
 
-static void progress_tick_locked(ef_agent *a) {
+void progress_tick_locked(ef_agent *a) {
   /* progress describes a transfer: only while downloading */
   if (!a->job_running || a->progress.final_sent || a->state.state != EF_STATE_DOWNLOADING) return;
   uint64_t done = atomic_load(&a->bytes);

@@ -1,0 +1,89 @@
+/*
+ * Internal to the agent module: the shared state of the agent thread and the
+ * job thread, and the helpers both use. Not a public header.
+ */
+#ifndef ESPFLEET_AGENT_INTERNAL_H
+#define ESPFLEET_AGENT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "espfleet/agent.h"
+#include "espfleet/job.h"
+#include "espfleet/journal.h"
+#include "espfleet/mqtt.h"
+#include "espfleet/pipe.h"
+#include "espfleet/report.h"
+
+#define INBOX_CAP 32
+#define TOPIC_MAX (EF_CONFIG_STR_MAX + EF_JOB_ID_MAX + 32)
+/* Bytes between the download and the ESP writer: enough to ride out jitter
+ * on either side, small enough that memory does not depend on the image. */
+#define PIPE_CAPACITY (256 * 1024)
+#define TICK_MS 200
+
+typedef enum { MSG_JOB, MSG_CANCEL } msg_kind;
+
+typedef struct {
+  msg_kind kind;
+  char *payload; /* NULL when oversized */
+  size_t len;
+} inbox_msg;
+
+struct ef_agent {
+  ef_config cfg;
+  ef_job_limits limits;
+  char topic_job[TOPIC_MAX];
+  char topic_cancel[TOPIC_MAX];
+  char topic_state[TOPIC_MAX];
+  char topic_progress[TOPIC_MAX];
+  char topic_groups[EF_CONFIG_MAX_GROUPS][TOPIC_MAX];
+  ef_mqtt *mqtt;
+
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  bool stop;
+
+  inbox_msg inbox[INBOX_CAP];
+  size_t in_head, in_count;
+
+  ef_journal journal;
+  ef_state state; /* the document on the state topic */
+
+  bool has_pending;
+  ef_job pending;
+  int pending_attempt;
+  bool pending_resume; /* from the journal: skip the "seen before" checks */
+  bool pending_verify_only;
+
+  bool job_running, job_done;
+  pthread_t job_thread;
+  ef_job job; /* written by the agent thread before the job thread starts */
+  char job_fingerprint[65];
+  int attempt;
+  bool verify_only;
+  bool cancel_requested;
+  bool activating; /* OTA end is (about to be) sent: cancel no longer applies */
+  ef_pipe *pipe;   /* set while the transfer runs, for cancel */
+  _Atomic uint64_t bytes;
+  ef_progress_limiter progress;
+};
+
+
+static inline void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
+
+/* Publishing and the journal; the caller holds a->lock. */
+void publish_state_locked(ef_agent *a);
+void save_journal_locked(ef_agent *a);
+void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprint, ef_job_state st,
+                         ef_err err, const char *detail, int attempt, bool record);
+void progress_tick_locked(ef_agent *a);
+
+/* The job thread (job_thread.c): runs a->job from start to end, then sets
+ * a->job_done and wakes the agent thread. */
+void *ef_agent_job_main(void *arg);
+
+#endif
