@@ -14,17 +14,34 @@ serve "$EF_TMP/w1.bin" w1.bin
 mkimage "$EF_TMP/w2.bin" 2.2.0 fleet-demo 100K
 serve "$EF_TMP/w2.bin" w2.bin
 
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 0 -t "$PROGRESS_TOPIC" >"$EF_TMP/progress.log" 2>/dev/null &
+track_pid $!
+sleep 0.3
 publish_job "$(job_json slow slow.bin)"
 wait_for "sim_get '$FLASH' .counters.ota_write | jq -e '. > 5' >/dev/null" 20 || fail "transfer did not start"
 # Two jobs arrive while it runs: only the newest waits.
 publish_job "$(job_json wait-1 w1.bin)"
 publish_job "$(job_json wait-2 w2.bin)"
+sleep 2.5 # let it report some progress (the transfer takes about 6 s)
 publish_cancel slow
 doc=$(wait_final slow 20) || fail "no final state for the canceled job"
 assert_eq canceled "$(jq -r .state <<<"$doc")" "state after cancel"
 assert_eq 0 "$(sim_get "$FLASH" .counters.ota_end)" "no OTA end after cancel"
 assert_eq null "$(sim_get "$FLASH" .running)" "running image unchanged"
 pass "cancel while transferring: canceled, no OTA end"
+
+# Progress while it ran: at most two documents a second, never 5 s apart,
+# bytes growing.
+jq -s '[.[] | select(.job_id == "slow")]' "$EF_TMP/progress.log" >"$EF_TMP/slow-progress.json"
+n=$(jq length "$EF_TMP/slow-progress.json")
+[ "$n" -ge 3 ] || fail "only $n progress documents during a transfer of several seconds"
+jq -e '[.[].ts | sub("\\.[0-9]+Z$"; "Z") | fromdate] as $t |
+       ($t[-1] - $t[0]) as $span | (length <= ($span * 2 + 2))' "$EF_TMP/slow-progress.json" >/dev/null ||
+  fail "more than two progress documents a second"
+jq -e '[.[].bytes] as $b | ($b == ($b | sort))' "$EF_TMP/slow-progress.json" >/dev/null || fail "progress bytes went down"
+jq -e '[.[].ts | sub("\\.[0-9]+Z$"; "Z") | fromdate] | [range(1; length) as $i | .[$i] - .[$i-1]] | all(. <= 5)' \
+  "$EF_TMP/slow-progress.json" >/dev/null || fail "progress documents more than 5 s apart"
+pass "$n progress documents, at most 2/s, never 5 s apart"
 
 doc=$(wait_final wait-2 30) || fail "newest waiting job did not run"
 assert_eq succeeded "$(jq -r .state <<<"$doc")" "waiting job"
