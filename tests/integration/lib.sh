@@ -231,3 +231,19 @@ sim_install() {
   sim_wait "$flash" ".counters.boots > $boots and .running.sha256 == \"$(sha256_of "$image")\"" 10 ||
     fail "the simulator did not boot $image"
 }
+
+# sim_fault_fixture: the common start of the fault tests. Sets link, flash,
+# sim_args, base_sha; writes base.bin (1.0.0) and new.bin (1.1.0) to EF_TMP,
+# installs base.bin, and leaves the simulator stopped so that each case can
+# start it again with its own --fault.
+sim_fault_fixture() {
+  link=$EF_TMP/esp0
+  flash=$EF_TMP/flash.bin
+  sim_args=(--reboot-delay-ms 200 --down-ms 100)
+  mkimage "$EF_TMP/base.bin" 1.0.0 demo 200K
+  mkimage "$EF_TMP/new.bin" 1.1.0 demo 200K
+  base_sha=$(sha256_of "$EF_TMP/base.bin")
+  start_sim "$link" "$flash" "${sim_args[@]}"
+  sim_install "$link" "$flash" "$EF_TMP/base.bin"
+  stop_sim
+}

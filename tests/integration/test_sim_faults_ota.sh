@@ -7,16 +7,7 @@
 require_bin espfleet espfleet-sim
 require_cmd jq sha256sum
 
-link=$EF_TMP/esp0
-flash=$EF_TMP/flash.bin
-sim_args=(--reboot-delay-ms 200 --down-ms 100)
-mkimage "$EF_TMP/base.bin" 1.0.0 demo 200K
-mkimage "$EF_TMP/new.bin" 1.1.0 demo 200K
-base_sha=$(sha256_of "$EF_TMP/base.bin")
-
-start_sim "$link" "$flash" "${sim_args[@]}"
-sim_install "$link" "$flash" "$EF_TMP/base.bin"
-stop_sim
+sim_fault_fixture
 
 # with_fault SPEC WANT_CODE: restarts the simulator with the fault, flashes
 # new.bin, and checks the error code and that base.bin still runs.

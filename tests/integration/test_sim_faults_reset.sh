@@ -10,16 +10,7 @@
 require_bin espfleet espfleet-sim
 require_cmd jq sha256sum
 
-link=$EF_TMP/esp0
-flash=$EF_TMP/flash.bin
-sim_args=(--reboot-delay-ms 200 --down-ms 100)
-mkimage "$EF_TMP/base.bin" 1.0.0 demo 200K
-mkimage "$EF_TMP/new.bin" 1.1.0 demo 200K
-base_sha=$(sha256_of "$EF_TMP/base.bin")
-
-start_sim "$link" "$flash" "${sim_args[@]}"
-sim_install "$link" "$flash" "$EF_TMP/base.bin"
-stop_sim
+sim_fault_fixture
 
 try_flash() {
   espfleet flash --device "$link" --chip esp32s3 --timeout-ms 1000 --begin-timeout-ms 2000 --boot-timeout-ms 5000 \
