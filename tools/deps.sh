@@ -14,6 +14,8 @@ espfleet_install_deps() {
   for p in "${espfleet_packages[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # python3 (misbehaving test servers, the benchmark's helper) from any source
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "espfleet: installing ${missing[*]}" >&2
   local sudo=()
