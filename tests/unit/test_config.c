@@ -247,6 +247,20 @@ static void test_tls_with_plain_uri(void **state) {
   free(p);
 }
 
+static void test_window_of_esp32c2(void **state) {
+  (void)state;
+  ef_config *c = malloc(sizeof *c);
+  ef_config_problems *p = malloc(sizeof *p);
+  const char *json = "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chip\":\"esp32c2\",\"window\":4}}";
+  assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p), EF_ERR_CONFIG);
+  assert_true(has_problem(p, "esp.window: must be 1..3 for esp32c2 (its firmware queues 3 requests)"));
+  const char *ok = "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chip\":\"esp32c2\",\"window\":3}}";
+  assert_int_equal(ef_config_parse(ok, strlen(ok), EF_CONFIG_SKIP_FILES, c, p), EF_OK);
+  assert_int_equal(c->esp.window, 3);
+  free(c);
+  free(p);
+}
+
 static void test_load_file_and_password(void **state) {
   (void)state;
   ef_config *c = malloc(sizeof *c);
@@ -306,6 +320,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_every_problem_named, setup, teardown),
       cmocka_unit_test_setup_teardown(test_structural_problems, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tls_with_plain_uri, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_window_of_esp32c2, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_file_and_password, setup, teardown),
       cmocka_unit_test_setup_teardown(test_example_config, setup, teardown),
   };
