@@ -113,7 +113,7 @@ static void on_message(void *arg, const char *topic, const void *payload, size_t
     memcpy(m.payload, payload, len);
     m.payload[len] = '\0';
   }
-  pthread_mutex_lock(&a->lock);
+  pthread_mutex_lock(&a->inbox_lock);
   if (a->in_count == INBOX_CAP) {
     /* Only the newest job matters; drop the oldest message. */
     ef_warn("inbox full, dropping the oldest message");
@@ -123,18 +123,39 @@ static void on_message(void *arg, const char *topic, const void *payload, size_t
   }
   a->inbox[(a->in_head + a->in_count) % INBOX_CAP] = m;
   a->in_count++;
+  pthread_mutex_unlock(&a->inbox_lock);
+  /* Without a->lock: a wake-up lost to the race costs one tick at most. */
   pthread_cond_signal(&a->wake);
-  pthread_mutex_unlock(&a->lock);
 }
 
 static void on_connected(void *arg, bool reconnect) {
   ef_agent *a = arg;
-  pthread_mutex_lock(&a->lock);
   ef_info("%s to the broker", reconnect ? "reconnected" : "connected");
-  /* The retained state may have been replaced by the last will: restore it. */
-  a->state.online = true;
-  publish_doc_locked(a, &a->state);
-  pthread_mutex_unlock(&a->lock);
+  /* The agent thread republishes (the retained state may have been replaced
+   * by the last will). Not here: the MQTT library may hold its own lock while
+   * it calls us, and publishing under a->lock takes that lock too. */
+  atomic_store(&a->republish, true);
+  pthread_cond_signal(&a->wake);
+}
+
+/* Takes the oldest message from the inbox; false when it is empty. */
+static bool inbox_pop(ef_agent *a, inbox_msg *m) {
+  pthread_mutex_lock(&a->inbox_lock);
+  bool got = a->in_count > 0;
+  if (got) {
+    *m = a->inbox[a->in_head];
+    a->in_head = (a->in_head + 1) % INBOX_CAP;
+    a->in_count--;
+  }
+  pthread_mutex_unlock(&a->inbox_lock);
+  return got;
+}
+
+static bool inbox_empty(ef_agent *a) {
+  pthread_mutex_lock(&a->inbox_lock);
+  bool empty = a->in_count == 0;
+  pthread_mutex_unlock(&a->inbox_lock);
+  return empty;
 }
 
 static void on_disconnected(void *arg, const char *cause) {
@@ -402,6 +423,7 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out) {
   a->cfg = *cfg;
   ef_config_job_limits(cfg, &a->limits);
   pthread_mutex_init(&a->lock, NULL);
+  pthread_mutex_init(&a->inbox_lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -497,10 +519,12 @@ ef_err ef_agent_run(ef_agent *a) {
     a->has_pending = true;
   }
   while (!a->stop) {
-    while (a->in_count && !a->stop) {
-      inbox_msg m = a->inbox[a->in_head];
-      a->in_head = (a->in_head + 1) % INBOX_CAP;
-      a->in_count--;
+    if (atomic_exchange(&a->republish, false)) {
+      a->state.online = true;
+      publish_doc_locked(a, &a->state);
+    }
+    inbox_msg m;
+    while (!a->stop && inbox_pop(a, &m)) {
       if (m.kind == MSG_CANCEL)
         handle_cancel_locked(a, &m);
       else
@@ -517,7 +541,8 @@ ef_err ef_agent_run(ef_agent *a) {
       until.tv_sec++;
       until.tv_nsec -= 1000000000L;
     }
-    if (!a->in_count && !a->job_done) pthread_cond_timedwait(&a->wake, &a->lock, &until);
+    if (inbox_empty(a) && !a->job_done && !atomic_load(&a->republish))
+      pthread_cond_timedwait(&a->wake, &a->lock, &until);
   }
   /* Stop: let the job thread see it (transfers abort, OTA end is seen through). */
   if (a->job_running) {
@@ -538,11 +563,9 @@ out:
 
 void ef_agent_free(ef_agent *a) {
   if (!a) return;
-  while (a->in_count) {
-    free(a->inbox[a->in_head].payload);
-    a->in_head = (a->in_head + 1) % INBOX_CAP;
-    a->in_count--;
-  }
+  inbox_msg m;
+  while (inbox_pop(a, &m)) free(m.payload);
+  pthread_mutex_destroy(&a->inbox_lock);
   pthread_cond_destroy(&a->wake);
   pthread_mutex_destroy(&a->lock);
   free(a);

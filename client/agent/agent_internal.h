@@ -47,8 +47,13 @@ struct ef_agent {
   pthread_cond_t wake;
   bool stop;
 
+  /* The inbox has its own lock, the only one the MQTT callbacks take: the
+   * MQTT library may call them with its own lock held, and the agent takes
+   * that one (by publishing) while holding `lock`. */
+  pthread_mutex_t inbox_lock;
   inbox_msg inbox[INBOX_CAP];
   size_t in_head, in_count;
+  atomic_bool republish; /* (re)connected: publish the state again */
 
   ef_journal journal;
   ef_state state; /* the document on the state topic */
@@ -68,6 +73,7 @@ struct ef_agent {
   bool cancel_requested;
   bool activating; /* OTA end is (about to be) sent: cancel no longer applies */
   ef_pipe *pipe;   /* set while the transfer runs, for cancel */
+  struct ef_download *dl; /* the download feeding pipe; job thread only */
   _Atomic uint64_t bytes;
   ef_progress_limiter progress;
 };

@@ -6,6 +6,7 @@
  * it shares with the agent thread is in struct ef_agent, under a->lock.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -75,34 +76,101 @@ static bool is_rejection(ef_err err) {
 
 /* Download and flash. Returns the outcome; *ota_end_sent tells whether the
  * ESP may now boot the new image. */
-static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *detail, size_t n) {
-  ef_err err = EF_OK;
+/* Starts fetching the job's image from byte @p offset into a new pipe
+ * (a->pipe, a->dl) and points @p src at it. */
+static ef_err start_download(ef_agent *a, uint64_t offset, ef_source *src) {
   ef_pipe *pipe = NULL;
   ef_download *dl = NULL;
-  ef_source src;
-
-  err = ef_pipe_new(PIPE_CAPACITY, &pipe);
-  if (err != EF_OK) goto out;
+  ef_err err = ef_pipe_new(PIPE_CAPACITY, &pipe);
+  if (err != EF_OK) return err;
   ef_download_options d = {
       .url = a->job.url,
       .ca_file = a->cfg.download.ca_file[0] ? a->cfg.download.ca_file : NULL,
       .connect_timeout_s = a->cfg.download.connect_timeout_s,
       .stall_timeout_s = a->cfg.download.stall_timeout_s,
       .allow_http = a->cfg.download.allow_http,
-      .max_bytes = a->job.size,
+      .max_bytes = a->job.size - offset,
+      .offset = offset,
   };
   err = ef_download_start(&d, pipe, &dl);
   if (err != EF_OK) {
-    snprintf(detail, n, "could not start the download");
-    goto out;
+    ef_pipe_free(pipe);
+    return err;
   }
+  a->dl = dl;
   pthread_mutex_lock(&a->lock);
   a->pipe = pipe;
   bool cancel_early = a->cancel_requested || a->stop;
   pthread_mutex_unlock(&a->lock);
   if (cancel_early) ef_pipe_abort(pipe);
+  ef_pipe_source(pipe, src);
+  return EF_OK;
+}
 
-  ef_pipe_source(pipe, &src);
+/* Ends the download of start_download (aborting it when still running: the
+ * engine may stop first) and returns its outcome. */
+static ef_err stop_download(ef_agent *a) {
+  pthread_mutex_lock(&a->lock);
+  ef_pipe *pipe = a->pipe;
+  a->pipe = NULL;
+  pthread_mutex_unlock(&a->lock);
+  if (!pipe) return EF_OK;
+  ef_pipe_abort(pipe);
+  ef_err err = ef_download_join(a->dl);
+  a->dl = NULL;
+  ef_pipe_free(pipe);
+  return err;
+}
+
+/* Waits @p ms unless the job is canceled or the daemon stops meanwhile. */
+static bool pause_unless_canceled(ef_agent *a, int ms) {
+  for (int64_t until = ef_mono_ms() + ms; ef_mono_ms() < until;) {
+    if (ota_should_cancel(a)) return false;
+    struct timespec nap = {0, 50 * 1000000L};
+    nanosleep(&nap, NULL);
+  }
+  return !ota_should_cancel(a);
+}
+
+/* Whether a download error may pass by itself (and is worth another attempt). */
+static bool transient(ef_err err, const char *detail) {
+  return err == EF_ERR_DOWNLOAD_FAILED && strncmp(detail, "HTTP 4", 6) != 0 &&
+         strncmp(detail, EF_DOWNLOAD_NO_RANGE, strlen(EF_DOWNLOAD_NO_RANGE)) != 0;
+}
+
+/* Counts the next attempt of the running job and reports it. */
+static void next_attempt(ef_agent *a) {
+  pthread_mutex_lock(&a->lock);
+  a->attempt++;
+  a->state.attempt = a->attempt;
+  pthread_mutex_unlock(&a->lock);
+  enter_phase(a, EF_STATE_DOWNLOADING);
+}
+
+/* ef_ota_request.resume: the download broke mid-image; fetch the rest with
+ * an HTTP Range request instead of starting over. Counts as an attempt. */
+static bool ota_resume(void *arg, ef_err err, const char *detail, uint64_t offset, ef_source *src) {
+  ef_agent *a = arg;
+  if (!transient(err, detail) || offset == 0 || offset >= a->job.size) return false;
+  if (a->attempt >= a->cfg.download.max_attempts || ota_should_cancel(a)) return false;
+  (void)stop_download(a); /* its error is the one we were given */
+  int pause_ms = 1000 << (a->attempt - 1 < 5 ? a->attempt - 1 : 5);
+  ef_warn("job %s: download broke after %" PRIu64 " bytes (%s); resuming in %d s (attempt %d of %d)",
+          a->job.job_id, offset, detail, pause_ms / 1000, a->attempt + 1, a->cfg.download.max_attempts);
+  if (!pause_unless_canceled(a, pause_ms)) return false;
+  next_attempt(a);
+  if (start_download(a, offset, src) != EF_OK) return false;
+  ef_info("job %s: resuming the download at byte %" PRIu64, a->job.job_id, offset);
+  return true;
+}
+
+static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *detail, size_t n) {
+  ef_source src;
+  ef_err err = start_download(a, 0, &src);
+  if (err != EF_OK) {
+    snprintf(detail, n, "could not start the download");
+    return err;
+  }
   ef_ota_request req;
   ef_ota_request_init(&req);
   req.chip_id = a->cfg.esp.chip_id >= 0 ? a->cfg.esp.chip_id : a->job.chip_id;
@@ -117,27 +185,14 @@ static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *det
   req.on_phase = ota_on_phase;
   req.on_progress = ota_on_progress;
   req.should_cancel = ota_should_cancel;
+  req.resume = ota_resume;
   err = ef_ota_run(ctrl, &src, &req, res);
   snprintf(detail, n, "%s", res->detail);
-
-  pthread_mutex_lock(&a->lock);
-  a->pipe = NULL;
-  pthread_mutex_unlock(&a->lock);
-  /* The engine may stop before the download does (a bad header, an ESP
-   * error): abort so the download thread ends instead of filling the pipe. */
-  ef_pipe_abort(pipe);
-  ef_err dl_err = ef_download_join(dl);
-  dl = NULL;
+  ef_err dl_err = stop_download(a);
   if (err == EF_ERR_CANCELED && dl_err != EF_OK && dl_err != EF_ERR_CANCELED && !ota_should_cancel(a)) {
     /* the pipe reported our own abort; the download's error is the cause */
     err = dl_err;
   }
-out:
-  if (dl) {
-    ef_pipe_abort(pipe);
-    (void)ef_download_join(dl);
-  }
-  ef_pipe_free(pipe);
   return err;
 }
 
@@ -183,23 +238,17 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, const char *fw_before, ch
  * pause, until download.max_attempts. A 4xx answer will not change by
  * waiting. Returns true when the caller should transfer again. */
 static bool retry_download(ef_agent *a, ef_err err, const ef_ota_result *res, const char *detail) {
-  if (err != EF_ERR_DOWNLOAD_FAILED || res->ota_end_sent || strncmp(detail, "HTTP 4", 6) == 0) return false;
+  if (!transient(err, detail) || res->ota_end_sent) return false;
   if (a->attempt >= a->cfg.download.max_attempts || ota_should_cancel(a)) return false;
   int pause_ms = 1000 << (a->attempt - 1 < 5 ? a->attempt - 1 : 5);
   ef_warn("job %s: download failed (%s); attempt %d of %d in %d s", a->job.job_id, detail, a->attempt + 1,
           a->cfg.download.max_attempts, pause_ms / 1000);
-  for (int64_t until = ef_mono_ms() + pause_ms; ef_mono_ms() < until;) {
-    if (ota_should_cancel(a)) return false;
-    struct timespec nap = {0, 50 * 1000000L};
-    nanosleep(&nap, NULL);
-  }
+  if (!pause_unless_canceled(a, pause_ms)) return false;
   pthread_mutex_lock(&a->lock);
-  a->attempt++;
-  a->state.attempt = a->attempt;
   atomic_store(&a->bytes, 0);
   ef_progress_limiter_init(&a->progress);
   pthread_mutex_unlock(&a->lock);
-  enter_phase(a, EF_STATE_DOWNLOADING);
+  next_attempt(a);
   return true;
 }
 

@@ -38,6 +38,7 @@ struct ef_download {
   long stall_timeout_s;
   bool allow_http;
   uint64_t max_bytes;
+  uint64_t offset;
   char where[256]; /* scheme://host[:port] for messages: never the query */
   char host[200];
   CURL *curl;      /* used by this download's thread only */
@@ -164,6 +165,11 @@ static bool check_response(ef_download *d, CURL *c) {
     fail_with(d, EF_ERR_DOWNLOAD_FAILED, "HTTP %ld from %s", code, d->where);
     return false;
   }
+  if (d->offset && code != 206) {
+    /* a 200 would restart the body at byte 0 */
+    fail_with(d, EF_ERR_DOWNLOAD_FAILED, EF_DOWNLOAD_NO_RANGE " (HTTP %ld from %s)", code, d->where);
+    return false;
+  }
   curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
   if (d->max_bytes && length > 0 && (uint64_t)length > d->max_bytes) {
     fail_with(d, EF_ERR_SIZE_MISMATCH, "server sent more than %" PRIu64 " bytes (Content-Length %" PRId64 ")",
@@ -247,6 +253,8 @@ static void describe_curl_error(ef_download *d, CURLcode res) {
   } else if (res == CURLE_OPERATION_TIMEDOUT && connected) {
     set_detail(d, "stalled: no data for %ld s from %s (after %" PRIu64 " bytes)",
              d->stall_timeout_s, d->where, d->received);
+  } else if (res == CURLE_RANGE_ERROR) {
+    set_detail(d, EF_DOWNLOAD_NO_RANGE " (%s%s%s)", msg, sep, where);
   } else if (res == CURLE_UNSUPPORTED_PROTOCOL) {
     /* the URL itself passed ef_download_check_url: a redirect went astray */
     set_detail(d, "redirect refused: %s%s%s", msg, sep, where);
@@ -290,6 +298,7 @@ static CURLcode setup(ef_download *d) {
   SET(CURLOPT_XFERINFOFUNCTION, on_progress);
   SET(CURLOPT_XFERINFODATA, d);
   SET(CURLOPT_NOPROGRESS, 0L);
+  if (d->offset) SET(CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d->offset);
 #undef SET
 out:
   return r;
@@ -312,7 +321,10 @@ static void *download_thread(void *arg) {
     set_detail(d, "curl option refused: %s", curl_easy_strerror(res));
     goto out;
   }
-  ef_debug("download: GET %s", d->where);
+  if (d->offset)
+    ef_debug("download: GET %s from byte %" PRIu64, d->where, d->offset);
+  else
+    ef_debug("download: GET %s", d->where);
   res = curl_easy_perform(d->curl);
   if (d->fail != EF_OK) {
     d->outcome = d->fail;
@@ -356,6 +368,7 @@ ef_err ef_download_start(const ef_download_options *o, ef_pipe *sink, ef_downloa
   d->stall_timeout_s = o->stall_timeout_s > 0 ? o->stall_timeout_s : DEFAULT_STALL_TIMEOUT_S;
   d->allow_http = o->allow_http;
   d->max_bytes = o->max_bytes;
+  d->offset = o->offset;
 
   /* A refused URL is an outcome like any other: it reaches the reader
    * through the pipe and ef_download_join, no thread needed. */

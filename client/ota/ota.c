@@ -69,10 +69,16 @@ static ef_err check_identity(const ef_ota_request *req, ef_ota_result *res,
 static ef_err pull(ef_source *src, const ef_ota_request *req, ef_ota_result *res,
                    EVP_MD_CTX *md, ef_image_validator *val, uint8_t *dst, size_t cap,
                    size_t *got) {
-  ef_err err = src->read(src, dst, cap, got);
-  if (err != EF_OK) {
+  ef_err err;
+  for (;;) {
+    err = src->read(src, dst, cap, got);
+    if (err == EF_OK) break;
+    char why[sizeof res->detail]; /* the source may be replaced below */
     const char *d = src->detail ? src->detail(src) : "";
-    return fail(res, err, "%s", d ? d : "");
+    snprintf(why, sizeof why, "%s", d ? d : "");
+    /* The caller may continue the stream where it broke (HTTP Range): a
+     * long image need not start over for one dropped connection. */
+    if (!req->resume || !req->resume(req->arg, err, why, res->bytes, src)) return fail(res, err, "%s", why);
   }
   if (*got == 0) return EF_OK;
   res->bytes += *got;

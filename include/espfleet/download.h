@@ -23,7 +23,13 @@ typedef struct {
   int stall_timeout_s;        /**< abort when no byte arrives for this long; default 30 */
   bool allow_http;            /**< plain http:// allowed (default false) */
   uint64_t max_bytes;         /**< abort when the body exceeds this (0 = no limit) */
+  uint64_t offset;            /**< resume: fetch from this byte on (HTTP Range); a server
+                                   that does not answer 206 fails with EF_DOWNLOAD_NO_RANGE */
 } ef_download_options;
+
+/** Start of the detail sentence when a resumed download (offset > 0) meets
+ *  a server that does not serve byte ranges: only a fresh start can help. */
+#define EF_DOWNLOAD_NO_RANGE "server does not serve byte ranges"
 
 typedef struct ef_download ef_download;
 

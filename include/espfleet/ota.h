@@ -47,6 +47,11 @@ typedef struct {
   void (*on_progress)(void *arg, uint64_t done, uint64_t total);
   /** Polled between chunks; true aborts with EF_ERR_CANCELED (never after OTA end). */
   bool (*should_cancel)(void *arg);
+  /** Optional: the source failed with @p err after @p offset bytes. Returning
+   *  true with @p src replaced by a source that continues at byte @p offset
+   *  resumes the transfer: the ESP keeps what it was sent, hash and validator
+   *  continue, and the final SHA-256 check still covers every byte. */
+  bool (*resume)(void *arg, ef_err err, const char *detail, uint64_t offset, ef_source *src);
 } ef_ota_request;
 
 typedef struct {
