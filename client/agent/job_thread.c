@@ -74,8 +74,6 @@ static bool is_rejection(ef_err err) {
          err == EF_ERR_DOWNGRADE_REFUSED;
 }
 
-/* Download and flash. Returns the outcome; *ota_end_sent tells whether the
- * ESP may now boot the new image. */
 /* Starts fetching the job's image from byte @p offset into a new pipe
  * (a->pipe, a->dl) and points @p src at it. */
 static ef_err start_download(ef_agent *a, uint64_t offset, ef_source *src) {
@@ -138,6 +136,9 @@ static bool transient(ef_err err, const char *detail) {
          strncmp(detail, EF_DOWNLOAD_NO_RANGE, strlen(EF_DOWNLOAD_NO_RANGE)) != 0;
 }
 
+/* Pause before the next attempt: 1 s, 2 s, 4 s, ... at most 32 s. */
+static int retry_pause_ms(const ef_agent *a) { return 1000 << (a->attempt - 1 < 5 ? a->attempt - 1 : 5); }
+
 /* Counts the next attempt of the running job and reports it. */
 static void next_attempt(ef_agent *a) {
   pthread_mutex_lock(&a->lock);
@@ -154,7 +155,7 @@ static bool ota_resume(void *arg, ef_err err, const char *detail, uint64_t offse
   if (!transient(err, detail) || offset == 0 || offset >= a->job.size) return false;
   if (a->attempt >= a->cfg.download.max_attempts || ota_should_cancel(a)) return false;
   (void)stop_download(a); /* its error is the one we were given */
-  int pause_ms = 1000 << (a->attempt - 1 < 5 ? a->attempt - 1 : 5);
+  int pause_ms = retry_pause_ms(a);
   ef_warn("job %s: download broke after %" PRIu64 " bytes (%s); resuming in %d s (attempt %d of %d)",
           a->job.job_id, offset, detail, pause_ms / 1000, a->attempt + 1, a->cfg.download.max_attempts);
   if (!pause_unless_canceled(a, pause_ms)) return false;
@@ -164,6 +165,8 @@ static bool ota_resume(void *arg, ef_err err, const char *detail, uint64_t offse
   return true;
 }
 
+/* Download and flash. Returns the outcome; res->ota_end_sent tells whether
+ * the ESP may now boot the new image. */
 static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *detail, size_t n) {
   ef_source src;
   ef_err err = start_download(a, 0, &src);
@@ -240,7 +243,7 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, const char *fw_before, ch
 static bool retry_download(ef_agent *a, ef_err err, const ef_ota_result *res, const char *detail) {
   if (!transient(err, detail) || res->ota_end_sent) return false;
   if (a->attempt >= a->cfg.download.max_attempts || ota_should_cancel(a)) return false;
-  int pause_ms = 1000 << (a->attempt - 1 < 5 ? a->attempt - 1 : 5);
+  int pause_ms = retry_pause_ms(a);
   ef_warn("job %s: download failed (%s); attempt %d of %d in %d s", a->job.job_id, detail, a->attempt + 1,
           a->cfg.download.max_attempts, pause_ms / 1000);
   if (!pause_unless_canceled(a, pause_ms)) return false;
