@@ -56,7 +56,8 @@ struct ef_image_validator {
   bool desc_ready;
   uint8_t digest[DIGEST_LEN];
   size_t digest_len;
-  EVP_MD_CTX *sha;
+  EVP_MD_CTX *sha;       /* every byte fed: the stream's SHA-256 */
+  EVP_MD_CTX *sha_image; /* copy of sha where the appended digest begins */
   ef_image_header hdr;
   ef_app_desc desc;
   bool finished;
@@ -103,6 +104,7 @@ out:
 void ef_image_validator_free(ef_image_validator *v) {
   if (!v) return;
   EVP_MD_CTX_free(v->sha);
+  EVP_MD_CTX_free(v->sha_image);
   free(v);
 }
 
@@ -262,8 +264,9 @@ ef_err ef_image_feed(ef_image_validator *v, const uint8_t *data, size_t len) {
         break;
     }
 
-    if (v->st < ST_DIGEST && EVP_DigestUpdate(v->sha, p, used) != 1)
-      return fail(v, EF_ERR_INTERNAL, "SHA-256 update failed");
+    /* One pass of SHA-256 serves both the stream's hash (the job's sha256)
+     * and, through the copy taken at the digest, the appended digest. */
+    if (EVP_DigestUpdate(v->sha, p, used) != 1) return fail(v, EF_ERR_INTERNAL, "SHA-256 update failed");
     v->offset += used;
     i += used;
 
@@ -286,6 +289,11 @@ ef_err ef_image_feed(ef_image_validator *v, const uint8_t *data, size_t len) {
         break;
       case ST_CHECKSUM:
         v->st = v->hdr.hash_appended ? ST_DIGEST : ST_DONE;
+        if (v->hdr.hash_appended) {
+          v->sha_image = EVP_MD_CTX_new();
+          if (!v->sha_image || EVP_MD_CTX_copy_ex(v->sha_image, v->sha) != 1)
+            err = fail(v, EF_ERR_NOMEM, "cannot copy the SHA-256 state");
+        }
         break;
       case ST_DIGEST:
         if (v->digest_len == DIGEST_LEN) v->st = ST_DONE;
@@ -350,7 +358,7 @@ static ef_err do_finish(ef_image_validator *v) {
   if (v->hdr.hash_appended) {
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned md_len = 0;
-    if (EVP_DigestFinal_ex(v->sha, md, &md_len) != 1 || md_len != DIGEST_LEN)
+    if (!v->sha_image || EVP_DigestFinal_ex(v->sha_image, md, &md_len) != 1 || md_len != DIGEST_LEN)
       return fail(v, EF_ERR_INTERNAL, "SHA-256 final failed");
     if (memcmp(md, v->digest, DIGEST_LEN) != 0) {
       char want[17], got[17];
@@ -447,5 +455,19 @@ out:
   if (fd >= 0) close(fd);
   free(buf);
   ef_image_validator_free(v);
+  return err;
+}
+
+ef_err ef_image_stream_sha256(const ef_image_validator *v, uint8_t out[32]) {
+  ef_err err = EF_ERR_NOMEM;
+  unsigned len = 0;
+  /* finalise a copy: the stream may go on */
+  EVP_MD_CTX *copy = EVP_MD_CTX_new();
+  if (!copy) goto out;
+  err = EF_ERR_INTERNAL;
+  if (EVP_MD_CTX_copy_ex(copy, v->sha) != 1 || EVP_DigestFinal_ex(copy, out, &len) != 1 || len != 32) goto out;
+  err = EF_OK;
+out:
+  EVP_MD_CTX_free(copy);
   return err;
 }

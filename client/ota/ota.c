@@ -12,7 +12,6 @@
  */
 #include "espfleet/ota.h"
 
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,8 +66,7 @@ static ef_err check_identity(const ef_ota_request *req, ef_ota_result *res,
 
 /* Reads the next bytes and passes them through hash and validator. */
 static ef_err pull(ef_source *src, const ef_ota_request *req, ef_ota_result *res,
-                   EVP_MD_CTX *md, ef_image_validator *val, uint8_t *dst, size_t cap,
-                   size_t *got) {
+                   ef_image_validator *val, uint8_t *dst, size_t cap, size_t *got) {
   ef_err err;
   for (;;) {
     err = src->read(src, dst, cap, got);
@@ -86,7 +84,7 @@ static ef_err pull(ef_source *src, const ef_ota_request *req, ef_ota_result *res
   if (limit && res->bytes > limit)
     return fail(res, req->size ? EF_ERR_SIZE_MISMATCH : EF_ERR_TOO_LARGE,
                 "more than %llu bytes received", (unsigned long long)limit);
-  if (EVP_DigestUpdate(md, dst, *got) != 1) return fail(res, EF_ERR_INTERNAL, "SHA-256 update failed");
+  /* the validator hashes too: one SHA-256 pass serves the job's hash */
   err = ef_image_feed(val, dst, *got);
   if (err != EF_OK) return fail(res, err, "%s", ef_image_detail(val));
   return EF_OK;
@@ -100,7 +98,6 @@ static ef_err ctrl_fail(ef_ctrl *ctrl, ef_ota_result *res, ef_err err, const cha
 
 ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_ota_result *res) {
   ef_err err = EF_OK;
-  EVP_MD_CTX *md = NULL;
   ef_image_validator *val = NULL;
   uint8_t *buf = NULL;
   size_t chunk = req->chunk_size ? req->chunk_size : EF_CTRL_DEFAULT_CHUNK;
@@ -118,10 +115,9 @@ ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_o
                (unsigned long long)req->size, (unsigned long long)req->max_size);
     goto out;
   }
-  md = EVP_MD_CTX_new();
   buf = malloc(cap);
-  if (!md || !buf || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-    err = fail(res, EF_ERR_NOMEM, "cannot set up hashing");
+  if (!buf) {
+    err = fail(res, EF_ERR_NOMEM, "cannot allocate the chunk buffer");
     goto out;
   }
   err = ef_image_validator_new(&val);
@@ -131,7 +127,7 @@ ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_o
   while (!ef_image_desc_ready(val)) {
     size_t got = 0;
     if (fill == cap) break; /* cannot happen for a valid image: desc ends at 288 */
-    err = pull(src, req, res, md, val, buf + fill, cap - fill, &got);
+    err = pull(src, req, res, val, buf + fill, cap - fill, &got);
     if (err != EF_OK) goto out;
     if (got == 0) {
       eof = true;
@@ -171,7 +167,7 @@ ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_o
     /* Fill one chunk (the held bytes may already make more than one). */
     while (!eof && fill < chunk) {
       size_t got = 0;
-      err = pull(src, req, res, md, val, buf + fill, chunk - fill, &got);
+      err = pull(src, req, res, val, buf + fill, chunk - fill, &got);
       if (err != EF_OK) goto out;
       if (got == 0) eof = true;
       fill += got;
@@ -200,9 +196,9 @@ ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_o
     ctrl_fail(ctrl, res, err, "OTA write");
     goto out;
   }
-  unsigned int mdlen = 0;
-  if (EVP_DigestFinal_ex(md, res->sha256, &mdlen) != 1) {
-    err = fail(res, EF_ERR_INTERNAL, "SHA-256 final failed");
+  err = ef_image_stream_sha256(val, res->sha256);
+  if (err != EF_OK) {
+    fail(res, err, "SHA-256 final failed");
     goto out;
   }
   /* The job's own promises first (size, hash): they name what went wrong
@@ -238,7 +234,6 @@ out:
   if (err != EF_OK && res->err == EF_OK) res->err = err;
   if (err != EF_OK && !res->detail[0]) snprintf(res->detail, sizeof res->detail, "%s", ef_err_message(err));
   ef_image_validator_free(val);
-  EVP_MD_CTX_free(md);
   free(buf);
   return err;
 }

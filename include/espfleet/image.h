@@ -115,6 +115,15 @@ const ef_app_desc *ef_image_get_app_desc(const ef_image_validator *v);
  */
 ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary) EF_MUST_CHECK;
 
+/**
+ * SHA-256 of every byte fed so far (the whole file, signature block
+ * included), computed in the same pass as the validation: callers that need
+ * the file's hash (a job's sha256) need not hash the bytes again.
+ * @param out 32 bytes
+ * @return EF_OK; EF_ERR_NOMEM; EF_ERR_INTERNAL.
+ */
+ef_err ef_image_stream_sha256(const ef_image_validator *v, uint8_t out[32]) EF_MUST_CHECK;
+
 /** A sentence with specifics about the last error (offsets, values), or "". */
 const char *ef_image_detail(const ef_image_validator *v);
 

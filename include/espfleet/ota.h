@@ -2,8 +2,9 @@
  * @file ota.h
  * @brief The OTA engine: source -> SHA-256 -> image validator -> ESP writer.
  *
- * Reads the image from a source, hashes it, feeds the validator and writes it
- * to the ESP in chunks. Before OTA begin it holds back the first bytes until
+ * Reads the image from a source, feeds the validator (which also computes
+ * the SHA-256 of the stream, in one pass with the image's own digest) and
+ * writes it to the ESP in chunks. Before OTA begin it holds back the first bytes until
  * the header and app description are parsed and checked against the
  * expectations, so a wrong image never erases the slot. OTA end is sent only
  * when the image is complete, the validator accepts it, its size matches and

@@ -241,6 +241,40 @@ static void test_trailing_bytes(void **state) {
   free(d);
 }
 
+/* The stream hash covers every byte fed (trailing bytes too), in any
+ * chunking, and can be read at any point without ending the stream. */
+static void test_stream_sha256(void **state) {
+  (void)state;
+  blob b = make_image(0x0009, "1.0.0", 100000);
+  size_t extra = 5000;
+  uint8_t *d = realloc(b.data, b.len + extra);
+  assert_non_null(d);
+  memset(d + b.len, 0xA5, extra);
+  size_t total = b.len + extra;
+  static const size_t chunks[] = {1, 7, 4096, 1 << 20};
+  for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+    ef_image_validator *v = NULL;
+    uint8_t want[32], got[32];
+    assert_int_equal(ef_image_validator_new(&v), EF_OK);
+    for (size_t off = 0; off < total; off += chunks[c]) {
+      size_t n = total - off < chunks[c] ? total - off : chunks[c];
+      assert_int_equal(ef_image_feed(v, d + off, n), EF_OK);
+      if (off == 0) {
+        /* a peek in the middle does not disturb the stream */
+        SHA256(d, n, want);
+        assert_int_equal(ef_image_stream_sha256(v, got), EF_OK);
+        assert_memory_equal(got, want, 32);
+      }
+    }
+    assert_int_equal(ef_image_finish(v, NULL), EF_OK);
+    SHA256(d, total, want);
+    assert_int_equal(ef_image_stream_sha256(v, got), EF_OK);
+    assert_memory_equal(got, want, 32);
+    ef_image_validator_free(v);
+  }
+  free(d);
+}
+
 static void test_no_hash_appended(void **state) {
   (void)state;
   blob b = make_image(0x0009, "1.0.0", 8192);
@@ -428,6 +462,7 @@ int main(void) {
       cmocka_unit_test(test_absurd_segment_length),
       cmocka_unit_test(test_bad_app_desc),
       cmocka_unit_test(test_trailing_bytes),
+      cmocka_unit_test(test_stream_sha256),
       cmocka_unit_test(test_no_hash_appended),
       cmocka_unit_test(test_check_file),
       cmocka_unit_test(test_mutations_chunking_agree),
