@@ -121,7 +121,6 @@ int cmd_flash(int argc, char **argv) {
   ef_err err;
 
   ef_ctrl_options_default(&co);
-  if (!co.device) co.device = EF_DEFAULT_DEVICE;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
