@@ -29,6 +29,9 @@
   X(EF_ERR_ESP_TIMEOUT,        "esp_timeout",         "esp_unavailable",     "The ESP did not answer in time.") \
   X(EF_ERR_ESP_PROTOCOL,       "esp_protocol",        "esp_unavailable",     "The ESP sent a message that does not follow the control protocol.") \
   X(EF_ERR_ESP_REQUEST_FAILED, "esp_request_failed",  "esp_unavailable",     "The ESP refused a control request.") \
+  X(EF_ERR_ESP_BUSY,           "esp_busy",            "esp_unavailable",     "Another program holds the ESP control device open (the driver allows one at a time).") \
+  X(EF_ERR_ESP_WRITE_REFUSED,  "esp_write_refused",   "esp_unavailable",     "The control device took only part of a message, or none of it.") \
+  X(EF_ERR_DRIVER_INCOMPATIBLE,"driver_incompatible", "driver_incompatible", "The image carries an ESP-Hosted release the host driver does not accept.") \
   X(EF_ERR_OTA_BEGIN_FAILED,   "ota_begin_failed",    "ota_begin_failed",    "The ESP refused to begin the OTA (slot could not be prepared).") \
   X(EF_ERR_OTA_WRITE_FAILED,   "ota_write_failed",    "ota_write_failed",    "The ESP refused an OTA write.") \
   X(EF_ERR_OTA_END_REJECTED,   "ota_end_rejected",    "ota_end_rejected",    "The ESP rejected the written image at OTA end.") \
