@@ -165,6 +165,41 @@ static void on_disconnected(void *arg, const char *cause) {
 
 /* ---- the agent thread: decisions ---- */
 
+/*
+ * The release the host driver accepts, into the state document:
+ * esp.driver_release, else the driver's last line in the kernel log. Read
+ * again before every job, since a driver reloaded (updated) in the meantime
+ * logs its release again at the ESP's next boot. Runs under a->lock: the read
+ * never blocks and takes milliseconds, and no job runs when it is called.
+ */
+static void refresh_driver_release_locked(ef_agent *a) {
+  ef_state *s = &a->state;
+  if (a->cfg.esp.driver_release[0]) {
+    copy_str(s->driver_release, sizeof s->driver_release, a->cfg.esp.driver_release);
+    s->driver_source = EF_DRIVER_SOURCE_CONFIG;
+    return;
+  }
+  char rel[EF_FW_RELEASE_MAX + 1];
+  bool found = false;
+  ef_err err = ef_driver_release_read_log(a->cfg.esp.kernel_log, rel, sizeof rel, &found);
+  const char *why = err != EF_OK ? strerror(errno) : "no \"Driver supports Firmware version\" line";
+  if (found) {
+    if (s->driver_source != EF_DRIVER_SOURCE_KERNEL_LOG || strcmp(rel, s->driver_release) != 0)
+      ef_info("the host driver accepts ESP-Hosted release %s (from %s)", rel, a->cfg.esp.kernel_log);
+    copy_str(s->driver_release, sizeof s->driver_release, rel);
+    s->driver_source = EF_DRIVER_SOURCE_KERNEL_LOG;
+  } else if (s->driver_source == EF_DRIVER_SOURCE_KERNEL_LOG) {
+    /* The kernel's ring buffer wrapped since the line was read: it still holds. */
+    ef_debug("%s: %s now; keeping the driver release %s read earlier", a->cfg.esp.kernel_log, why,
+             s->driver_release);
+  } else if (!a->driver_unknown_logged) {
+    ef_warn("the host driver's ESP-Hosted release is unknown (%s: %s): jobs are not checked against it; "
+            "set esp.driver_release",
+            a->cfg.esp.kernel_log, why);
+    a->driver_unknown_logged = true;
+  }
+}
+
 static void start_job_locked(ef_agent *a) {
   ef_job job = a->pending;
   int attempt = a->pending_attempt;
@@ -182,8 +217,10 @@ static void start_job_locked(ef_agent *a) {
       report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_CHIP_MISMATCH, why, 0, true);
       return;
     }
+    refresh_driver_release_locked(a);
     ef_job_decision d = ef_job_decide(&job, a->cfg.device_id, a->journal.installed.version,
-                                      a->journal.installed.sha256_hex, time(NULL), &err);
+                                      a->journal.installed.sha256_hex, a->state.driver_release, time(NULL),
+                                      &err);
     switch (d) {
       case EF_DECISION_SKIP:
         report_final_locked(a, job.job_id, fp, EF_STATE_SKIPPED, EF_OK,
@@ -194,10 +231,16 @@ static void start_job_locked(ef_agent *a) {
                             "this image is already installed", 0, true);
         return;
       case EF_DECISION_REJECT: {
-        char why[128];
+        char why[256];
         if (err == EF_ERR_DOWNGRADE_REFUSED)
           snprintf(why, sizeof why, "installed %s is newer than %s", a->journal.installed.version,
                    job.version);
+        else if (err == EF_ERR_DRIVER_INCOMPATIBLE)
+          snprintf(why, sizeof why,
+                   "the image carries %s, the host driver accepts %s (%s); with driver_update the job "
+                   "may install it",
+                   job.expect_fw_version, a->state.driver_release,
+                   ef_driver_source_name(a->state.driver_source));
         else
           snprintf(why, sizeof why, "%s", ef_err_message(err));
         report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, err, why, 0, true);
@@ -451,6 +494,7 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out) {
   if (recovered) ef_warn("the journal was damaged; it was moved aside to %s.corrupt", EF_JOURNAL_FILE);
   ef_state_init(&a->state, cfg->device_id);
   a->state.app = a->journal.installed;
+  refresh_driver_release_locked(a); /* nobody else has `a` yet */
   resume_from_journal(a);
 out:
   if (err != EF_OK) {

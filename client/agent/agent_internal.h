@@ -76,6 +76,7 @@ struct ef_agent {
   struct ef_download *dl; /* the download feeding pipe; job thread only */
   _Atomic uint64_t bytes;
   ef_progress_limiter progress;
+  bool driver_unknown_logged; /* "driver release unknown" is said once */
 };
 
 

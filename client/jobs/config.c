@@ -48,6 +48,7 @@ void ef_config_defaults(ef_config *c) {
   c->esp.disable_bt_during_ota = false;
   c->esp.boot_timeout_s = EF_CONFIG_DEFAULT_BOOT_TIMEOUT_S;
   c->esp.begin_timeout_s = EF_CONFIG_DEFAULT_BEGIN_TIMEOUT_S;
+  snprintf(c->esp.kernel_log, sizeof c->esp.kernel_log, "%s", EF_DRIVER_DEFAULT_KERNEL_LOG);
   c->download.connect_timeout_s = EF_CONFIG_DEFAULT_CONNECT_TIMEOUT_S;
   c->download.stall_timeout_s = EF_CONFIG_DEFAULT_STALL_TIMEOUT_S;
   c->download.allow_http = false;
@@ -231,7 +232,8 @@ static void parse_mqtt(ctx_t *c, const cJSON *m, ef_config *cfg) {
 static void parse_esp(ctx_t *c, const cJSON *e, ef_config *cfg) {
   static const char *const keys[] = {"device",         "chip",           "chunk_size",
                                      "window",         "max_image_size", "disable_bt_during_ota",
-                                     "boot_timeout_s", "begin_timeout_s", NULL};
+                                     "boot_timeout_s", "begin_timeout_s", "driver_release",
+                                     "kernel_log",     NULL};
   const char *pre = "esp.";
   if (!e) return;
   check_keys(c, e, pre, keys);
@@ -266,6 +268,18 @@ static void parse_esp(ctx_t *c, const cJSON *e, ef_config *cfg) {
   get_bool(c, e, pre, "disable_bt_during_ota", &cfg->esp.disable_bt_during_ota);
   get_int(c, e, pre, "boot_timeout_s", 1, 3600, &cfg->esp.boot_timeout_s);
   get_int(c, e, pre, "begin_timeout_s", 1, 3600, &cfg->esp.begin_timeout_s);
+  char release[EF_CONFIG_STR_MAX];
+  if (get_str(c, e, pre, "driver_release", release, sizeof release, false)) {
+    /* Compared byte for byte with the jobs' expect_fw_version: a typo would
+     * reject every job, so the format is checked here. */
+    if (ef_fw_release_valid(release)) /* valid means at most EF_FW_RELEASE_MAX characters */
+      memcpy(cfg->esp.driver_release, release, strlen(release) + 1);
+    else
+      problem(c, "esp.driver_release: must be a release such as FG-1.0.0.0.0 (NAME-a.b.c.d.e)");
+  }
+  /* Not checked for readability: it often is not (dmesg_restrict), and an
+   * unreadable log only makes the release unknown. */
+  get_str(c, e, pre, "kernel_log", cfg->esp.kernel_log, sizeof cfg->esp.kernel_log, false);
 }
 
 static void parse_download(ctx_t *c, const cJSON *d, ef_config *cfg) {

@@ -185,7 +185,8 @@ static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *ou
                          size_t n, bool *failed, bool *too_large) {
   static const char *const known[] = {"job_id",  "url",  "sha256",          "size",
                                       "version", "project", "chip",          "allow_downgrade",
-                                      "rollout", "not_after", "expect_fw_version"};
+                                      "rollout", "not_after", "expect_fw_version",
+                                      "driver_update"};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
     bool dup = false;
     (void)get_unique(root, known[i], &dup);
@@ -279,6 +280,17 @@ static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *ou
 
   opt_string(get_unique(root, "expect_fw_version", &dup), "expect_fw_version",
              EF_JOB_FW_VERSION_MAX, out->expect_fw_version, reason, n, failed);
+
+  it = get_unique(root, "driver_update", &dup);
+  if (it) {
+    if (!cJSON_IsBool(it)) fail(reason, n, failed, "driver_update: must be true or false");
+    else out->driver_update = cJSON_IsTrue(it);
+    /* It lifts the driver gate for the release the job names; without one
+     * there is nothing to lift, and the sender likely forgot it. */
+    bool edup = false;
+    if (out->driver_update && !get_unique(root, "expect_fw_version", &edup))
+      fail(reason, n, failed, "driver_update: needs expect_fw_version (the release the updated driver accepts)");
+  }
 }
 
 static void job_clear(ef_job *j) {
@@ -384,6 +396,9 @@ void ef_job_fingerprint(const ef_job *job, char out[65]) {
   snprintf(num, sizeof num, "%lld", (long long)job->not_after);
   fp_field(ctx, "not_after", num);
   fp_field(ctx, "expect_fw_version", job->expect_fw_version);
+  /* Only when set, so jobs without the key keep the fingerprints recorded
+   * in journals before it existed. */
+  if (job->driver_update) fp_field(ctx, "driver_update", "true");
   if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) goto out;
   ef_hex(md, 32, out);
 out:
@@ -415,6 +430,7 @@ char *ef_job_to_json(const ef_job *job) {
   }
   if (ok && job->expect_fw_version[0])
     ok = cJSON_AddStringToObject(o, "expect_fw_version", job->expect_fw_version);
+  if (ok && job->driver_update) ok = cJSON_AddTrueToObject(o, "driver_update");
   if (ok) s = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return s;

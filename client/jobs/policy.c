@@ -1,4 +1,5 @@
-/* The job policy: canary gate, expiry, "already installed" and downgrade.
+/* The job policy: canary gate, expiry, "already installed", downgrade and
+ * driver compatibility.
  * Pure functions: the caller passes the time and the installed app. */
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -46,8 +47,19 @@ ef_err ef_job_check_downgrade(const ef_job *job, const char *installed_version) 
   return ef_version_compare(job->version, installed_version) < 0 ? EF_ERR_DOWNGRADE_REFUSED : EF_OK;
 }
 
+ef_err ef_job_check_driver(const ef_job *job, const char *driver_release) {
+  /* Unknown: nothing to compare with; the state document says so, and the
+   * after-boot check still applies. */
+  if (job->driver_update || !job->expect_fw_version[0] || !driver_release || !driver_release[0]) return EF_OK;
+  /* Equality, not the driver's own prefix comparison (strncmp over the
+   * firmware string's length): stricter only for releases such as
+   * FG-1.0.0.0.1 against a driver of FG-1.0.0.0.10, never more lenient. */
+  return strcmp(job->expect_fw_version, driver_release) == 0 ? EF_OK : EF_ERR_DRIVER_INCOMPATIBLE;
+}
+
 ef_job_decision ef_job_decide(const ef_job *job, const char *device_id, const char *installed_version,
-                              const char *installed_sha256_hex, time_t now, ef_err *err) {
+                              const char *installed_sha256_hex, const char *driver_release, time_t now,
+                              ef_err *err) {
   ef_err e = EF_OK;
   ef_job_decision d = EF_DECISION_RUN;
   if (ef_job_expired(job, now)) {
@@ -58,6 +70,8 @@ ef_job_decision ef_job_decide(const ef_job *job, const char *device_id, const ch
   } else if (ef_job_already_installed(job, installed_version, installed_sha256_hex)) {
     d = EF_DECISION_INSTALLED;
   } else if ((e = ef_job_check_downgrade(job, installed_version)) != EF_OK) {
+    d = EF_DECISION_REJECT;
+  } else if ((e = ef_job_check_driver(job, driver_release)) != EF_OK) {
     d = EF_DECISION_REJECT;
   }
   if (err) *err = e;

@@ -90,7 +90,10 @@ char *ef_report_state_json(const ef_state *s) {
   bool ok = cJSON_AddStringToObject(o, "device_id", s->device_id) &&
             cJSON_AddBoolToObject(o, "online", s->online) &&
             cJSON_AddStringToObject(o, "state", ef_state_name(s->state)) &&
-            add_str_or_null(o, "job_id", s->job_id) && add_str_or_null(o, "fw_version", s->fw_version);
+            add_str_or_null(o, "job_id", s->job_id) && add_str_or_null(o, "fw_version", s->fw_version) &&
+            add_str_or_null(o, "driver_release", s->driver_release) &&
+            cJSON_AddStringToObject(o, "driver_release_source",
+                                    s->driver_release[0] ? ef_driver_source_name(s->driver_source) : "unknown");
   if (ok) {
     if (s->app.version[0]) {
       cJSON *app = cJSON_AddObjectToObject(o, "app");

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "espfleet/driver.h"
 #include "espfleet/error.h"
 #include "espfleet/job.h"
 
@@ -67,6 +68,8 @@ typedef struct {
     bool disable_bt_during_ota;
     int boot_timeout_s;
     int begin_timeout_s;
+    char driver_release[EF_FW_RELEASE_MAX + 1]; /**< "" = read it from kernel_log */
+    char kernel_log[EF_CONFIG_PATH_MAX];        /**< where the driver logs its release */
   } esp;
   struct {
     char ca_file[EF_CONFIG_PATH_MAX];      /**< "" = system CA store */

@@ -52,6 +52,7 @@ typedef struct {
   int rollout_percent;                   /**< 0..100, -1 = no rollout (everyone) */
   time_t not_after;                      /**< 0 = no deadline */
   char expect_fw_version[EF_JOB_FW_VERSION_MAX + 1]; /**< "" = not given */
+  bool driver_update;  /**< the host driver is updated to accept expect_fw_version in the same rollout */
 } ef_job;
 
 /** Default limits: 16 KiB payload, 16 MiB image, https only. */
@@ -128,6 +129,20 @@ bool ef_job_already_installed(const ef_job *job, const char *installed_version,
  */
 ef_err ef_job_check_downgrade(const ef_job *job, const char *installed_version) EF_MUST_CHECK;
 
+/**
+ * Driver-compatibility gate: the release the image carries
+ * (expect_fw_version) against the release the host's driver accepts.
+ * ESP-Hosted's driver refuses, at every ESP boot, firmware whose release
+ * differs from its own, so such an image would cut the host off from its
+ * ESP after the reboot.
+ * @param driver_release the driver's release; "" or NULL when unknown
+ * @return EF_OK when the job has no expect_fw_version, the driver release is
+ *         unknown, the two are equal, or the job says the host driver is
+ *         updated in the same rollout (driver_update); EF_ERR_DRIVER_INCOMPATIBLE
+ *         otherwise.
+ */
+ef_err ef_job_check_driver(const ef_job *job, const char *driver_release) EF_MUST_CHECK;
+
 /** What the daemon does with an accepted job. */
 typedef enum {
   EF_DECISION_RUN,          /**< download and flash */
@@ -139,10 +154,13 @@ typedef enum {
 /**
  * The policy in one call, in this order: expired (reject EF_ERR_EXPIRED),
  * canary gate (skip), already installed (installed), downgrade (reject
- * EF_ERR_DOWNGRADE_REFUSED), else run.
+ * EF_ERR_DOWNGRADE_REFUSED), driver compatibility (reject
+ * EF_ERR_DRIVER_INCOMPATIBLE, see ef_job_check_driver), else run.
+ * @param driver_release the host driver's release, "" or NULL when unknown
  * @param err set to the rejection code for EF_DECISION_REJECT, EF_OK otherwise
  */
 ef_job_decision ef_job_decide(const ef_job *job, const char *device_id, const char *installed_version,
-                              const char *installed_sha256_hex, time_t now, ef_err *err);
+                              const char *installed_sha256_hex, const char *driver_release, time_t now,
+                              ef_err *err);
 
 #endif

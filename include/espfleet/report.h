@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "espfleet/driver.h"
 #include "espfleet/error.h"
 #include "espfleet/job.h"
 
@@ -57,6 +58,8 @@ typedef struct {
   ef_job_state state;
   char job_id[EF_JOB_ID_MAX + 1];
   char fw_version[64];     /**< from GetFwVersion, e.g. "FG-1.0.4.0.0" */
+  char driver_release[EF_FW_RELEASE_MAX + 1]; /**< release the host driver accepts, "" = unknown */
+  ef_driver_source driver_source;             /**< where driver_release came from */
   ef_app_info app;
   uint64_t bytes;          /**< bytes transferred in this attempt */
   uint64_t total;          /**< expected bytes (the job's size), 0 when no job */
@@ -83,9 +86,10 @@ void ef_rfc3339_format(int64_t ts_ms, char out[32]);
 void ef_report_error_detail(ef_err err, const char *detail, char *out, size_t n);
 
 /**
- * The state document: device_id, online, state, job_id, fw_version, app,
- * bytes, total, attempt, error {code, message, detail} (failed and rejected
- * only; code is ef_err_class), ts, client_version.
+ * The state document: device_id, online, state, job_id, fw_version,
+ * driver_release, driver_release_source, app, bytes, total, attempt, error
+ * {code, message, detail} (failed and rejected only; code is ef_err_class),
+ * ts, client_version.
  * @return malloc'ed JSON (free()), NULL on OOM.
  */
 char *ef_report_state_json(const ef_state *s);

@@ -44,6 +44,18 @@ rc=0
 console job "$EF_TMP/v1.bin" --url "http://127.0.0.1/v1.bin" --print >/dev/null 2>"$EF_TMP/http.err" || rc=$?
 assert_eq 1 "$rc" "exit status for an http url"
 assert_eq bad_job "$(console_code "$EF_TMP/http.err")" "error code for an http url"
+# --driver-update: the job says the hosts' driver is updated with it; only
+# with the release it is updated to accept.
+doc=$(console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --expect-fw-version FG-1.1.0.0.0 \
+  --driver-update) || fail "job --print --driver-update"
+jq -e '.driver_update == true and .expect_fw_version == "FG-1.1.0.0.0"' <<<"$doc" >/dev/null ||
+  fail "--driver-update not in the document: $doc"
+assert_eq null "$(console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print | jq .driver_update)" \
+  "no driver_update without --driver-update"
+rc=0
+console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --driver-update >/dev/null 2>"$EF_TMP/du.err" || rc=$?
+assert_eq 1 "$rc" "exit status for --driver-update without --expect-fw-version"
+assert_eq bad_job "$(console_code "$EF_TMP/du.err")" "error code for --driver-update alone"
 pass "job --print builds a valid job that matches the image"
 
 # Record everything published on the device's job topic from here on.

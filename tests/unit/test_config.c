@@ -82,6 +82,8 @@ static void test_defaults(void **state) {
   assert_false(c->esp.disable_bt_during_ota);
   assert_int_equal(c->esp.boot_timeout_s, 60);
   assert_int_equal(c->esp.begin_timeout_s, 60);
+  assert_string_equal(c->esp.driver_release, "");
+  assert_string_equal(c->esp.kernel_log, "/dev/kmsg");
   assert_string_equal(c->download.ca_file, "");
   assert_int_equal(c->download.connect_timeout_s, 15);
   assert_int_equal(c->download.stall_timeout_s, 30);
@@ -108,7 +110,8 @@ static void test_every_value_set(void **state) {
            "\"password_file\":\"%s\",\"ca_file\":\"%s\",\"cert_file\":\"%s\",\"key_file\":\"%s\","
            "\"keepalive_s\":10,\"topic_prefix\":\"acme/fleet\"},"
            "\"esp\":{\"device\":\"/dev/pts/9\",\"chip\":\"ESP32-C3\",\"chunk_size\":8192,\"window\":4,"
-           "\"max_image_size\":2097152,\"disable_bt_during_ota\":true,\"boot_timeout_s\":20,\"begin_timeout_s\":90},"
+           "\"max_image_size\":2097152,\"disable_bt_during_ota\":true,\"boot_timeout_s\":20,\"begin_timeout_s\":90,"
+           "\"driver_release\":\"FG-1.0.4.0.0\",\"kernel_log\":\"/var/log/kern.log\"},"
            "\"download\":{\"ca_file\":\"%s\",\"connect_timeout_s\":5,\"stall_timeout_s\":7,\"allow_http\":true,"
            "\"max_attempts\":5}}",
            pw, ca, ca, ca, ca);
@@ -134,6 +137,8 @@ static void test_every_value_set(void **state) {
   assert_true(c->esp.disable_bt_during_ota);
   assert_int_equal(c->esp.boot_timeout_s, 20);
   assert_int_equal(c->esp.begin_timeout_s, 90);
+  assert_string_equal(c->esp.driver_release, "FG-1.0.4.0.0");
+  assert_string_equal(c->esp.kernel_log, "/var/log/kern.log");
   assert_string_equal(c->download.ca_file, ca);
   assert_int_equal(c->download.connect_timeout_s, 5);
   assert_int_equal(c->download.stall_timeout_s, 7);
@@ -157,7 +162,8 @@ static void test_every_problem_named(void **state) {
            "\"password_file\":\"%s/missing-password\",\"ca_file\":\"%s/missing-ca\","
            "\"cert_file\":\"%s/missing-cert\",\"keepalive_s\":0,\"topic_prefix\":\"a/#\",\"pasword\":\"x\"},"
            "\"esp\":{\"device\":\"\",\"chip\":\"esp99\",\"chunk_size\":0,\"window\":9,\"max_image_size\":-1,"
-           "\"disable_bt_during_ota\":\"no\",\"boot_timeout_s\":0,\"begin_timeout_s\":1.5},"
+           "\"disable_bt_during_ota\":\"no\",\"boot_timeout_s\":0,\"begin_timeout_s\":1.5,"
+           "\"driver_release\":\"1.0.4\",\"kernel_log\":\"\"},"
            "\"download\":{\"ca_file\":\"%s/missing-ca2\",\"connect_timeout_s\":0,\"stall_timeout_s\":\"30\","
            "\"allow_http\":1,\"max_attempts\":0},"
            "\"devcie_id\":\"typo\"}",
@@ -188,6 +194,8 @@ static void test_every_problem_named(void **state) {
       "esp.disable_bt_during_ota: must be true or false",
       "esp.boot_timeout_s: must be an integer 1..3600",
       "esp.begin_timeout_s: must be an integer 1..3600",
+      "esp.driver_release: must be a release such as FG-1.0.0.0.0 (NAME-a.b.c.d.e)",
+      "esp.kernel_log: must not be empty",
       "download.ca_file: cannot read",
       "download.connect_timeout_s: must be an integer 1..600",
       "download.stall_timeout_s: must be an integer 1..3600",

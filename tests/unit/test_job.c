@@ -367,23 +367,99 @@ static void test_policy(void **state) {
   assert_int_equal(ef_job_check_downgrade(&j, "1.11.0"), EF_OK);
   j.allow_downgrade = false;
 
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_RUN);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_RUN);
   assert_int_equal(e, EF_OK);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", after, &e), EF_DECISION_REJECT);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", after, &e), EF_DECISION_REJECT);
   assert_int_equal(e, EF_ERR_EXPIRED);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "2.0", SHA_B, before, &e), EF_DECISION_REJECT);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "2.0", SHA_B, "", before, &e), EF_DECISION_REJECT);
   assert_int_equal(e, EF_ERR_DOWNGRADE_REFUSED);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "1.10.0", SHA_A, before, &e), EF_DECISION_INSTALLED);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "1.10.0", SHA_A, "", before, &e), EF_DECISION_INSTALLED);
   assert_int_equal(e, EF_OK);
   /* bucket of job-1/dev-1 is 2792: percent 27 skips, 28 runs */
   j.rollout_percent = 27;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_SKIP);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_SKIP);
   j.rollout_percent = 28;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_RUN);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_RUN);
   j.rollout_percent = 0;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_SKIP);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_SKIP);
   j.rollout_percent = 100;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", before, &e), EF_DECISION_RUN);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_RUN);
+}
+
+/* The driver gate: a job whose image carries another ESP-Hosted release
+ * than the host driver accepts is refused before anything is sent, unless
+ * the host driver is updated in the same rollout. */
+static void test_driver_gate(void **state) {
+  (void)state;
+  ef_job j = policy_job();
+  time_t before = 1893456000 - 1;
+  ef_err e;
+  /* no expect_fw_version: nothing to compare */
+  assert_int_equal(ef_job_check_driver(&j, "FG-1.0.0.0.0"), EF_OK);
+  snprintf(j.expect_fw_version, sizeof j.expect_fw_version, "FG-1.0.4.0.0");
+  assert_int_equal(ef_job_check_driver(&j, "FG-1.0.4.0.0"), EF_OK);
+  assert_int_equal(ef_job_check_driver(&j, "FG-1.0.3.0.0"), EF_ERR_DRIVER_INCOMPATIBLE);
+  assert_int_equal(ef_job_check_driver(&j, "FG-1.0.4.0.00"), EF_ERR_DRIVER_INCOMPATIBLE);
+  /* driver release unknown: the gate cannot apply */
+  assert_int_equal(ef_job_check_driver(&j, ""), EF_OK);
+  assert_int_equal(ef_job_check_driver(&j, NULL), EF_OK);
+
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "FG-1.0.3.0.0", before, &e), EF_DECISION_REJECT);
+  assert_int_equal(e, EF_ERR_DRIVER_INCOMPATIBLE);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "FG-1.0.4.0.0", before, &e), EF_DECISION_RUN);
+  assert_int_equal(e, EF_OK);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_RUN);
+  /* earlier rules first: a skipped or installed job needs no gate */
+  j.rollout_percent = 0;
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "FG-1.0.3.0.0", before, &e), EF_DECISION_SKIP);
+  j.rollout_percent = -1;
+  assert_int_equal(ef_job_decide(&j, "dev-1", "1.10.0", SHA_A, "FG-1.0.3.0.0", before, &e),
+                   EF_DECISION_INSTALLED);
+  /* the host driver is updated in the same rollout */
+  j.driver_update = true;
+  assert_int_equal(ef_job_check_driver(&j, "FG-1.0.3.0.0"), EF_OK);
+  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "FG-1.0.3.0.0", before, &e), EF_DECISION_RUN);
+  assert_int_equal(e, EF_OK);
+}
+
+/* driver_update: a boolean, only with expect_fw_version; part of the
+ * fingerprint only when set, so older fingerprints stay valid. */
+static void test_driver_update_key(void **state) {
+  (void)state;
+  ef_job a, b;
+  char reason[256], fa[65], fb[65];
+  const char *base = "{\"job_id\":\"d-1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+                     "\",\"size\":10,\"version\":\"1.0.0\",\"expect_fw_version\":\"FG-1.0.4.0.0\"";
+  char doc[512];
+  snprintf(doc, sizeof doc, "%s}", base);
+  assert_int_equal(parse(doc, &a, reason, sizeof reason), EF_OK);
+  assert_false(a.driver_update);
+  snprintf(doc, sizeof doc, "%s,\"driver_update\":false}", base);
+  assert_int_equal(parse(doc, &b, reason, sizeof reason), EF_OK);
+  ef_job_fingerprint(&a, fa);
+  ef_job_fingerprint(&b, fb);
+  assert_string_equal(fa, fb);
+  snprintf(doc, sizeof doc, "%s,\"driver_update\":true}", base);
+  assert_int_equal(parse(doc, &b, reason, sizeof reason), EF_OK);
+  assert_true(b.driver_update);
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  /* the journal's JSON keeps it */
+  char *text = ef_job_to_json(&b);
+  assert_non_null(text);
+  assert_non_null(strstr(text, "\"driver_update\":true"));
+  assert_int_equal(parse(text, &a, reason, sizeof reason), EF_OK);
+  free(text);
+  assert_memory_equal(&a, &b, sizeof a);
+
+  snprintf(doc, sizeof doc, "%s,\"driver_update\":1}", base);
+  assert_int_equal(parse(doc, &b, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_string_equal(reason, "driver_update: must be true or false");
+  assert_int_equal(parse("{\"job_id\":\"d-2\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+                         "\",\"size\":10,\"version\":\"1.0.0\",\"driver_update\":true}",
+                         &b, reason, sizeof reason),
+                   EF_ERR_BAD_JOB);
+  assert_string_equal(reason, "driver_update: needs expect_fw_version (the release the updated driver accepts)");
 }
 
 static void test_id_valid(void **state) {
@@ -405,7 +481,8 @@ int main(void) {
       cmocka_unit_test(test_allow_http),     cmocka_unit_test(test_rfc3339),
       cmocka_unit_test(test_fingerprint),    cmocka_unit_test(test_to_json_round_trip),
       cmocka_unit_test(test_canary_bucket),  cmocka_unit_test(test_policy),
-      cmocka_unit_test(test_id_valid),
+      cmocka_unit_test(test_id_valid),       cmocka_unit_test(test_driver_gate),
+      cmocka_unit_test(test_driver_update_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

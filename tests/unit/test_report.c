@@ -77,6 +77,8 @@ static void test_state_document_failed(void **state) {
   s.state = EF_STATE_FAILED;
   snprintf(s.job_id, sizeof s.job_id, "job-9");
   snprintf(s.fw_version, sizeof s.fw_version, "FG-1.0.4.0.0");
+  snprintf(s.driver_release, sizeof s.driver_release, "FG-1.0.3.0.0");
+  s.driver_source = EF_DRIVER_SOURCE_KERNEL_LOG;
   snprintf(s.app.version, sizeof s.app.version, "1.2.0");
   snprintf(s.app.project, sizeof s.app.project, "hosted");
   snprintf(s.app.sha256_hex, sizeof s.app.sha256_hex, SHA_A);
@@ -92,6 +94,8 @@ static void test_state_document_failed(void **state) {
   assert_string_equal(str(o, "state"), "failed");
   assert_string_equal(str(o, "job_id"), "job-9");
   assert_string_equal(str(o, "fw_version"), "FG-1.0.4.0.0");
+  assert_string_equal(str(o, "driver_release"), "FG-1.0.3.0.0");
+  assert_string_equal(str(o, "driver_release_source"), "kernel_log");
   const cJSON *app = cJSON_GetObjectItemCaseSensitive(o, "app");
   assert_string_equal(str(app, "version"), "1.2.0");
   assert_string_equal(str(app, "project"), "hosted");
@@ -117,6 +121,9 @@ static void test_state_document_idle(void **state) {
   assert_string_equal(str(o, "state"), "idle");
   assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "job_id")));
   assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "fw_version")));
+  /* the driver release not known: said so, not left out */
+  assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "driver_release")));
+  assert_string_equal(str(o, "driver_release_source"), "unknown");
   assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "app")));
   assert_null(cJSON_GetObjectItemCaseSensitive(o, "error"));
   assert_true(num(o, "attempt") == 0);

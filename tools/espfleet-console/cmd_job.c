@@ -34,6 +34,7 @@ int con_job_opt(con_job_opts *o, int opt, const char *arg) {
     case CON_OPT_ALLOW_DOWNGRADE: o->allow_downgrade = true; return 1;
     case CON_OPT_NOT_AFTER: o->not_after = arg; return 1;
     case CON_OPT_EXPECT_FW: o->expect_fw_version = arg; return 1;
+    case CON_OPT_DRIVER_UPDATE: o->driver_update = true; return 1;
     case CON_OPT_ALLOW_HTTP: o->allow_http = true; return 1;
     default: return 0;
   }

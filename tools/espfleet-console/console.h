@@ -203,6 +203,7 @@ typedef struct {
   bool allow_downgrade;
   const char *not_after;         /**< NULL = none */
   const char *expect_fw_version; /**< NULL = none */
+  bool driver_update;            /**< the host driver is updated in the same rollout */
   bool allow_http;               /**< accept an http:// url */
 } con_job_opts;
 
@@ -228,20 +229,25 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, char **json, e
   "                          the sha256>\n"                                      \
   "  --allow-downgrade       let devices install an older version\n"            \
   "  --not-after TIME        RFC 3339 time after which devices reject the job\n" \
-  "  --expect-fw-version V   firmware version the ESP must report after the\n"  \
-  "                          reboot (GetFwVersion, e.g. FG-1.0.4.0.0)\n"         \
+  "  --expect-fw-version V   the ESP-Hosted release the image carries: what\n"   \
+  "                          GetFwVersion must report after the reboot, and\n"  \
+  "                          what the host driver must accept (FG-1.0.4.0.0)\n" \
+  "  --driver-update         the hosts' driver is updated to accept that\n"     \
+  "                          release in the same rollout (needs\n"             \
+  "                          --expect-fw-version)\n"                            \
   "  --allow-http            accept an http:// url (for devices that set\n"     \
   "                          download.allow_http)\n"
 
 /**
  * Handles --url, --job-id, --allow-downgrade, --not-after,
- * --expect-fw-version and --allow-http. @return 1 when handled, 0 when not.
+ * --expect-fw-version, --driver-update and --allow-http. @return 1 when
+ * handled, 0 when not.
  */
 int con_job_opt(con_job_opts *o, int opt, const char *arg);
 
 enum {
   CON_OPT_URL = CON_OPT_CMD, CON_OPT_JOB_ID, CON_OPT_ALLOW_DOWNGRADE, CON_OPT_NOT_AFTER,
-  CON_OPT_EXPECT_FW, CON_OPT_ALLOW_HTTP, CON_OPT_CMD2,
+  CON_OPT_EXPECT_FW, CON_OPT_DRIVER_UPDATE, CON_OPT_ALLOW_HTTP, CON_OPT_CMD2,
 };
 
 #define CON_JOB_LONGOPTS                                                       \
@@ -250,6 +256,7 @@ enum {
   {"allow-downgrade", no_argument, NULL, CON_OPT_ALLOW_DOWNGRADE},             \
   {"not-after", required_argument, NULL, CON_OPT_NOT_AFTER},                   \
   {"expect-fw-version", required_argument, NULL, CON_OPT_EXPECT_FW},           \
+  {"driver-update", no_argument, NULL, CON_OPT_DRIVER_UPDATE},                 \
   {"allow-http", no_argument, NULL, CON_OPT_ALLOW_HTTP}
 
 /**

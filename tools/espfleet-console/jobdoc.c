@@ -60,6 +60,7 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, char **json, e
   }
   if (ok && o->not_after) ok = cJSON_AddStringToObject(doc, "not_after", o->not_after) != NULL;
   if (ok && o->expect_fw_version) ok = cJSON_AddStringToObject(doc, "expect_fw_version", o->expect_fw_version) != NULL;
+  if (ok && o->driver_update) ok = cJSON_AddTrueToObject(doc, "driver_update") != NULL;
   if (!ok || !(text = cJSON_PrintUnformatted(doc))) goto out;
 
   /* The device decides about the image size (its esp.max_image_size) and,
