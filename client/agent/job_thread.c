@@ -199,11 +199,20 @@ static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *det
   return err;
 }
 
-/* Waits for the ESP after OTA end and checks what came back. @p fw_before is
- * the firmware reported before the update when OTA end's answer was lost
- * (NULL otherwise): the ESP may or may not have taken the image, and an
- * unchanged firmware version says it did not. */
-static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, const char *fw_before, char *detail, size_t n) {
+/*
+ * Waits for the ESP after OTA end and checks what came back.
+ *
+ * @p end_unknown: OTA end was sent but its answer was lost (the link broke
+ * or the answer timed out), so the ESP may or may not have taken the image.
+ * The firmware tells by restarting: it restarts about 5 s after answering a
+ * successful OTA end (a timer in slave_control.c, req_ota_end_handler) and
+ * never after a failed one. ef_ctrl_wait_boot counts only a restart (the
+ * link going down, or ESPInit), so a restart within esp.boot_timeout_s means
+ * the image was taken. GetFwVersion cannot tell: it reports the ESP-Hosted
+ * release compiled into the firmware, which an application update usually
+ * leaves unchanged.
+ */
+static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, bool end_unknown, char *detail, size_t n) {
   ef_err err = EF_OK;
   ef_fw_version fw;
   char fw_text[64] = "";
@@ -219,18 +228,22 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, const char *fw_before, ch
   pthread_mutex_lock(&a->lock);
   if (fw_text[0]) copy_str(a->state.fw_version, sizeof a->state.fw_version, fw_text);
   pthread_mutex_unlock(&a->lock);
+  if (err != EF_OK && end_unknown) {
+    snprintf(detail, n,
+             "OTA end was not answered and the ESP did not restart within %d s: it did not take the image "
+             "(the firmware restarts only after a successful OTA end)",
+             a->cfg.esp.boot_timeout_s);
+    return EF_ERR_BOOT_VERIFY_FAILED;
+  }
   if (err != EF_OK) {
     snprintf(detail, n, "the ESP did not come back within %d s after OTA end", a->cfg.esp.boot_timeout_s);
     return EF_ERR_BOOT_VERIFY_FAILED;
   }
+  if (end_unknown)
+    ef_info("job %s: the ESP restarted after the unanswered OTA end: it took the image", a->job.job_id);
   if (a->job.expect_fw_version[0] && strcmp(a->job.expect_fw_version, fw_text) != 0) {
     snprintf(detail, n, "ESP reports firmware %s, expected %s", fw_text[0] ? fw_text : "(none)",
              a->job.expect_fw_version);
-    return EF_ERR_BOOT_VERIFY_FAILED;
-  }
-  if (!a->job.expect_fw_version[0] && fw_before && strcmp(fw_before, fw_text) == 0) {
-    snprintf(detail, n, "the answer to OTA end was lost and the ESP still reports firmware %s",
-             fw_text[0] ? fw_text : "(none)");
     return EF_ERR_BOOT_VERIFY_FAILED;
   }
   return EF_OK;
@@ -266,10 +279,6 @@ void *ef_agent_job_main(void *arg) {
 
   memset(&res, 0, sizeof res);
   bool end_unknown = false;
-  char fw_before[64];
-  pthread_mutex_lock(&a->lock);
-  copy_str(fw_before, sizeof fw_before, a->state.fw_version);
-  pthread_mutex_unlock(&a->lock);
   if (!a->verify_only) {
     err = open_ctrl(a, &ctrl);
     if (err != EF_OK) {
@@ -313,7 +322,7 @@ void *ef_agent_job_main(void *arg) {
     }
   }
   enter_phase(a, EF_STATE_REBOOTING);
-  err = verify_boot(a, &ctrl, end_unknown ? fw_before : NULL, detail, sizeof detail);
+  err = verify_boot(a, &ctrl, end_unknown, detail, sizeof detail);
   if (err != EF_OK) goto done;
   final = EF_STATE_SUCCEEDED;
   pthread_mutex_lock(&a->lock);
