@@ -56,7 +56,7 @@ void ef_ctrl_options_default(ef_ctrl_options *o) {
   o->ota_begin_timeout_ms = 60000;
   o->ota_end_timeout_ms = 30000;
   o->open_timeout_ms = 5000;
-  o->window = 1;
+  o->window = EF_CTRL_DEFAULT_WINDOW;
 }
 
 ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out) {
@@ -125,6 +125,29 @@ void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n) {
   if (!buf || n == 0) return;
   snprintf(buf, n, "%s-%u.%u.%u.%u.%u", v->name, (unsigned)v->major1, (unsigned)v->major2,
            (unsigned)v->minor, (unsigned)v->rev_patch1, (unsigned)v->rev_patch2);
+}
+
+ef_err ef_fw_version_parse(const char *text, ef_fw_version *v) {
+  ef_fw_version out;
+  uint32_t *num[5] = {&out.major1, &out.major2, &out.minor, &out.rev_patch1, &out.rev_patch2};
+  const char *dash = text ? strrchr(text, '-') : NULL;
+  if (!dash || dash == text || (size_t)(dash - text) >= sizeof out.name) return EF_ERR_INVALID_ARG;
+  memset(&out, 0, sizeof out);
+  memcpy(out.name, text, (size_t)(dash - text));
+  const char *p = dash + 1;
+  for (int i = 0; i < 5; i++) {
+    uint64_t n = 0;
+    const char *start = p;
+    for (; *p >= '0' && *p <= '9'; p++) {
+      n = n * 10 + (uint64_t)(*p - '0');
+      if (n > UINT32_MAX) return EF_ERR_INVALID_ARG;
+    }
+    if (p == start || *p != (i < 4 ? '.' : '\0')) return EF_ERR_INVALID_ARG;
+    *num[i] = (uint32_t)n;
+    if (i < 4) p++;
+  }
+  *v = out;
+  return EF_OK;
 }
 
 /* ---- the queue of requests in flight ---- */
@@ -286,7 +309,12 @@ static int32_t take_uid(ef_ctrl *c) {
 static ef_err send_req(ef_ctrl *c, ef_ctrl_msg *m, int timeout_ms, ef_fw_version *fw) {
   if (c->q_len >= EF_CTRL_MAX_WINDOW) return EF_ERR_INTERNAL;
   size_t n = ef_ctrl_msg_frame(&m->msg, EF_TLV_EP_RESP, c->tx, EF_TLV_MAX_FRAME);
-  if (n == 0) return EF_ERR_INVALID_ARG;
+  /* The firmware would truncate a longer message and never answer it. */
+  if (n == 0 || n > EF_CTRL_FW_MSG_MAX) {
+    ef_error("ctrl: %s would be a %zu-byte message; the firmware takes at most %d",
+             ef_ctrl_msg_name((int)m->msg.msg_id), n, EF_CTRL_FW_MSG_MAX);
+    return EF_ERR_INVALID_ARG;
+  }
   ef_err err = ef_transport_write(c->t, c->tx, n, timeout_ms);
   if (err != EF_OK) {
     ef_warn("ctrl: cannot send %s: %s", ef_ctrl_msg_name((int)m->msg.msg_id), ef_err_name(err));

@@ -36,10 +36,21 @@ ef_err ef_ctrl_msg_init(ef_ctrl_msg *m, int msg_id, int32_t uid) {
   }
   msg->payload_case = (Espfleet__CtrlMsg__PayloadCase)msg_id;
   msg->msg_id = (Espfleet__CtrlMsgId)msg_id;
-  msg->msg_type = msg_id >= 300   ? ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_EVENT
-                  : msg_id >= 200 ? ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_RESP
-                                  : ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_REQ;
   msg->uid = uid;
+  if (msg_id >= 200) {
+    /* The firmware marks what it sends (slave_control.c: data_transfer_handler,
+     * ctrl_notify_handler). */
+    msg->msg_type = msg_id >= 300 ? ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_EVENT
+                                  : ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_RESP;
+  } else if (msg_id == 116 || msg_id == 118 || msg_id == 123) {
+    /* Requests are encoded as ESP-Hosted's host library does (ctrl_core.c,
+     * ctrl_app_send_req): msg_type is left unset, so it is absent on the
+     * wire (the firmware never reads it), and a request without fields has
+     * no payload member at all. Our frames are then byte for byte those of
+     * the reference host, which tests/unit/test_proto.c checks. */
+    msg->payload_case = ESPFLEET__CTRL_MSG__PAYLOAD__NOT_SET;
+    msg->req_ota_begin = NULL;
+  }
   return EF_OK;
 }
 

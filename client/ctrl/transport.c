@@ -22,6 +22,7 @@
 struct ef_transport {
   char *path;
   int fd;
+  int is_tty; /* a byte stream (pty, UART) rather than the driver's message device */
   unsigned opens;
 };
 
@@ -89,10 +90,17 @@ static ef_err open_wait(ef_transport *t, int timeout_ms) {
     int fd = try_open(t->path);
     if (fd >= 0) {
       t->fd = fd;
+      t->is_tty = isatty(fd);
       t->opens++;
       return EF_OK;
     }
     last_errno = errno;
+    if (last_errno == EBUSY) {
+      /* esp_serial_open lets one program have the node at a time. Waiting
+       * for the other program is the caller's decision, not ours. */
+      ef_warn("ctrl: %s is busy: another program holds the ESP control device", t->path);
+      return EF_ERR_ESP_BUSY;
+    }
     int left = ef_ms_left(deadline);
     if (left == 0) break;
     sleep_ms(left < REOPEN_INTERVAL_MS ? left : REOPEN_INTERVAL_MS);
@@ -153,13 +161,26 @@ ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int t
   }
   while (done < len) {
     ssize_t n = write(t->fd, buf + done, len - done);
-    if (n > 0) {
+    if (n > 0 && (size_t)n < len - done && t->is_tty) {
+      /* A terminal (the simulator's pty, a UART) is a byte stream: the
+       * rest of the frame simply follows. */
       done += (size_t)n;
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "write failed", errno);
-    /* Full: wait for room, bounded by the caller's deadline. */
+    if (n >= 0) {
+      /* The driver sends each write() as one message (esp_serial.c,
+       * esp_serial_write: its own sequence number, fragments flagged
+       * MORE_FRAGMENT), so the rest of a frame written again would be a
+       * second, broken message. It refuses a write above its limit by
+       * returning 0 and stops half way when it runs out of buffers: both
+       * are errors of this frame, never a reason to write the remainder. */
+      if ((size_t)n == len - done) return EF_OK;
+      ef_warn("ctrl: %s took %zd of a %zu-byte message", t->path, n, len);
+      return EF_ERR_ESP_WRITE_REFUSED;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "write failed", errno);
+    /* Full (nothing was written): wait for room, bounded by the caller's deadline. */
     struct pollfd p = {.fd = t->fd, .events = POLLOUT};
     int left = ef_ms_left(deadline);
     if (left == 0) return EF_ERR_ESP_TIMEOUT;

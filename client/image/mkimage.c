@@ -92,11 +92,11 @@ typedef struct {
  * 16 bytes plus the digest alignment: the hashed part ends on a 16-byte
  * boundary (checksum at 15 mod 16), and the digest adds 32.
  */
-static ef_err make_plan(uint64_t size, plan *pl) {
+static ef_err make_plan(uint64_t size, uint32_t seg0_len, plan *pl) {
   if (size < EF_MKIMAGE_MIN_SIZE || size > EF_MKIMAGE_MAX_SIZE) return EF_ERR_INVALID_ARG;
   uint64_t hashed = (size - 32) & ~(uint64_t)15;
   for (unsigned count = 3; count <= EF_IMAGE_MAX_SEGMENTS; count++) {
-    uint64_t fixed = EF_IMAGE_HEADER_SIZE + (uint64_t)count * EF_IMAGE_SEGMENT_HEADER_SIZE + EF_APP_DESC_SIZE + 1;
+    uint64_t fixed = EF_IMAGE_HEADER_SIZE + (uint64_t)count * EF_IMAGE_SEGMENT_HEADER_SIZE + seg0_len + 1;
     if (hashed < fixed + 8) return EF_ERR_INVALID_ARG;
     uint64_t data = (hashed - fixed) & ~(uint64_t)3;
     uint64_t iram = (data / 8) & ~(uint64_t)3;
@@ -153,6 +153,24 @@ static ef_err write_app_desc(writer *w, const ef_mkimage_options *o, const uint8
   return emit(w, d, sizeof d, true);
 }
 
+static ef_err write_release(writer *w, const char *release) {
+  uint8_t r[EF_MKIMAGE_RELEASE_RECORD_SIZE] = {0};
+  memcpy(r, EF_MKIMAGE_RELEASE_MAGIC, 8);
+  put_str(r + 8, release);
+  return emit(w, r, sizeof r, true);
+}
+
+bool ef_mkimage_find_release(const uint8_t *data, size_t len, char *text) {
+  for (size_t i = 0; i + EF_MKIMAGE_RELEASE_RECORD_SIZE <= len; i += 4) {
+    if (memcmp(data + i, EF_MKIMAGE_RELEASE_MAGIC, 8) != 0) continue;
+    const uint8_t *t = data + i + 8;
+    if (t[EF_MKIMAGE_RELEASE_MAX] != '\0' || t[0] == '\0') continue;
+    memcpy(text, t, EF_MKIMAGE_RELEASE_MAX + 1);
+    return true;
+  }
+  return false;
+}
+
 static ef_err write_random(writer *w, uint64_t *rng, uint64_t len) {
   uint8_t buf[16384];
   while (len > 0) {
@@ -177,9 +195,11 @@ ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *writte
 
   if (written) *written = 0;
   if (!o || !out || !o->version || !o->project || strlen(o->version) > 31 || strlen(o->project) > 31 ||
-      o->chip_id == EF_CHIP_INVALID)
+      o->chip_id == EF_CHIP_INVALID ||
+      (o->hosted_release && (!*o->hosted_release || strlen(o->hosted_release) > EF_MKIMAGE_RELEASE_MAX)))
     goto out;
-  err = make_plan(o->size, &pl);
+  uint32_t seg0_len = EF_APP_DESC_SIZE + (o->hosted_release ? EF_MKIMAGE_RELEASE_RECORD_SIZE : 0);
+  err = make_plan(o->size, seg0_len, &pl);
   if (err != EF_OK) goto out;
   err = options_hash(o, seed);
   if (err != EF_OK) goto out;
@@ -193,8 +213,9 @@ ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *writte
   if (EVP_DigestInit_ex(w.sha, EVP_sha256(), NULL) != 1) goto out;
 
   if ((err = write_header(&w, o, &pl)) != EF_OK) goto out;
-  if ((err = write_seg_header(&w, DROM_ADDR, EF_APP_DESC_SIZE)) != EF_OK) goto out;
+  if ((err = write_seg_header(&w, DROM_ADDR, seg0_len)) != EF_OK) goto out;
   if ((err = write_app_desc(&w, o, seed)) != EF_OK) goto out;
+  if (o->hosted_release && (err = write_release(&w, o->hosted_release)) != EF_OK) goto out;
   if ((err = write_seg_header(&w, IRAM_ADDR, pl.iram_len)) != EF_OK) goto out;
   if ((err = write_random(&w, &rng, pl.iram_len)) != EF_OK) goto out;
   uint64_t rom_left = pl.rom_len;

@@ -45,10 +45,36 @@ enum {
 /** HostedFeature values for ef_ctrl_feature. */
 typedef enum { EF_FEATURE_WIFI = 1, EF_FEATURE_BLUETOOTH = 2 } ef_feature;
 
-/** Most data bytes one OTA write may carry (a frame payload is at most 65535). */
-#define EF_CTRL_MAX_CHUNK 32768
-#define EF_CTRL_DEFAULT_CHUNK 4000 /**< what ESP-Hosted's demos use */
-#define EF_CTRL_MAX_WINDOW 8       /**< below the firmware's queue depth of 10 */
+/**
+ * The firmware reassembles each host message (one whole TLV frame) in a
+ * single 4096-byte buffer and silently drops the bytes beyond it
+ * (`r.data[4096]` in esp_hosted_coprocessor.c, process_serial_rx_pkt): a
+ * longer message does not decode and is never answered. No frame the client
+ * builds may exceed it.
+ */
+#define EF_CTRL_FW_MSG_MAX 4096
+/**
+ * Bytes of a frame that are not OTA data, at most: TLV header 14 (type,
+ * length and "ctrlResp"; type and length of the data), CtrlMsg msg_id 2,
+ * uid 6 (a positive int32 takes up to 5 varint bytes), the oneof member's
+ * tag 2 (field 117) and length 2, Req_OTAWrite's ota_data tag 1 and
+ * length 2. tests/unit/test_proto.c pins the largest frame at exactly
+ * EF_CTRL_FW_MSG_MAX bytes.
+ */
+#define EF_CTRL_OTA_WRITE_OVERHEAD 29
+/** Most data bytes one OTA write may carry: 4067. */
+#define EF_CTRL_MAX_CHUNK (EF_CTRL_FW_MSG_MAX - EF_CTRL_OTA_WRITE_OVERHEAD)
+/** Default bytes per OTA write: the largest legal chunk, measured fastest
+ *  (docs/performance.md). ESP-Hosted's own demos use 4000. */
+#define EF_CTRL_DEFAULT_CHUNK EF_CTRL_MAX_CHUNK
+/**
+ * Most OTA writes in flight. The firmware holds one message being handled,
+ * one in its receive buffer and one in the stalled receive task; more only
+ * wait in the host driver (docs/esp-hosted.md, "Pipelining").
+ */
+#define EF_CTRL_MAX_WINDOW 4
+/** Default OTA writes in flight (measured best, docs/performance.md). */
+#define EF_CTRL_DEFAULT_WINDOW 2
 
 typedef struct {
   const char *device;       /**< device node; default EF_DEFAULT_DEVICE */
@@ -56,7 +82,7 @@ typedef struct {
   int ota_begin_timeout_ms; /**< OTA begin erases a whole slot; default 60000 */
   int ota_end_timeout_ms;   /**< OTA end validates the image; default 30000 */
   int open_timeout_ms;      /**< waiting for the node to (re)appear; default 5000 */
-  int window;               /**< OTA writes in flight, 1..EF_CTRL_MAX_WINDOW; default 1 */
+  int window;               /**< OTA writes in flight, 1..EF_CTRL_MAX_WINDOW; default EF_CTRL_DEFAULT_WINDOW */
 } ef_ctrl_options;
 
 /** An event from the ESP. @p data is the event's bytes (init_data) or NULL. */
@@ -85,8 +111,10 @@ void ef_ctrl_options_default(ef_ctrl_options *o);
  * Opens the control device (waiting up to open_timeout_ms for it) and
  * discards bytes already queued on it.
  * @param o options; NULL for all defaults. The device string is copied.
- * @return EF_OK; EF_ERR_ESP_UNAVAILABLE; EF_ERR_INVALID_ARG for a bad window;
- *         EF_ERR_NOMEM.
+ * @return EF_OK; EF_ERR_ESP_BUSY when another program holds the device (the
+ *         driver lets one program open it; not retried here, the caller
+ *         decides how long to wait); EF_ERR_ESP_UNAVAILABLE;
+ *         EF_ERR_INVALID_ARG for a bad window; EF_ERR_NOMEM.
  */
 ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out) EF_MUST_CHECK;
 
@@ -106,8 +134,10 @@ ef_err ef_ctrl_ota_begin(ef_ctrl *c) EF_MUST_CHECK;
 /**
  * Sends one OTA write of @p len bytes (1..EF_CTRL_MAX_CHUNK). With a window
  * above 1 it returns once the request is sent and the window has room.
- * @return EF_OK; EF_ERR_OTA_WRITE_FAILED when this or an earlier write was
- *         refused; EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
+ * @return EF_OK; EF_ERR_INVALID_ARG for an empty chunk or one above
+ *         EF_CTRL_MAX_CHUNK (nothing is sent); EF_ERR_OTA_WRITE_FAILED when
+ *         this or an earlier write was refused; EF_ERR_ESP_TIMEOUT;
+ *         EF_ERR_ESP_WRITE_REFUSED; EF_ERR_ESP_UNAVAILABLE.
  */
 ef_err ef_ctrl_ota_write(ef_ctrl *c, const uint8_t *data, size_t len) EF_MUST_CHECK;
 
@@ -159,5 +189,13 @@ int32_t ef_ctrl_last_resp(const ef_ctrl *c);
 
 /** Formats @p v as "NAME-major1.major2.minor.rev_patch1.rev_patch2". */
 void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n);
+
+/**
+ * Parses the form ef_fw_version_format writes and the host driver logs
+ * ("FG-1.0.3.0.0"): a name of 1..31 characters, '-', then exactly five
+ * dot-separated decimal numbers, each at most UINT32_MAX.
+ * @return EF_OK; EF_ERR_INVALID_ARG for any other text (@p v untouched).
+ */
+ef_err ef_fw_version_parse(const char *text, ef_fw_version *v) EF_MUST_CHECK;
 
 #endif

@@ -5,6 +5,8 @@
 #ifndef ESPFLEET_MKIMAGE_H
 #define ESPFLEET_MKIMAGE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -16,7 +18,29 @@ typedef struct {
   const char *project;  /**< project name (at most 31 chars) */
   uint64_t size;        /**< approximate total size in bytes (>= 512) */
   uint32_t secure_version;
+  /** ESP-Hosted release the image stands for ("FG-1.0.3.0.0", at most
+   *  EF_MKIMAGE_RELEASE_MAX characters), or NULL for none. Written as a
+   *  release record (below) after the app description in segment 0, where a
+   *  real firmware keeps its compiled-in release constants. */
+  const char *hosted_release;
 } ef_mkimage_options;
+
+/**
+ * Release record: 8 bytes EF_MKIMAGE_RELEASE_MAGIC, then the release text,
+ * NUL-padded to EF_MKIMAGE_RELEASE_MAX + 1 bytes. The simulator reports the
+ * running image's record through GetFwVersion, as the real firmware reports
+ * the constants of esp_fw_version.h it was built with.
+ */
+#define EF_MKIMAGE_RELEASE_MAGIC "EFHOSTED"
+#define EF_MKIMAGE_RELEASE_MAX 23
+#define EF_MKIMAGE_RELEASE_RECORD_SIZE 32
+
+/**
+ * Looks for a release record in @p data (the start of an image).
+ * @param text receives the release text (EF_MKIMAGE_RELEASE_MAX + 1 bytes).
+ * @return true when a record was found.
+ */
+bool ef_mkimage_find_release(const uint8_t *data, size_t len, char *text);
 
 /** Smallest and (about) largest size ef_mkimage_write accepts. */
 #define EF_MKIMAGE_MIN_SIZE 512u

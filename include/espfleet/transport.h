@@ -23,8 +23,9 @@ typedef struct ef_transport ef_transport;
 /**
  * Creates a transport for @p path and opens it, waiting up to
  * @p open_timeout_ms for the node to appear.
- * @return EF_OK; EF_ERR_ESP_UNAVAILABLE when the node cannot be opened in
- *         time; EF_ERR_NOMEM.
+ * @return EF_OK; EF_ERR_ESP_BUSY when open() fails with EBUSY (another
+ *         program has the node; returned at once); EF_ERR_ESP_UNAVAILABLE when
+ *         the node cannot be opened in time; EF_ERR_NOMEM.
  */
 ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out) EF_MUST_CHECK;
 
@@ -32,10 +33,15 @@ ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **o
 void ef_transport_close(ef_transport *t);
 
 /**
- * Writes all of @p len bytes (one frame) within @p timeout_ms, re-opening the
- * device first if it was closed.
+ * Writes one frame of @p len bytes within @p timeout_ms, re-opening the
+ * device first if it was closed. The driver treats each write() as one
+ * message, so on it a frame is one write() and a short count is an error; a
+ * terminal (the simulator's pty) is a byte stream and takes the rest of a
+ * frame in further writes.
  * @return EF_OK; EF_ERR_ESP_TIMEOUT when the device does not accept the bytes
- *         in time; EF_ERR_ESP_UNAVAILABLE when it fails or cannot be re-opened.
+ *         in time; EF_ERR_ESP_WRITE_REFUSED when write() returned 0 (the
+ *         driver's size limit) or a short count; EF_ERR_ESP_BUSY;
+ *         EF_ERR_ESP_UNAVAILABLE when it fails or cannot be re-opened.
  */
 ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int timeout_ms) EF_MUST_CHECK;
 

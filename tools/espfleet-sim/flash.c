@@ -10,7 +10,7 @@
 #include "espfleet/log.h"
 
 #define SIM_FLASH_MAGIC "EFSIMFL"
-#define SIM_FLASH_FORMAT 1
+#define SIM_FLASH_FORMAT 2
 
 _Static_assert(sizeof(sim_flash_header) <= SIM_FLASH_HEADER_SIZE, "header must fit its block");
 

@@ -5,8 +5,8 @@
  * One regular file holds a 4 KiB header followed by the bytes of slot 0 and
  * slot 1 (slot_size each; the file is sparse, erased regions are holes).
  * The header records which slot boots, each slot's state and the facts of
- * the image in it (length, SHA-256 of the bytes as written, version,
- * project, chip, secure_version), the bluetooth state and counters that
+ * the image in it (bytes written and their SHA-256, the image's own extent
+ * and SHA-256, version, project, chip, secure_version, ESP-Hosted release), the bluetooth state and counters that
  * accumulate since the file was created. The header is in host byte order:
  * a flash file belongs to the machine that made it.
  *
@@ -41,12 +41,15 @@ typedef struct {
   uint32_t state; /**< sim_slot_state */
   uint32_t chip_id;
   uint64_t length; /**< bytes written by the OTA that filled it */
-  uint8_t sha256[32];
+  uint8_t sha256[32]; /**< of the image itself: header to appended digest */
   uint32_t secure_version;
   uint32_t reserved;
   char version[40];
   char project[40];
   char idf_version[40];
+  uint64_t image_length;      /**< the image's extent (<= length) */
+  uint8_t written_sha256[32]; /**< of all `length` bytes written */
+  char release[32]; /**< ESP-Hosted release record, "" when the image has none */
 } sim_slot_info;
 
 /** Totals since the file was created (fixed layout: part of the file format). */
@@ -57,8 +60,14 @@ typedef struct {
   uint64_t ota_end;          /**< OTA end requests received */
   uint64_t ota_end_rejected; /**< OTA ends that refused the image */
   uint64_t boots;            /**< boots, including power-on (simulator start) */
-  uint64_t requests;         /**< control requests of any kind */
-  uint64_t reserved[9];
+  uint64_t requests;         /**< control messages taken by the handler */
+  uint64_t truncated;        /**< messages above 4096 bytes: cut and never answered */
+  uint64_t unanswered;       /**< messages the firmware would not answer (bad frame, unknown id) */
+  uint64_t rx_stalls;        /**< times the receive task waited for the buffer */
+  uint64_t dropped_closed;   /**< messages to the host dropped: nobody had the device open */
+  uint64_t concurrent_opens; /**< opens while another was open (the driver says EBUSY) */
+  uint64_t panics;           /**< requests that crash the firmware (a NULL payload) */
+  uint64_t reserved[3];
 } sim_counters;
 
 /** The header as stored at offset 0. */

@@ -11,11 +11,39 @@
 #include "espfleet/log.h"
 #include "faults.h"
 #include "flash.h"
-#include "fwversion.h"
 #include "server.h"
 #include "show.h"
 
-#define DEFAULT_SLOT_SIZE (4ull * 1024 * 1024)
+/* Facts of each chip as ESP-Hosted-FG ships it: the OTA slot size of its
+ * partition table (network_adapter/partitions.<chip>.csv; chips without an
+ * FG table get ESP-IDF's "two OTA" default, 1 MB) and whether the chip has
+ * Bluetooth (enable_disable_feature refuses to enable it otherwise). */
+static const struct chip_facts {
+  const char *name;
+  uint64_t slot_size;
+  bool bluetooth;
+} chips[] = {
+    {"esp32", 1792 * 1024, true},  {"esp32s2", 1536 * 1024, false}, {"esp32s3", 1536 * 1024, true},
+    {"esp32c2", 0xF0000, true},    {"esp32c3", 1536 * 1024, true},   {"esp32c5", 1536 * 1024, true},
+    {"esp32c6", 1536 * 1024, true}, {"esp32h2", 1024 * 1024, true},  {"esp32p4", 1024 * 1024, false},
+};
+
+/* The release in esp_fw_version.h of the ESP-Hosted source the simulator
+ * was checked against. */
+#define DEFAULT_RELEASE "FG-1.0.0.0.0"
+/* Erasing flash: ESP-IDF erases in 64 KiB blocks where it can, about 150 ms
+ * each on typical SPI NOR flash, so ~10 ms per 4 KiB: 3.8 s for a 1536K slot. */
+#define DEFAULT_ERASE_MS_PER_4K 10
+/* The receive task's wait while the buffer is full: vTaskDelay(10) with
+ * CONFIG_FREERTOS_HZ=1000 (sdkconfig.defaults). */
+#define DEFAULT_RX_POLL_MS 10
+
+static const struct chip_facts *chip_facts(uint16_t chip_id) {
+  const char *name = ef_chip_name(chip_id);
+  for (size_t i = 0; name && i < sizeof chips / sizeof chips[0]; i++)
+    if (strcmp(chips[i].name, name) == 0) return &chips[i];
+  return NULL;
+}
 
 static void usage(FILE *to) {
   fprintf(to,
@@ -31,20 +59,24 @@ static void usage(FILE *to) {
           "  --flash FILE           simulated flash file\n"
           "  --show                 print FILE's state as JSON and exit\n"
           "  --chip NAME            simulated chip (default esp32s3)\n"
-          "  --slot-size BYTES      OTA slot size for a new FILE, K/M suffix (default 4M)\n"
-          "  --reboot-delay-ms N    OTA end -> reboot (default 5000)\n"
+          "  --slot-size BYTES      OTA slot size for a new FILE, K/M suffix (default:\n"
+          "                         the chip's ESP-Hosted partition table, 1536K on esp32s3)\n"
+          "  --reboot-delay-ms N    OTA end -> reboot (default 5000, the firmware's timer)\n"
           "  --down-ms N            link absent during a reboot (default 200)\n"
-          "  --init-delay-ms N      host opens the link -> ESPInit event (default 50)\n"
+          "  --init-delay-ms N      link up after a boot -> ESPInit event (default 50)\n"
           "  --flash-kbps N         write speed in KiB/s (default 0: unthrottled)\n"
-          "  --erase-ms-per-4k N    erase time per 4 KiB at OTA begin (default 0)\n"
+          "  --erase-ms-per-4k N    erase time per 4 KiB at OTA begin (default 10)\n"
           "  --latency-us N         extra time per OTA write request (default 0)\n"
-          "  --fw-version NAME-a.b.c.d.e  name reported by GetFwVersion, and the\n"
-          "                         numbers while no OTA image runs (default FG-0.0.0.0.0)\n"
+          "  --rx-poll-ms N         the receive task's wait while its buffer is full\n"
+          "                         (default 10, the firmware's vTaskDelay(10))\n"
+          "  --fw-version NAME-a.b.c.d.e  ESP-Hosted release of the factory firmware and\n"
+          "                         of images without a release record (default " DEFAULT_RELEASE ")\n"
           "  --fault SPEC           inject a fault (repeatable): begin-fail, write-fail:N,\n"
           "                         end-reject, drop-response:N, reset-after:BYTES,\n"
           "                         boot-fail, no-answer; add @K to fire at most K times\n"
           "  -v, --verbose          log every request\n"
-          "  -h, --help             this text\n");
+          "  -h, --help             this text\n"
+          "      --version          print the version and exit\n");
 }
 
 static int parse_num(const char *opt, const char *s, uint64_t *out) {
@@ -65,7 +97,7 @@ static int parse_num(const char *opt, const char *s, uint64_t *out) {
 
 int main(int argc, char **argv) {
   enum { O_LINK = 256, O_FLASH, O_SHOW, O_CHIP, O_SLOT, O_REBOOT, O_DOWN, O_INIT, O_KBPS, O_ERASE,
-         O_LAT, O_FAULT, O_FW };
+         O_LAT, O_FAULT, O_FW, O_POLL, O_VERSION };
   static const struct option opts[] = {
       {"link", required_argument, NULL, O_LINK},
       {"flash", required_argument, NULL, O_FLASH},
@@ -80,14 +112,17 @@ int main(int argc, char **argv) {
       {"latency-us", required_argument, NULL, O_LAT},
       {"fault", required_argument, NULL, O_FAULT},
       {"fw-version", required_argument, NULL, O_FW},
+      {"rx-poll-ms", required_argument, NULL, O_POLL},
+      {"version", no_argument, NULL, O_VERSION},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  sim_config cfg = {.reboot_delay_ms = 5000, .down_ms = 200, .init_delay_ms = 50, .fw_name = "FG"};
+  sim_config cfg = {.reboot_delay_ms = 5000, .down_ms = 200, .init_delay_ms = 50,
+                    .erase_ms_per_4k = DEFAULT_ERASE_MS_PER_4K, .rx_poll_ms = DEFAULT_RX_POLL_MS};
   const char *flash_path = NULL, *chip = "esp32s3", *why;
-  uint64_t slot_size = DEFAULT_SLOT_SIZE;
-  bool show = false;
+  uint64_t slot_size = 0;
+  bool show = false, fw_set = false;
   sim_flash flash = {.fd = -1};
   int c, rc = 2;
 
@@ -113,11 +148,14 @@ int main(int argc, char **argv) {
       }
       break;
     case O_FW:
-      if (sim_fw_version_parse(optarg, cfg.fw_name, sizeof cfg.fw_name, cfg.factory_version) != 0) {
+      if (ef_fw_version_parse(optarg, &cfg.release) != EF_OK) {
         fprintf(stderr, "espfleet-sim: --fw-version %s: expected NAME-a.b.c.d.e\n", optarg);
         bad = 1;
       }
+      fw_set = true;
       break;
+    case O_POLL: bad = parse_num("--rx-poll-ms", optarg, &cfg.rx_poll_ms); break;
+    case O_VERSION: printf("espfleet-sim %s\n", ESPFLEET_VERSION); return 0;
     case 'v': ef_log_set_level(EF_LOG_DEBUG); break;
     case 'h': usage(stdout); return 0;
     default: bad = 1; break;
@@ -135,6 +173,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "espfleet-sim: --chip %s: unknown chip\n", chip);
     goto usage;
   }
+  const struct chip_facts *facts = chip_facts(cfg.chip_id);
+  cfg.has_bluetooth = facts ? facts->bluetooth : true;
+  if (slot_size == 0) slot_size = facts ? facts->slot_size : 1024 * 1024;
+  if (!fw_set && ef_fw_version_parse(DEFAULT_RELEASE, &cfg.release) != EF_OK) goto usage;
   if (slot_size < 65536 || slot_size % 4096 != 0) {
     fprintf(stderr, "espfleet-sim: --slot-size must be a multiple of 4096, at least 64K\n");
     goto usage;

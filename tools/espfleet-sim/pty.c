@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -50,9 +52,14 @@ ef_err sim_pty_up(sim_pty *p, const char *link) {
   int fl = fcntl(p->master, F_GETFL);
   if (fl < 0 || fcntl(p->master, F_SETFL, fl | O_NONBLOCK) != 0) goto out;
 
-  /* Best effort: lets the server send ESPInit when the host is there to read it. */
+  /* Unprivileged hosts may open it (grantpt made it 0620 for us): the
+   * EBUSY rule below only applies to them. */
+  if (fchmod(p->slave, 0666) != 0) ef_debug("%s: chmod: %s", p->slave_path, strerror(errno));
+  /* Opens and closes of the slave: who is there to read what we send. */
+  p->host_opens = 0;
   p->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (p->watch_fd >= 0 && inotify_add_watch(p->watch_fd, p->slave_path, IN_OPEN) < 0) {
+  if (p->watch_fd >= 0 &&
+      inotify_add_watch(p->watch_fd, p->slave_path, IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0) {
     close(p->watch_fd);
     p->watch_fd = -1;
   }
@@ -78,18 +85,30 @@ void sim_pty_down(sim_pty *p) {
   p->master = p->slave = p->watch_fd = -1;
 }
 
-bool sim_pty_host_opened(sim_pty *p) {
-  bool opened = false;
+sim_pty_events sim_pty_take_events(sim_pty *p) {
+  sim_pty_events ev = {0, 0};
   char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-  if (p->watch_fd < 0) return false;
+  if (p->watch_fd < 0) return ev;
+  int before = p->host_opens;
   for (;;) {
     ssize_t n = read(p->watch_fd, buf, sizeof buf);
     if (n <= 0) break;
     for (char *q = buf; q < buf + n;) {
-      const struct inotify_event *ev = (const struct inotify_event *)q;
-      if (ev->mask & IN_OPEN) opened = true;
-      q += sizeof *ev + ev->len;
+      const struct inotify_event *e = (const struct inotify_event *)q;
+      if (e->mask & IN_OPEN) {
+        ev.opened++;
+        if (p->host_opens++ > 0) ev.concurrent++;
+      }
+      if ((e->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && p->host_opens > 0) p->host_opens--;
+      ef_debug("link: %s%s (%d open)", e->mask & IN_OPEN ? "open" : "", e->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) ? "close" : "", p->host_opens);
+      q += sizeof *e + e->len;
     }
   }
-  return opened;
+  /* esp_serial_open refuses a second opener with EBUSY; TIOCEXCL does the
+   * same for every open() of the slave from now on, ours excepted (we hold
+   * our descriptor already). */
+  if ((before == 0) != (p->host_opens == 0) && p->slave >= 0 &&
+      ioctl(p->slave, p->host_opens > 0 ? TIOCEXCL : TIOCNXCL) != 0)
+    ef_debug("%s: exclusive mode: %s", p->slave_path, strerror(errno));
+  return ev;
 }

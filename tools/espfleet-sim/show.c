@@ -27,12 +27,19 @@ static cJSON *image_json(const sim_slot_info *s, unsigned index, bool with_state
   const char *chip = ef_chip_name((uint16_t)s->chip_id);
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
-  hex(s->sha256, sizeof s->sha256, sha);
   cJSON_AddNumberToObject(o, "slot", index);
   if (with_state) cJSON_AddStringToObject(o, "state", sim_slot_state_name(s->state));
-  cJSON_AddNumberToObject(o, "size", (double)s->length);
+  /* ESP-IDF's idea of the image is its own extent (header to appended
+   * digest): bytes written past it are not part of it */
+  cJSON_AddNumberToObject(o, "size", (double)(has_image ? s->image_length : s->length));
+  cJSON_AddNumberToObject(o, "written", (double)s->length);
   if (has_image) {
+    hex(s->sha256, sizeof s->sha256, sha);
     cJSON_AddStringToObject(o, "sha256", sha);
+    hex(s->written_sha256, sizeof s->written_sha256, sha);
+    cJSON_AddStringToObject(o, "written_sha256", sha);
+    if (s->release[0]) cJSON_AddStringToObject(o, "release", s->release);
+    else cJSON_AddNullToObject(o, "release");
     cJSON_AddStringToObject(o, "version", s->version);
     cJSON_AddStringToObject(o, "project", s->project);
     cJSON_AddStringToObject(o, "idf_version", s->idf_version);
@@ -76,6 +83,12 @@ ef_err sim_show(const sim_flash *f) {
   cJSON_AddNumberToObject(counters, "ota_end_rejected", (double)c->ota_end_rejected);
   cJSON_AddNumberToObject(counters, "boots", (double)c->boots);
   cJSON_AddNumberToObject(counters, "requests", (double)c->requests);
+  cJSON_AddNumberToObject(counters, "truncated", (double)c->truncated);
+  cJSON_AddNumberToObject(counters, "unanswered", (double)c->unanswered);
+  cJSON_AddNumberToObject(counters, "rx_stalls", (double)c->rx_stalls);
+  cJSON_AddNumberToObject(counters, "dropped_closed", (double)c->dropped_closed);
+  cJSON_AddNumberToObject(counters, "concurrent_opens", (double)c->concurrent_opens);
+  cJSON_AddNumberToObject(counters, "panics", (double)c->panics);
   cJSON_AddBoolToObject(root, "bluetooth", h->bluetooth != 0);
   cJSON_AddBoolToObject(root, "wifi", h->wifi != 0);
   text = cJSON_Print(root);

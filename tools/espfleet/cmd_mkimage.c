@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "espfleet/ctrl.h"
 #include "espfleet/image.h"
 #include "espfleet/mkimage.h"
 
 const char cli_mkimage_usage[] =
     "Usage: espfleet mkimage --chip NAME --version V --project P --size BYTES\n"
-    "                        [--secure-version N] -o OUT\n"
+    "                        [--secure-version N] [--hosted-release NAME-a.b.c.d.e]\n"
+    "                        -o OUT\n"
     "\n"
     "Writes a valid ESP-IDF application image: header (flash mode DIO, SHA-256\n"
     "appended), an app description with version V and project P, segments of\n"
@@ -30,6 +32,9 @@ const char cli_mkimage_usage[] =
     "                        224M; suffixes K, M, G are powers of 1024 (8M)\n"
     "  --secure-version N    anti-rollback counter in the app description\n"
     "                        (default 0)\n"
+    "  --hosted-release R    ESP-Hosted release the image stands for (FG-1.0.3.0.0):\n"
+    "                        a record espfleet-sim reports through GetFwVersion\n"
+    "                        once the image runs (default: no record)\n"
     "  -o, --output OUT      file to write (replaced atomically); '-' = stdout\n"
     "  -h, --help            show this help\n"
     "\n"
@@ -41,6 +46,7 @@ int cmd_mkimage(int argc, char **argv) {
       {"chip", required_argument, NULL, 'c'},    {"version", required_argument, NULL, 'v'},
       {"project", required_argument, NULL, 'p'}, {"size", required_argument, NULL, 's'},
       {"secure-version", required_argument, NULL, 'S'}, {"output", required_argument, NULL, 'o'},
+      {"hosted-release", required_argument, NULL, 'R'},
       {NULL, 0, NULL, 0},
   };
   ef_mkimage_options o = {.chip_id = EF_CHIP_INVALID};
@@ -69,6 +75,14 @@ int cmd_mkimage(int argc, char **argv) {
         o.secure_version = (uint32_t)l;
         break;
       case 'o': out_path = optarg; break;
+      case 'R': {
+        ef_fw_version rel;
+        if (ef_fw_version_parse(optarg, &rel) != EF_OK || strlen(optarg) > EF_MKIMAGE_RELEASE_MAX)
+          return cli_usage_error("mkimage", "bad --hosted-release '%s' (NAME-a.b.c.d.e, at most %d characters)",
+                                 optarg, EF_MKIMAGE_RELEASE_MAX);
+        o.hosted_release = optarg;
+        break;
+      }
       case ':': return cli_usage_error("mkimage", "option '%s' needs a value", argv[optind - 1]);
       default: return cli_usage_error("mkimage", "unknown option '%s'", argv[optind - 1]);
     }
