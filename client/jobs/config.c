@@ -248,7 +248,16 @@ static void parse_esp(ctx_t *c, const cJSON *e, ef_config *cfg) {
       snprintf(cfg->esp.chip, sizeof cfg->esp.chip, "%s", ef_chip_name(id));
     }
   }
-  get_int(c, e, pre, "chunk_size", 1, EF_CTRL_MAX_CHUNK, &cfg->esp.chunk_size);
+  /* One OTA write is one control message, and the firmware reassembles a
+   * message in a 4096-byte buffer and silently drops what does not fit: a
+   * larger chunk would make every write time out on a real ESP. */
+  const cJSON *cs = cJSON_GetObjectItemCaseSensitive(e, "chunk_size");
+  if (cs && (!cJSON_IsNumber(cs) || cs->valuedouble < 1 || cs->valuedouble > EF_CTRL_MAX_CHUNK ||
+             floor(cs->valuedouble) != cs->valuedouble))
+    problem(c, "esp.chunk_size: must be 1..%d (the ESP firmware drops messages above %d bytes)",
+            EF_CTRL_MAX_CHUNK, EF_CTRL_FW_MSG_MAX);
+  else if (cs)
+    cfg->esp.chunk_size = (int)cs->valuedouble;
   const cJSON *w = cJSON_GetObjectItemCaseSensitive(e, "window");
   if (w && (!cJSON_IsNumber(w) || w->valuedouble < 1 || w->valuedouble > EF_CTRL_MAX_WINDOW ||
             floor(w->valuedouble) != w->valuedouble))

@@ -35,6 +35,16 @@ for key in device_id mqtt.uri mqtt.keepalive_s esp.window esp.chunk_size downloa
 done
 pass "--check-config names every bad key ($(wc -l <"$d/problems.txt") lines)"
 
+# A chunk the firmware would truncate (the old 16 KiB advice): refused, and
+# the line says the limit and why.
+jq '.esp.chunk_size = 16384' "$d/example.json" >"$d/chunk.json"
+status=0
+"$EF_BIN/espfleetd" --config "$d/chunk.json" --check-config 2>"$d/chunk.txt" || status=$?
+assert_eq 2 "$status" "exit status for a 16 KiB chunk"
+grep -Eq "esp.chunk_size: must be 1\.\.40[0-9]{2} \(the ESP firmware drops messages above 4096 bytes\)" "$d/chunk.txt" ||
+  fail "the chunk_size problem does not say the limit: $(cat "$d/chunk.txt")"
+pass "a chunk above the firmware's limit is refused: $(sed 's/^[^:]*: //' "$d/chunk.txt")"
+
 echo '{not json' >"$d/broken.json"
 status=0; "$EF_BIN/espfleetd" --config "$d/broken.json" --check-config 2>/dev/null || status=$?
 assert_eq 2 "$status" "exit status for invalid JSON"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # espfleetd over mqtts:// (the broker's certificate checked against
-# mqtt.ca_file), with OTA writes pipelined (esp.window 4, 16000-byte chunks),
+# mqtt.ca_file), with OTA writes pipelined (esp.window 4, 4000-byte chunks),
 # installing the real ESP32-S3 image when shared/ has it, else a generated one.
 . "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EF_SRC/tests/integration/lib_fleet.sh"
 FLEET_MQTT_TLS=1
-FLEET_CONFIG_UPDATE='.esp.window = 4 | .esp.chunk_size = 16000'
+FLEET_CONFIG_UPDATE='.esp.window = 4 | .esp.chunk_size = 4000'
 fleet_start
 
 grep -q "connected to ssl://127.0.0.1:$MQTT_TLS_PORT" "$DAEMON_LOG" || fail "daemon is not on the TLS listener"

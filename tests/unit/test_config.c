@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "espfleet/config.h"
+#include "espfleet/ctrl.h"
 
 static char tmpdir[256];
 
@@ -109,7 +110,7 @@ static void test_every_value_set(void **state) {
            "\"mqtt\":{\"uri\":\"mqtts://broker:8883\",\"client_id\":\"cid\",\"username\":\"u\","
            "\"password_file\":\"%s\",\"ca_file\":\"%s\",\"cert_file\":\"%s\",\"key_file\":\"%s\","
            "\"keepalive_s\":10,\"topic_prefix\":\"acme/fleet\"},"
-           "\"esp\":{\"device\":\"/dev/pts/9\",\"chip\":\"ESP32-C3\",\"chunk_size\":8192,\"window\":4,"
+           "\"esp\":{\"device\":\"/dev/pts/9\",\"chip\":\"ESP32-C3\",\"chunk_size\":2048,\"window\":4,"
            "\"max_image_size\":2097152,\"disable_bt_during_ota\":true,\"boot_timeout_s\":20,\"begin_timeout_s\":90,"
            "\"driver_release\":\"FG-1.0.4.0.0\",\"kernel_log\":\"/var/log/kern.log\"},"
            "\"download\":{\"ca_file\":\"%s\",\"connect_timeout_s\":5,\"stall_timeout_s\":7,\"allow_http\":true,"
@@ -131,7 +132,7 @@ static void test_every_value_set(void **state) {
   assert_string_equal(c->esp.device, "/dev/pts/9");
   assert_string_equal(c->esp.chip, "esp32c3");
   assert_int_equal(c->esp.chip_id, 5);
-  assert_int_equal(c->esp.chunk_size, 8192);
+  assert_int_equal(c->esp.chunk_size, 2048);
   assert_int_equal(c->esp.window, 4);
   assert_int_equal(c->esp.max_image_size, 2097152);
   assert_true(c->esp.disable_bt_during_ota);
@@ -170,7 +171,12 @@ static void test_every_problem_named(void **state) {
            tmpdir, tmpdir, tmpdir, tmpdir);
   assert_int_equal(parse(json, c, p), EF_ERR_CONFIG);
   dump(p);
-  static const char *expected[] = {
+  char chunk_problem[128], window_problem[64];
+  snprintf(chunk_problem, sizeof chunk_problem,
+           "esp.chunk_size: must be 1..%d (the ESP firmware drops messages above %d bytes)", EF_CTRL_MAX_CHUNK,
+           EF_CTRL_FW_MSG_MAX);
+  snprintf(window_problem, sizeof window_problem, "esp.window: must be 1..%d", EF_CTRL_MAX_WINDOW);
+  const char *expected[] = {
       "device_id: required, 1-64 characters of [A-Za-z0-9._:-]",
       "groups[1]: must be 1-64 characters",
       "groups[2]: must be 1-64 characters",
@@ -188,8 +194,8 @@ static void test_every_problem_named(void **state) {
       "mqtt.pasword: unknown key",
       "esp.device: must not be empty",
       "esp.chip: unknown chip \"esp99\"",
-      "esp.chunk_size: must be an integer 1..32768",
-      "esp.window: must be 1..8",
+      chunk_problem,
+      window_problem,
       "esp.max_image_size: must be a positive integer",
       "esp.disable_bt_during_ota: must be true or false",
       "esp.boot_timeout_s: must be an integer 1..3600",
@@ -269,6 +275,33 @@ static void test_window_of_esp32c2(void **state) {
   free(p);
 }
 
+/* The firmware reassembles each control message in a 4096-byte buffer and
+ * drops the rest: no configuration may ask for an OTA write that does not fit. */
+static void test_chunk_size_limit(void **state) {
+  (void)state;
+  ef_config *c = malloc(sizeof *c);
+  ef_config_problems *p = malloc(sizeof *p);
+  char json[256], want[128];
+  assert_true(EF_CTRL_MAX_CHUNK < 4096); /* the data plus the frame's headers fit */
+  snprintf(want, sizeof want, "esp.chunk_size: must be 1..%d (the ESP firmware drops messages above %d bytes)",
+           EF_CTRL_MAX_CHUNK, EF_CTRL_FW_MSG_MAX);
+  snprintf(json, sizeof json, "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chunk_size\":%d}}",
+           EF_CTRL_MAX_CHUNK);
+  assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p), EF_OK);
+  assert_int_equal(c->esp.chunk_size, EF_CTRL_MAX_CHUNK);
+  const int too_big[] = {EF_CTRL_MAX_CHUNK + 1, 4096, 16000, 16384, 32768};
+  for (size_t i = 0; i < sizeof too_big / sizeof too_big[0]; i++) {
+    snprintf(json, sizeof json, "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chunk_size\":%d}}",
+             too_big[i]);
+    assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p), EF_ERR_CONFIG);
+    assert_int_equal(p->count, 1);
+    assert_string_equal(p->lines[0], want);
+    assert_int_equal(c->esp.chunk_size, EF_CONFIG_DEFAULT_CHUNK_SIZE);
+  }
+  free(c);
+  free(p);
+}
+
 static void test_load_file_and_password(void **state) {
   (void)state;
   ef_config *c = malloc(sizeof *c);
@@ -329,6 +362,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_structural_problems, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tls_with_plain_uri, setup, teardown),
       cmocka_unit_test_setup_teardown(test_window_of_esp32c2, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_chunk_size_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_file_and_password, setup, teardown),
       cmocka_unit_test_setup_teardown(test_example_config, setup, teardown),
   };
