@@ -403,7 +403,14 @@ static void read_fw_version(ef_agent *a) {
   o.device = a->cfg.esp.device;
   o.open_timeout_ms = 1000;
   o.timeout_ms = 2000;
-  if (ef_ctrl_open(&o, &ctrl) != EF_OK) {
+  ef_err err = ef_ctrl_open(&o, &ctrl);
+  if (err == EF_ERR_ESP_BUSY) {
+    /* Not worth waiting for: the version is only for the state document. */
+    ef_warn("control device busy: another program holds %s; the firmware version is not known yet",
+            a->cfg.esp.device);
+    return;
+  }
+  if (err != EF_OK) {
     ef_warn("ESP control device %s is not available yet", a->cfg.esp.device);
     return;
   }

@@ -18,6 +18,9 @@
 #include "espfleet/log.h"
 #include "espfleet/ota.h"
 
+/* How often a control device held by another program is tried again. */
+#define BUSY_RETRY_MS 250
+
 static void enter_phase(ef_agent *a, ef_job_state st) {
   pthread_mutex_lock(&a->lock);
   a->state.state = st;
@@ -58,6 +61,8 @@ static bool ota_should_cancel(void *arg) {
   return c;
 }
 
+static bool pause_unless_canceled(ef_agent *a, int ms);
+
 static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl) {
   ef_ctrl_options o;
   ef_ctrl_options_default(&o);
@@ -65,6 +70,43 @@ static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl) {
   o.window = a->cfg.esp.window;
   o.ota_begin_timeout_ms = a->cfg.esp.begin_timeout_s * 1000;
   return ef_ctrl_open(&o, ctrl);
+}
+
+/*
+ * Opens the control device, waiting up to @p wait_s while another program
+ * holds it: the driver lets one program at a time open it (a second open()
+ * gets EBUSY), and an operator's `espfleet info` or a vendor tool usually
+ * lets go within seconds, so failing the job at once would be wrong. Stops
+ * waiting when the job is canceled or the daemon stops.
+ * @return EF_OK; EF_ERR_ESP_BUSY when the device was still held at the
+ *         deadline (@p detail says so); EF_ERR_CANCELED; open_ctrl's errors.
+ */
+static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl **ctrl, char *detail, size_t n) {
+  int64_t deadline = ef_mono_ms() + (int64_t)wait_s * 1000;
+  bool said = false;
+  for (;;) {
+    ef_err err = open_ctrl(a, ctrl);
+    if (err == EF_OK) {
+      if (said) ef_info("job %s: the control device is free again", a->job.job_id);
+      return EF_OK;
+    }
+    *ctrl = NULL;
+    if (err != EF_ERR_ESP_BUSY) {
+      snprintf(detail, n, "cannot open %.200s", a->cfg.esp.device);
+      return err;
+    }
+    if (!said) {
+      ef_warn("job %s: control device busy: another program holds it (%s); waiting up to %d s", a->job.job_id,
+              a->cfg.esp.device, wait_s);
+      said = true;
+    }
+    int left = ef_ms_left(deadline);
+    if (left == 0) {
+      snprintf(detail, n, "another program held %.150s for %d s", a->cfg.esp.device, wait_s);
+      return EF_ERR_ESP_BUSY;
+    }
+    if (!pause_unless_canceled(a, left < BUSY_RETRY_MS ? left : BUSY_RETRY_MS)) return EF_ERR_CANCELED;
+  }
 }
 
 /* Errors that mean "this job does not fit this device": nothing was changed. */
@@ -217,8 +259,8 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, bool end_unknown, char *d
   ef_fw_version fw;
   char fw_text[64] = "";
   if (!*ctrl) {
-    err = open_ctrl(a, ctrl);
-    if (err != EF_OK) *ctrl = NULL;
+    err = open_ctrl_waiting(a, a->cfg.esp.boot_timeout_s, ctrl, detail, n);
+    if (err == EF_ERR_ESP_BUSY || err == EF_ERR_CANCELED) return err;
   }
   if (*ctrl) err = ef_ctrl_wait_boot(*ctrl, a->cfg.esp.boot_timeout_s * 1000, &fw);
   if (err == EF_OK) {
@@ -280,12 +322,20 @@ void *ef_agent_job_main(void *arg) {
   memset(&res, 0, sizeof res);
   bool end_unknown = false;
   if (!a->verify_only) {
-    err = open_ctrl(a, &ctrl);
-    if (err != EF_OK) {
-      ctrl = NULL;
-      snprintf(detail, sizeof detail, "cannot open %.200s", a->cfg.esp.device);
+    /* Waiting for a busy device counts against the time OTA begin may take:
+     * nothing has been sent to the ESP yet. */
+    err = open_ctrl_waiting(a, a->cfg.esp.begin_timeout_s, &ctrl, detail, sizeof detail);
+    if (err == EF_ERR_CANCELED) {
+      pthread_mutex_lock(&a->lock);
+      bool stopping = a->stop;
+      pthread_mutex_unlock(&a->lock);
+      if (stopping) record = false; /* resumes at the next start */
+      final = EF_STATE_CANCELED;
+      err = EF_OK;
+      detail[0] = '\0';
       goto done;
     }
+    if (err != EF_OK) goto done;
     for (;;) {
       err = transfer(a, ctrl, &res, detail, sizeof detail);
       if (err == EF_OK || !retry_download(a, err, &res, detail)) break;
@@ -323,6 +373,13 @@ void *ef_agent_job_main(void *arg) {
   }
   enter_phase(a, EF_STATE_REBOOTING);
   err = verify_boot(a, &ctrl, end_unknown, detail, sizeof detail);
+  if (err == EF_ERR_CANCELED) {
+    /* Only a service stop interrupts the boot check (OTA end is past any
+     * cancel): the journal keeps the job in rebooting, and the check runs
+     * again at the next start. */
+    record = false;
+    goto done;
+  }
   if (err != EF_OK) goto done;
   final = EF_STATE_SUCCEEDED;
   pthread_mutex_lock(&a->lock);
