@@ -62,8 +62,14 @@ typedef enum { EF_FEATURE_WIFI = 1, EF_FEATURE_BLUETOOTH = 2 } ef_feature;
  * EF_CTRL_FW_MSG_MAX bytes.
  */
 #define EF_CTRL_OTA_WRITE_OVERHEAD 29
-/** Most data bytes one OTA write may carry: 4067. */
-#define EF_CTRL_MAX_CHUNK (EF_CTRL_FW_MSG_MAX - EF_CTRL_OTA_WRITE_OVERHEAD)
+/** Most data bytes one OTA write may carry (a literal, so help texts can
+ *  quote it with EF_STR). */
+#define EF_CTRL_MAX_CHUNK 4067
+_Static_assert(EF_CTRL_MAX_CHUNK == EF_CTRL_FW_MSG_MAX - EF_CTRL_OTA_WRITE_OVERHEAD,
+               "the largest chunk fills the firmware's buffer exactly");
+/** A macro's value as a string literal ("4067"). */
+#define EF_STR(x) EF_STR_(x)
+#define EF_STR_(x) #x
 /** Default bytes per OTA write: the largest legal chunk, measured fastest
  *  (docs/performance.md). ESP-Hosted's own demos use 4000. */
 #define EF_CTRL_DEFAULT_CHUNK EF_CTRL_MAX_CHUNK

@@ -157,11 +157,22 @@ espfleet() { "$EF_BIN/espfleet" "$@"; }
 # mkimage OUT VERSION [PROJECT] [SIZE] [CHIP] [EXTRA_ARGS...]: writes a valid
 # test image with `espfleet mkimage` (defaults: project espfleet-test, size
 # 300K, chip esp32s3). Quiet unless it fails.
+# A test image with a numeric version V stands for ESP-Hosted release
+# FG-V (padded to five numbers: 1.1.0 -> FG-1.1.0.0.0): it carries that
+# release record, which the simulator reports through GetFwVersion once the
+# image runs. Pass --hosted-release yourself to choose another.
 mkimage() {
   local out=$1 version=$2 project=${3:-espfleet-test} size=${4:-300K} chip=${5:-esp32s3}
   shift $(($# < 5 ? $# : 5))
+  local rel=()
+  if [[ " $* " != *" --hosted-release "* && $version =~ ^[0-9]+(\.[0-9]+){0,4}$ ]]; then
+    local p
+    IFS=. read -ra p <<<"$version"
+    while [ ${#p[@]} -lt 5 ]; do p+=(0); done
+    rel=(--hosted-release "FG-${p[0]}.${p[1]}.${p[2]}.${p[3]}.${p[4]}")
+  fi
   "$EF_BIN/espfleet" mkimage --chip "$chip" --version "$version" --project "$project" \
-    --size "$size" "$@" -o "$out" >/dev/null || fail "mkimage $out ($version) failed"
+    --size "$size" "${rel[@]}" "$@" -o "$out" >/dev/null || fail "mkimage $out ($version) failed"
 }
 
 # real_firmware: prints the path of the real ESP32-S3 image from shared/, or
@@ -182,7 +193,9 @@ start_sim() {
   shift 2
   _ef_sims=$((_ef_sims + 1))
   SIM_LOG=$EF_TMP/sim.$_ef_sims.log
-  "$EF_BIN/espfleet-sim" --link "$link" --flash "$flash" "$@" >"$SIM_LOG" 2>&1 &
+  # Tests do not wait for the real erase time (3.8 s per OTA begin); a test
+  # that wants it passes its own --erase-ms-per-4k, which comes later and wins.
+  "$EF_BIN/espfleet-sim" --link "$link" --flash "$flash" --erase-ms-per-4k 0 "$@" >"$SIM_LOG" 2>&1 &
   SIM_PID=$!
   track_pid "$SIM_PID"
   if ! wait_for "[ -e '$link' ] || ! _ef_alive $SIM_PID" 5 || ! [ -e "$link" ]; then

@@ -43,6 +43,15 @@ for args in "inspect" "mkimage --chip esp32s3" "mkimage --chip nope --version 1 
 done
 pass "usage errors exit 2"
 
+# No option can build a message the firmware would truncate (4096 bytes).
+status=0; espfleet flash --chunk-size 4068 "$d/x.bin" >/dev/null 2>"$d/err" || status=$?
+assert_eq 2 "$status" "--chunk-size 4068 is a usage error"
+grep -q '1\.\.4067: the firmware drops messages above 4096 bytes' "$d/err" || fail "the error does not say the limit: $(cat "$d/err")"
+status=0; espfleet mkimage --chip esp32s3 --version 1 --project p --size 1K --hosted-release 1.0 -o "$d/x" \
+  >/dev/null 2>&1 || status=$?
+assert_eq 2 "$status" "a malformed --hosted-release is a usage error"
+pass "chunk sizes above the firmware's buffer are refused with the limit"
+
 # The real ESP32-S3 image from shared/ (skips the rest when absent).
 real=$(real_firmware)
 espfleet inspect "$real" --json >"$d/real.json" || fail "the real image does not validate"

@@ -35,7 +35,9 @@ stop_sim
 pass "begin-fail -> ota_begin_failed, no write, image unchanged"
 
 with_fault write-fail:3 ota_write_failed
-assert_eq 3 "$(counter ota_write)" "write-fail:3: OTA writes"
+# the default window (2) may have sent the fourth before the third's answer
+writes=$(counter ota_write)
+[ "$writes" -ge 3 ] && [ "$writes" -le 4 ] || fail "write-fail:3: $writes OTA writes, want 3 or 4"
 assert_eq 0 "$(counter ota_end)" "write-fail:3: OTA ends"
 assert_eq writing "$(sim_get "$flash" '.slots[1].state')" "write-fail:3: slot state"
 stop_sim

@@ -14,7 +14,8 @@ start_sim "$link" "$flash" "${sim_args[@]}"
 
 assert_eq null "$(sim_get "$flash" .running)" "running image of a new flash file"
 assert_eq 1 "$(sim_get "$flash" .counters.boots)" "boots after power-on"
-assert_eq FG-0.0.0.0.0 "$(espfleet info --device "$link" --timeout-ms 2000)" "factory version"
+# the release in esp_fw_version.h of the ESP-Hosted source the simulator follows
+assert_eq FG-1.0.0.0.0 "$(espfleet info --device "$link" --timeout-ms 2000)" "factory version"
 pass "a new flash file boots the factory app"
 
 # flash_ok IMAGE VERSION_STRING [FLASH_ARGS...]: flashes IMAGE, waits for the
@@ -44,11 +45,11 @@ assert_eq demo "$(sim_get "$flash" .running.project)" "running project"
 # the link came back after the reboot: the same path answers with the new version
 wait_for "espfleet info --device '$link' --timeout-ms 1000" 5 || fail "no answer after the reboot"
 assert_eq FG-1.2.3.0.0 "$(espfleet info --device "$link" --timeout-ms 2000)" "version after the first OTA"
-pass "first OTA: running image is the file, version mapped to FG-1.2.3.0.0"
+pass "first OTA: running image is the file, GetFwVersion reports its release FG-1.2.3.0.0"
 
 # Second OTA right away, through the same link, with writes in flight.
-mkimage "$EF_TMP/b.bin" v2.5.7-rc4 demo 200K
-flash_ok "$EF_TMP/b.bin" v2.5.7-rc4 --window 4 --chunk-size 8192
+mkimage "$EF_TMP/b.bin" v2.5.7-rc4 demo 200K esp32s3 --hosted-release FG-2.5.7.4.0
+flash_ok "$EF_TMP/b.bin" v2.5.7-rc4 --window 4 --chunk-size 4067
 assert_eq FG-2.5.7.4.0 "$(espfleet info --device "$link" --timeout-ms 2000)" "version after the second OTA"
 assert_eq valid "$(sim_get "$flash" '.slots[0].state')" "the previous image stays in its slot"
 pass "second OTA through the same link (window 4): slot switched, FG-2.5.7.4.0"

@@ -18,6 +18,8 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "ctrl_msg.h"
 #include "espfleet/ctrl.h"
@@ -134,7 +136,7 @@ static void fake_event(struct fake *f, int id, int32_t uid, int32_t hb, const ch
 
 static void fake_handle(struct fake *f, const Espfleet__CtrlMsg *m) {
   int32_t uid = m->uid;
-  if (m->msg_type != ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_REQ) return;
+  /* like the firmware, msg_type is not looked at: requests leave it unset */
   if (uid <= f->last_uid) f->uids_increasing = 0;
   f->last_uid = uid;
   switch ((int)m->msg_id) {
@@ -569,6 +571,57 @@ static void test_large_image(void **state) {
   free(img);
 }
 
+/* ---- the driver refusing a message ---------------------------------------
+ * esp_serial_write returns 0 for a message above its limit and a short count
+ * when it runs out of buffers. No real file does that on demand, so write()
+ * is interposed here (the library is linked statically): for one descriptor
+ * it returns what the test says, for every other it is the system call. */
+static int refuse_fd = -1;
+static ssize_t refuse_ret;
+static int refuse_calls;
+
+ssize_t write(int fd, const void *buf, size_t n) {
+  if (fd == refuse_fd) {
+    refuse_calls++;
+    return refuse_ret;
+  }
+  return syscall(SYS_write, fd, buf, n);
+}
+
+static void test_driver_refuses_write(void **state) {
+  char dir[PATH_MAX], path[PATH_MAX + 8];
+  snprintf(dir, sizeof dir, "/tmp/ef-ctrl-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  /* a FIFO: a device that is not a terminal, so writes keep message rules */
+  snprintf(path, sizeof path, "%s/esps0", dir);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  ef_ctrl_options o;
+  ef_ctrl_options_default(&o);
+  o.device = path;
+  o.timeout_ms = 300;
+  for (int partial = 0; partial <= 1; partial++) {
+    ef_ctrl *c = NULL;
+    assert_int_equal(ef_ctrl_open(&o, &c), EF_OK);
+    /* the client's descriptor is the newest one open */
+    int probe = open("/dev/null", O_RDONLY);
+    assert_true(probe > 0);
+    close(probe);
+    refuse_fd = probe - 1;
+    refuse_ret = partial ? 1500 : 0;
+    refuse_calls = 0;
+    int64_t t0 = mono_ms();
+    ef_fw_version v;
+    assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_ERR_ESP_WRITE_REFUSED);
+    /* one attempt, no loop until the deadline */
+    assert_int_equal(refuse_calls, 1);
+    assert_true(mono_ms() - t0 < 200);
+    refuse_fd = -1;
+    ef_ctrl_close(c);
+  }
+  unlink(path);
+  rmdir(dir);
+}
+
 static void test_open_missing_device(void **state) {
   char dir[PATH_MAX], path[PATH_MAX + 8];
   snprintf(dir, sizeof dir, "/tmp/ef-ctrl-XXXXXX");
@@ -603,6 +656,7 @@ int main(void) {
       cmocka_unit_test(test_uid_zero_firmware),
       cmocka_unit_test(test_large_image),
       cmocka_unit_test(test_open_missing_device),
+      cmocka_unit_test(test_driver_refuses_write),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,8 +35,9 @@ const char cli_flash_usage[] =
     "  --device PATH          control device (default " EF_DEFAULT_DEVICE ")\n"
     "  --chip NAME            chip of the ESP (esp32s3, ESP32-C6, ...); refuse\n"
     "                         an image built for another chip\n"
-    "  --chunk-size N         bytes per OTA write, 1..32768 (default 4000)\n"
-    "  --window N             OTA writes in flight, 1..8 (default 1)\n"
+    "  --chunk-size N         bytes per OTA write, 1.." EF_STR(EF_CTRL_MAX_CHUNK) " (default " EF_STR(EF_CTRL_DEFAULT_CHUNK) "):\n"
+    "                         the firmware drops messages above " EF_STR(EF_CTRL_FW_MSG_MAX) " bytes\n"
+    "  --window N             OTA writes in flight, 1.." EF_STR(EF_CTRL_MAX_WINDOW) " (default " EF_STR(EF_CTRL_DEFAULT_WINDOW) ")\n"
     "  --timeout-ms N         timeout of each ordinary request (default 5000)\n"
     "  --begin-timeout-ms N   timeout of OTA begin, which erases the slot\n"
     "                         (default 60000)\n"
@@ -129,10 +130,10 @@ int cmd_flash(int argc, char **argv) {
       case O_DEVICE: co.device = optarg; break;
       case O_CHIP: chip_name = optarg; break;
       case O_CHUNK:
-        if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_CHUNK, &chunk)) bad = "--chunk-size (1..32768)";
+        if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_CHUNK, &chunk)) bad = "--chunk-size (1.." EF_STR(EF_CTRL_MAX_CHUNK) ": the firmware drops messages above " EF_STR(EF_CTRL_FW_MSG_MAX) " bytes)";
         break;
       case O_WINDOW:
-        if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_WINDOW, &l)) bad = "--window (1..8)";
+        if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_WINDOW, &l)) bad = "--window (1.." EF_STR(EF_CTRL_MAX_WINDOW) ")";
         co.window = (int)l;
         break;
       case O_TIMEOUT:
