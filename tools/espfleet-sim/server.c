@@ -228,24 +228,20 @@ static void take_request(sim_esp *s, uint64_t start) {
     s->flash->hdr.counters.truncated++;
     ef_warn("a %zu-byte message was cut to %d bytes: it does not decode and gets no answer", m->frame_len,
             EF_CTRL_FW_MSG_MAX);
-    return;
-  }
-  if (strcmp(m->endpoint, EF_TLV_EP_RESP) != 0) {
+  } else if (strcmp(m->endpoint, EF_TLV_EP_RESP) != 0) {
     s->flash->hdr.counters.unanswered++;
     ef_warn("message for endpoint \"%s\": no answer", m->endpoint);
-    return;
-  }
-  if (ef_ctrl_msg_parse(m->payload, m->payload_len, &req) != EF_OK) {
+  } else if (ef_ctrl_msg_parse(m->payload, m->payload_len, &req) != EF_OK) {
     s->flash->hdr.counters.unanswered++;
     ef_warn("undecodable CtrlMsg (%zu bytes): no answer", m->payload_len);
-    return;
-  }
-  if (sim_faults_armed(&s->cfg->faults, SIM_FAULT_NO_ANSWER)) {
+  } else if (sim_faults_armed(&s->cfg->faults, SIM_FAULT_NO_ANSWER)) {
     ef_debug("fault no-answer: %s ignored", ef_ctrl_msg_name((int)req->msg_id));
   } else {
     sim_handle_request(s, req, start);
     if (s->busy_until <= sim_now_ns()) finish_request(s);
   }
+  /* --show sees what happened to a message that is never answered too */
+  if (!s->busy_until) sim_save_header(s, false);
   ef_ctrl_msg_free(req);
 }
 
