@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "espfleet/ctrl.h"
 #include "espfleet/driver.h"
 #include "espfleet/error.h"
 #include "espfleet/job.h"
@@ -30,8 +31,10 @@
 #define EF_CONFIG_DEFAULT_TOPIC_PREFIX "espfleet"
 #define EF_CONFIG_DEFAULT_KEEPALIVE_S 30
 #define EF_CONFIG_DEFAULT_DEVICE "/dev/esps0"
-#define EF_CONFIG_DEFAULT_CHUNK_SIZE 4000
-#define EF_CONFIG_DEFAULT_WINDOW 1
+/* The control client's defaults, the measured best legal setting
+ * (docs/performance.md): the daemon and the CLI flash alike. */
+#define EF_CONFIG_DEFAULT_CHUNK_SIZE EF_CTRL_DEFAULT_CHUNK
+#define EF_CONFIG_DEFAULT_WINDOW EF_CTRL_DEFAULT_WINDOW
 #define EF_CONFIG_DEFAULT_MAX_IMAGE_SIZE (16u * 1024 * 1024)
 #define EF_CONFIG_DEFAULT_BOOT_TIMEOUT_S 60
 #define EF_CONFIG_DEFAULT_BEGIN_TIMEOUT_S 60

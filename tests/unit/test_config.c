@@ -77,8 +77,11 @@ static void test_defaults(void **state) {
   assert_string_equal(c->esp.device, "/dev/esps0");
   assert_string_equal(c->esp.chip, "");
   assert_int_equal(c->esp.chip_id, -1);
-  assert_int_equal(c->esp.chunk_size, 4000);
-  assert_int_equal(c->esp.window, 1);
+  /* the control client's (measured) defaults, legal for every chip */
+  assert_int_equal(c->esp.chunk_size, EF_CTRL_DEFAULT_CHUNK);
+  assert_int_equal(c->esp.window, EF_CTRL_DEFAULT_WINDOW);
+  assert_true(EF_CTRL_DEFAULT_CHUNK <= EF_CTRL_MAX_CHUNK);
+  assert_true(EF_CTRL_DEFAULT_WINDOW <= 3); /* the ESP32-C2's queue */
   assert_int_equal(c->esp.max_image_size, 16777216);
   assert_false(c->esp.disable_bt_during_ota);
   assert_int_equal(c->esp.boot_timeout_s, 60);
