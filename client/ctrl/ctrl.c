@@ -2,6 +2,7 @@
 #include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,8 @@ ef_err ef_fw_version_parse(const char *text, ef_fw_version *v) {
   uint32_t *num[5] = {&out.major1, &out.major2, &out.minor, &out.rev_patch1, &out.rev_patch2};
   const char *dash = text ? strrchr(text, '-') : NULL;
   if (!dash || dash == text || (size_t)(dash - text) >= sizeof out.name) return EF_ERR_INVALID_ARG;
+  for (const char *q = text; q < dash; q++)
+    if (!isalnum((unsigned char)*q) && *q != '_') return EF_ERR_INVALID_ARG;
   memset(&out, 0, sizeof out);
   memcpy(out.name, text, (size_t)(dash - text));
   const char *p = dash + 1;
@@ -460,6 +463,19 @@ ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms) {
   return EF_OK;
 }
 
+/* Re-opens the device. A busy device (another program has it) answers at
+ * once, so the caller's loop would spin: wait a probe interval instead. */
+static ef_err reopen_or_pause(ef_ctrl *c, int timeout_ms) {
+  ef_err err = ef_transport_reopen(c->t, timeout_ms);
+  if (err == EF_ERR_ESP_BUSY) {
+    int ms = timeout_ms < BOOT_PROBE_MS ? timeout_ms : BOOT_PROBE_MS;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+  }
+  return err;
+}
+
 ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
   int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   unsigned inits = c->init_events;
@@ -477,7 +493,7 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
       goto out;
     }
     if (!ef_transport_is_open(c->t)) {
-      if (ef_transport_reopen(c->t, left) != EF_OK) ef_debug("ctrl: ESP not back yet");
+      if (reopen_or_pause(c, left) != EF_OK) ef_debug("ctrl: ESP not back yet");
       continue;
     }
     if (ef_ctrl_poll(c, left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS) != EF_OK)
@@ -504,7 +520,7 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
       err = EF_ERR_ESP_TIMEOUT;
       goto out;
     }
-    if (!ef_transport_is_open(c->t) && ef_transport_reopen(c->t, left) != EF_OK) continue;
+    if (!ef_transport_is_open(c->t) && reopen_or_pause(c, left) != EF_OK) continue;
     int64_t probe_end = ef_mono_ms() + (left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS);
     ef_ctrl_msg m;
     if (ef_ctrl_msg_init(&m, EF_CTRL_REQ_GET_FW_VERSION, take_uid(c)) != EF_OK) {

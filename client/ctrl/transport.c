@@ -98,7 +98,7 @@ static ef_err open_wait(ef_transport *t, int timeout_ms) {
     if (last_errno == EBUSY) {
       /* esp_serial_open lets one program have the node at a time. Waiting
        * for the other program is the caller's decision, not ours. */
-      ef_warn("ctrl: %s is busy: another program holds the ESP control device", t->path);
+      ef_debug("ctrl: %s is busy: another program holds the ESP control device", t->path);
       return EF_ERR_ESP_BUSY;
     }
     int left = ef_ms_left(deadline);

@@ -1,6 +1,8 @@
 /* The host driver's ESP-Hosted release: its format and its line in the kernel log. */
 #include "espfleet/driver.h"
 
+#include "espfleet/ctrl.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -50,9 +52,9 @@ static size_t release_len(const char *s, size_t len) {
 }
 
 bool ef_fw_release_valid(const char *s) {
-  if (!s) return false;
-  size_t len = strlen(s);
-  return len > 0 && release_len(s, len) == len;
+  ef_fw_version v;
+  /* one grammar for releases: the control client's parser */
+  return s && strlen(s) <= EF_FW_RELEASE_MAX && ef_fw_version_parse(s, &v) == EF_OK;
 }
 
 bool ef_driver_release_from_line(const char *line, size_t len, char *out, size_t n) {

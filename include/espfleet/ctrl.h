@@ -198,7 +198,7 @@ void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n);
 
 /**
  * Parses the form ef_fw_version_format writes and the host driver logs
- * ("FG-1.0.3.0.0"): a name of 1..31 characters, '-', then exactly five
+ * ("FG-1.0.3.0.0"): a name of 1..31 letters, digits or '_', '-', then exactly five
  * dot-separated decimal numbers, each at most UINT32_MAX.
  * @return EF_OK; EF_ERR_INVALID_ARG for any other text (@p v untouched).
  */
