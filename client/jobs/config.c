@@ -264,10 +264,6 @@ static void parse_esp(ctx_t *c, const cJSON *e, ef_config *cfg) {
     problem(c, "esp.window: must be 1..%d", EF_CTRL_MAX_WINDOW);
   else if (w)
     cfg->esp.window = (int)w->valuedouble;
-  /* The ESP32-C2 firmware queues 3 control requests, the others 10: a wider
-   * window would overflow its queue. */
-  if (cfg->esp.chip_id == 0x000C && cfg->esp.window > 3)
-    problem(c, "esp.window: must be 1..3 for esp32c2 (its firmware queues 3 requests)");
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "max_image_size");
   if (m && (!cJSON_IsNumber(m) || m->valuedouble < 1 || m->valuedouble > 4294967295.0 ||
             floor(m->valuedouble) != m->valuedouble))
