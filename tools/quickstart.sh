@@ -46,7 +46,7 @@ echo "mosquitto on 127.0.0.1:$MQTT_PORT, nginx (HTTPS) on 127.0.0.1:$NGINX_PORT"
 
 step "simulated ESP32-S3 at $work/esp0"
 "$bin/espfleet-sim" --link "$work/esp0" --flash "$work/flash.bin" --chip esp32s3 \
-  --reboot-delay-ms 1000 >"$work/sim.log" 2>&1 &
+  --reboot-delay-ms 1000 --flash-kbps 400 >"$work/sim.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -e "$work/esp0" ] && break; sleep 0.1; done
 "$bin/espfleet" info --device "$work/esp0"
