@@ -83,7 +83,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   wait "$holder"
   assert_eq 1 "$status" "second opener's exit status"
   assert_eq esp_busy "$(cli_error_code "$EF_TMP/busy.err")" "second opener's error"
-  grep -q 'another program holds the ESP control device' "$EF_TMP/busy.err" ||
+  grep -qi 'another program holds the ESP control device' "$EF_TMP/busy.err" ||
     fail "the error does not name the cause: $(cat "$EF_TMP/busy.err")"
   setpriv --reuid=65534 --regid=65534 --clear-groups "$EF_BIN/espfleet" info --device "$link" >/dev/null ||
     fail "the device is not free again after the first program closed it"
