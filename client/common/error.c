@@ -39,3 +39,16 @@ ef_err ef_err_from_name(const char *name) {
     if (name && strcmp(table[i].name, name) == 0) return (ef_err)i;
   return EF_ERR__COUNT;
 }
+
+bool ef_err_retryable(ef_err err) {
+  switch (err) {
+  case EF_ERR_ESP_UNAVAILABLE:
+  case EF_ERR_ESP_TIMEOUT:
+  case EF_ERR_ESP_BUSY:
+  case EF_ERR_DOWNLOAD_FAILED:
+  case EF_ERR_MQTT:
+    return true;
+  default:
+    return false;
+  }
+}

@@ -8,6 +8,13 @@
 
 static ef_log_level max_level = EF_LOG_INFO;
 static const char *log_ident = "espfleet";
+static ef_log_handler handler;
+static void *handler_arg;
+
+void ef_log_set_handler(ef_log_handler fn, void *arg) {
+  handler = fn;
+  handler_arg = arg;
+}
 
 void ef_log_set_level(ef_log_level level) { max_level = level; }
 
@@ -27,6 +34,14 @@ void ef_log(ef_log_level level, const char *fmt, ...) {
   if (level > max_level) return;
   char line[1024];
   int n;
+  if (handler) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    handler(handler_arg, level, line);
+    return;
+  }
   if (getenv("JOURNAL_STREAM"))
     n = snprintf(line, sizeof line, "<%d>", prio[level]);
   else

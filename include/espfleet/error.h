@@ -5,10 +5,13 @@
  * Each code has a stable snake_case name and a sentence for the user. The
  * names are part of the public contract: they appear in CLI output and in the
  * MQTT state documents (`error.code`), so a name is never changed or reused.
- * The table in docs/errors.md is generated from the same list.
+ * docs/errors.md lists the same codes, each with its class and where it is
+ * used; a unit test (test_report) checks that none is missing there.
  */
 #ifndef ESPFLEET_ERROR_H
 #define ESPFLEET_ERROR_H
+
+#include <stdbool.h>
 
 /*
  * X(ENUM, name, class, sentence)
@@ -85,6 +88,15 @@ const char *ef_err_class(ef_err err);
 
 /** Looks up a code by its name; returns EF_ERR__COUNT when unknown. */
 ef_err ef_err_from_name(const char *name);
+
+/**
+ * Whether trying again later can help with @p err by default: the ESP or
+ * the network being away or slow (esp_unavailable, esp_timeout, esp_busy,
+ * download_failed, mqtt_error), not a bad image, a refused job or a bug.
+ * A module that knows better says so in ef_status (an HTTP 404 is a
+ * download_failed that will not pass).
+ */
+bool ef_err_retryable(ef_err err);
 
 #if defined(__GNUC__)
 #define EF_MUST_CHECK __attribute__((warn_unused_result))

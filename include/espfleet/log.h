@@ -20,6 +20,19 @@ int ef_log_level_parse(const char *name);
 /** Sets the program name printed on every line (default "espfleet"). */
 void ef_log_set_ident(const char *ident);
 
+/**
+ * Where log lines go. The library never decides that for a program: by
+ * default lines go to stderr as described above; a program that wants them
+ * elsewhere (its own logger, a test that collects them) installs a handler.
+ * @p line is the formatted message without level word or newline. The
+ * handler may be called from any thread, concurrently.
+ */
+typedef void (*ef_log_handler)(void *arg, ef_log_level level, const char *line);
+
+/** Installs @p fn (NULL restores the stderr default). Not thread-safe:
+ *  call it before starting threads. */
+void ef_log_set_handler(ef_log_handler fn, void *arg);
+
 /** Prints one line at @p level, printf-style. */
 void ef_log(ef_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

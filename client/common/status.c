@@ -1,0 +1,56 @@
+/* ef_status: code, retryable, detail; see include/espfleet/status.h. */
+#include "espfleet/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void ef_status_clear(ef_status *st) {
+  if (!st) return;
+  st->code = EF_OK;
+  st->retryable = false;
+  st->detail[0] = '\0';
+}
+
+static ef_err vfail(ef_status *st, ef_err code, bool retryable, const char *fmt, va_list ap) {
+  /* the first failure is the cause; later ones are its consequences */
+  if (!st || st->code != EF_OK || code == EF_OK) return code;
+  st->code = code;
+  st->retryable = retryable;
+  st->detail[0] = '\0';
+  if (fmt) vsnprintf(st->detail, sizeof st->detail, fmt, ap);
+  return code;
+}
+
+ef_err ef_status_fail(ef_status *st, ef_err code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  ef_err err = vfail(st, code, ef_err_retryable(code), fmt, ap);
+  va_end(ap);
+  return err;
+}
+
+ef_err ef_status_fail_r(ef_status *st, ef_err code, bool retryable, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  ef_err err = vfail(st, code, retryable, fmt, ap);
+  va_end(ap);
+  return err;
+}
+
+void ef_status_prefix(ef_status *st, const char *what) {
+  char tmp[EF_STATUS_DETAIL_MAX];
+  if (!st || st->code == EF_OK || !what) return;
+  snprintf(tmp, sizeof tmp, "%s%s%s", what, st->detail[0] ? ": " : "", st->detail);
+  memcpy(st->detail, tmp, sizeof tmp);
+}
+
+const char *ef_status_text(const ef_status *st, char *buf, size_t n) {
+  if (!buf || n == 0) return buf;
+  if (!st) {
+    snprintf(buf, n, "%s", ef_err_name(EF_OK));
+    return buf;
+  }
+  snprintf(buf, n, "%s%s%s", ef_err_name(st->code), st->detail[0] ? ": " : "", st->detail);
+  return buf;
+}
