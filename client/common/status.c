@@ -41,7 +41,8 @@ ef_err ef_status_fail_r(ef_status *st, ef_err code, bool retryable, const char *
 void ef_status_prefix(ef_status *st, const char *what) {
   char tmp[EF_STATUS_DETAIL_MAX];
   if (!st || st->code == EF_OK || !what) return;
-  snprintf(tmp, sizeof tmp, "%s%s%s", what, st->detail[0] ? ": " : "", st->detail);
+  /* a detail too long for the prefix is cut at the end, where it matters least */
+  if (snprintf(tmp, sizeof tmp, "%s%s%s", what, st->detail[0] ? ": " : "", st->detail) < 0) return;
   memcpy(st->detail, tmp, sizeof tmp);
 }
 
@@ -51,6 +52,6 @@ const char *ef_status_text(const ef_status *st, char *buf, size_t n) {
     snprintf(buf, n, "%s", ef_err_name(EF_OK));
     return buf;
   }
-  snprintf(buf, n, "%s%s%s", ef_err_name(st->code), st->detail[0] ? ": " : "", st->detail);
+  if (snprintf(buf, n, "%s%s%s", ef_err_name(st->code), st->detail[0] ? ": " : "", st->detail) < 0) buf[0] = '\0';
   return buf;
 }
