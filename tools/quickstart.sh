@@ -15,7 +15,8 @@ espfleet_install_deps
 keep=0
 [ "${1:-}" = --keep ] && keep=1
 build=$here/build
-cmake -S "$here" -B "$build" >/dev/null
+# the same settings as tools/test.sh, so that neither rebuilds everything
+cmake -S "$here" -B "$build" -DESPFLEET_SANITIZE=OFF -DESPFLEET_WERROR=ON >/dev/null
 cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 bin=$build/bin
 
