@@ -22,7 +22,7 @@ const char con_job_usage[] =
     "  --retain                publish retained (offline devices get it later;\n"
     "                          clear it with an empty retained message)\n"
     "  --print                 print the document on stdout instead of publishing\n"
-    CON_JOB_OPTS_USAGE
+    CON_JOB_OPTS_USAGE CON_JOB_ID_USAGE
     "\n"
     "--timeout S bounds the connection and the broker's acknowledgement (10 s).\n"
     "Exit status: 0 published (or printed); 1 error; 2 usage error.\n";

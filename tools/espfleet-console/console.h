@@ -222,11 +222,15 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, char **json, e
 
 /* ---- the image/url/job options shared by `job` and `rollout` (cmd_job.c) ---- */
 
-/** Usage lines of the options con_job_opt handles. */
+/** Usage line of --job-id where it is optional (`job`; `rollout` requires it
+ *  and says so in its own words). */
+#define CON_JOB_ID_USAGE                                                        \
+  "  --job-id ID             default <project>-<version>-<first 8 hex of\n"     \
+  "                          the sha256>\n"
+
+/** Usage lines of the other options con_job_opt handles. */
 #define CON_JOB_OPTS_USAGE                                                      \
   "  --url URL               where devices download the image (required)\n"    \
-  "  --job-id ID             default <project>-<version>-<first 8 hex of\n"     \
-  "                          the sha256>\n"                                      \
   "  --allow-downgrade       let devices install an older version\n"            \
   "  --not-after TIME        RFC 3339 time after which devices reject the job\n" \
   "  --expect-fw-version V   the ESP-Hosted release the image carries: what\n"   \
