@@ -76,19 +76,20 @@ ef_err sim_show(const sim_flash *f) {
     goto out;
   }
   if (!(counters = cJSON_AddObjectToObject(root, "counters"))) goto out;
-  cJSON_AddNumberToObject(counters, "ota_begin", (double)c->ota_begin);
-  cJSON_AddNumberToObject(counters, "ota_write", (double)c->ota_write);
-  cJSON_AddNumberToObject(counters, "ota_write_bytes", (double)c->ota_write_bytes);
-  cJSON_AddNumberToObject(counters, "ota_end", (double)c->ota_end);
-  cJSON_AddNumberToObject(counters, "ota_end_rejected", (double)c->ota_end_rejected);
-  cJSON_AddNumberToObject(counters, "boots", (double)c->boots);
-  cJSON_AddNumberToObject(counters, "requests", (double)c->requests);
-  cJSON_AddNumberToObject(counters, "truncated", (double)c->truncated);
-  cJSON_AddNumberToObject(counters, "unanswered", (double)c->unanswered);
-  cJSON_AddNumberToObject(counters, "rx_stalls", (double)c->rx_stalls);
-  cJSON_AddNumberToObject(counters, "dropped_closed", (double)c->dropped_closed);
-  cJSON_AddNumberToObject(counters, "concurrent_opens", (double)c->concurrent_opens);
-  cJSON_AddNumberToObject(counters, "panics", (double)c->panics);
+  const struct {
+    const char *name;
+    uint64_t value;
+  } rows[] = {
+      {"ota_begin", c->ota_begin},     {"ota_write", c->ota_write},
+      {"ota_write_bytes", c->ota_write_bytes}, {"ota_end", c->ota_end},
+      {"ota_end_rejected", c->ota_end_rejected}, {"boots", c->boots},
+      {"requests", c->requests},       {"truncated", c->truncated},
+      {"unanswered", c->unanswered},   {"rx_stalls", c->rx_stalls},
+      {"dropped_closed", c->dropped_closed}, {"concurrent_opens", c->concurrent_opens},
+      {"panics", c->panics},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    if (!cJSON_AddNumberToObject(counters, rows[i].name, (double)rows[i].value)) goto out;
   cJSON_AddBoolToObject(root, "bluetooth", h->bluetooth != 0);
   cJSON_AddBoolToObject(root, "wifi", h->wifi != 0);
   text = cJSON_Print(root);
