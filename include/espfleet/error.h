@@ -63,7 +63,13 @@
   X(EF_ERR_BOOT_VERIFY_FAILED, "boot_verify_failed",  "boot_verify_failed",  "The ESP did not come back with the expected firmware after the update.") \
   X(EF_ERR_INTERRUPTED,        "interrupted",         "interrupted",         "The update was interrupted (the host restarted) and could not be completed.") \
   X(EF_ERR_CANCELED,           "canceled",            "canceled",            "The update was canceled.") \
-  X(EF_ERR_MQTT,               "mqtt_error",          "mqtt_error",          "The MQTT session failed.")
+  X(EF_ERR_MQTT,               "mqtt_error",          "mqtt_error",          "The MQTT session failed.") \
+  /* signed releases */ \
+  X(EF_ERR_RELEASE_UNSIGNED,   "release_unsigned",    "release_unsigned",    "The job carries no release signature, and this device accepts only signed releases.") \
+  X(EF_ERR_RELEASE_KEY_UNKNOWN,"release_key_unknown", "release_key_unknown", "The job is signed with a key this device does not know.") \
+  X(EF_ERR_RELEASE_KEY_REVOKED,"release_key_revoked", "release_key_revoked", "The job is signed with a key this device was told to distrust.") \
+  X(EF_ERR_RELEASE_BAD_SIGNATURE,"release_bad_signature","release_bad_signature","The release signature does not match the job's content.") \
+  X(EF_ERR_SECURE_VERSION_ROLLBACK,"secure_version_rollback","secure_version_rollback","The image's secure_version is below the highest this device has installed.")
 
 typedef enum {
 #define EF_X_ENUM(e, name, cls, msg) e,
