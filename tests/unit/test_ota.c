@@ -461,6 +461,23 @@ static void test_no_end_short(void **state) {
   free(img.data);
 }
 
+/* A file longer than its image (a signature block after the digest), cut
+ * after the image: the validator is satisfied, only the announced size
+ * tells that bytes are missing. */
+static void test_no_end_cut_signature_block(void **state) {
+  blob img = make_image(CHIP_S3, IMAGE_SIZE);
+  blob signed_img = copy_blob(&img, img.len + 4096);
+  blob cut_img = copy_blob(&signed_img, img.len + 100);
+  rig r;
+  rig_open(&r, 2000, NULL);
+  r.req.size = signed_img.len;
+  assert_int_equal(run_no_end(&r, &cut_img), EF_ERR_SIZE_MISMATCH);
+  rig_close(&r);
+  free(cut_img.data);
+  free(signed_img.data);
+  free(img.data);
+}
+
 static void test_no_end_long(void **state) {
   blob img = make_image(CHIP_S3, IMAGE_SIZE);
   uint8_t sha[32];
@@ -574,8 +591,14 @@ static void test_no_end_refused_write(void **state) {
   rig r;
   rig_open(&r, 2000, setup_refuse_write);
   r.req.chunk_size = 1000;
-  assert_int_equal(run_no_end(&r, &img), EF_ERR_OTA_WRITE_FAILED);
+  mem_source m;
+  ef_source src = mem_source_of(&m, &img, 0);
+  assert_int_equal(rig_run(&r, &src), EF_ERR_OTA_WRITE_FAILED);
+  assert_int_equal(SEEN(r.fake, ends), 0);
+  assert_false(r.res.ota_end_sent);
+  /* the transfer stops at the failure: neither all writes nor all bytes */
   assert_true(SEEN(r.fake, writes) < (int)((img.len + 999) / 1000));
+  assert_true(m.off < img.len);
   rig_close(&r);
   free(img.data);
 }
@@ -586,6 +609,23 @@ static void test_no_end_write_timeout(void **state) {
   rig_open(&r, 200, setup_stall);
   r.req.chunk_size = 1000;
   assert_int_equal(run_no_end(&r, &img), EF_ERR_ESP_TIMEOUT);
+  rig_close(&r);
+  free(img.data);
+}
+
+/* The last write is the one lost: only the flush before verification can
+ * notice, and OTA end must not go out (nor be reported as sent: the agent
+ * would wait for a reboot that never comes). */
+static void setup_stall_last(struct fake *f) { f->silent_from_write = (IMAGE_SIZE + 999) / 1000; }
+
+static void test_no_end_last_write_lost(void **state) {
+  blob img = make_image(CHIP_S3, IMAGE_SIZE);
+  assert_int_equal((img.len + 999) / 1000, (IMAGE_SIZE + 999) / 1000);
+  rig r;
+  rig_open(&r, 200, setup_stall_last);
+  r.req.chunk_size = 1000;
+  assert_int_equal(run_no_end(&r, &img), EF_ERR_ESP_TIMEOUT);
+  assert_int_equal(SEEN(r.fake, writes), (int)((img.len + 999) / 1000));
   rig_close(&r);
   free(img.data);
 }
@@ -702,12 +742,14 @@ int main(void) {
       cmocka_unit_test(test_no_begin_byte_by_byte),
       cmocka_unit_test(test_begin_refused),
       cmocka_unit_test(test_no_end_short),
+      cmocka_unit_test(test_no_end_cut_signature_block),
       cmocka_unit_test(test_no_end_long),
       cmocka_unit_test(test_no_end_flipped_segment_byte),
       cmocka_unit_test(test_no_end_wrong_sha256),
       cmocka_unit_test(test_no_end_bad_digest_or_checksum),
       cmocka_unit_test(test_no_end_refused_write),
       cmocka_unit_test(test_no_end_write_timeout),
+      cmocka_unit_test(test_no_end_last_write_lost),
       cmocka_unit_test(test_no_end_hangup),
       cmocka_unit_test(test_no_end_source_fails),
       cmocka_unit_test(test_resume_after_source_failure),
