@@ -116,6 +116,45 @@ void ef_release_sig_to_base64(const uint8_t sig[EF_RELEASE_SIG_LEN], char out[89
 /** Decodes standard base64 into a signature. @return false unless it is exactly 64 bytes. */
 bool ef_release_sig_from_base64(const char *b64, uint8_t sig[EF_RELEASE_SIG_LEN]);
 
+/* ---- what a device trusts ------------------------------------------------ */
+
+#define EF_RELEASE_MAX_KEYS 16 /**< trusted keys, and separately revoked ids */
+
+/** The keys a device trusts and the ids it was told to distrust. */
+typedef struct {
+  size_t n_keys;
+  char ids[EF_RELEASE_MAX_KEYS][EF_RELEASE_KEY_ID_MAX + 1];
+  ef_release_key *keys[EF_RELEASE_MAX_KEYS]; /**< owned: ef_keyring_free */
+  size_t n_revoked;
+  char revoked[EF_RELEASE_MAX_KEYS][EF_RELEASE_KEY_ID_MAX + 1];
+} ef_keyring;
+
+/** True when @p id is a valid key id: 1-64 characters of [A-Za-z0-9._:-]. */
+bool ef_release_key_id_valid(const char *id);
+
+/**
+ * Adds a public key under @p id (takes ownership of @p k, also on error).
+ * @return EF_OK; EF_ERR_CONFIG for a bad or duplicate id, a private key
+ *         (devices hold public keys only), or a full ring.
+ */
+ef_err ef_keyring_add(ef_keyring *kr, const char *id, ef_release_key *k, ef_status *st) EF_MUST_CHECK;
+
+/** Adds a revoked id. @return EF_OK; EF_ERR_CONFIG for a bad id or a full list. */
+ef_err ef_keyring_revoke(ef_keyring *kr, const char *id, ef_status *st) EF_MUST_CHECK;
+
+/** Frees the keys of @p kr and empties it. */
+void ef_keyring_free(ef_keyring *kr);
+
+/**
+ * The device's check of a signed release, before anything is downloaded:
+ * revoked ids first (a revoked id is refused even when it is also trusted),
+ * then unknown ids, then the signature.
+ * @return EF_OK; EF_ERR_RELEASE_KEY_REVOKED; EF_ERR_RELEASE_KEY_UNKNOWN;
+ *         EF_ERR_RELEASE_BAD_SIGNATURE (also for a release that has no
+ *         canonical text).
+ */
+ef_err ef_keyring_verify(const ef_keyring *kr, const ef_manifest *m, ef_status *st) EF_MUST_CHECK;
+
 /**
  * Writes @p m as a manifest JSON document (docs/schema/manifest.schema.json).
  * @return a malloc'ed string (free()), or NULL when out of memory.

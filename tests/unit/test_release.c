@@ -202,11 +202,50 @@ static void test_keys(void **state) {
   rmdir(dir);
 }
 
+/* The device's check: revoked before unknown before signature; rotation. */
+static void test_keyring(void **state) {
+  (void)state;
+  ef_keyring kr;
+  ef_status st = EF_STATUS_INIT;
+  memset(&kr, 0, sizeof kr);
+  assert_int_equal(ef_keyring_add(&kr, "test-2026", key(pub_pem), &st), EF_OK);
+  ef_manifest m = {.rel = v1, .key_id = "test-2026"};
+  assert_true(ef_release_sig_from_base64(v1_sig, m.sig));
+  assert_int_equal(ef_keyring_verify(&kr, &m, &st), EF_OK);
+  /* signed by a key the device does not know */
+  ef_manifest other = m;
+  strcpy(other.key_id, "rel-2027");
+  assert_int_equal(ef_keyring_verify(&kr, &other, &st), EF_ERR_RELEASE_KEY_UNKNOWN);
+  /* any change is a bad signature, also an unsignable text */
+  ef_manifest forged = m;
+  forged.rel.allow_downgrade = true;
+  ef_status_clear(&st);
+  assert_int_equal(ef_keyring_verify(&kr, &forged, &st), EF_ERR_RELEASE_BAD_SIGNATURE);
+  forged = m;
+  strcpy(forged.rel.version, "1.2.3\n");
+  ef_status_clear(&st);
+  assert_int_equal(ef_keyring_verify(&kr, &forged, &st), EF_ERR_RELEASE_BAD_SIGNATURE);
+  assert_int_equal(st.code, EF_ERR_RELEASE_BAD_SIGNATURE);
+  /* revoked wins over trusted */
+  assert_int_equal(ef_keyring_revoke(&kr, "test-2026", &st), EF_OK);
+  ef_status_clear(&st);
+  assert_int_equal(ef_keyring_verify(&kr, &m, &st), EF_ERR_RELEASE_KEY_REVOKED);
+  /* refusals when building the ring: private key, duplicate id, bad id */
+  ef_status_clear(&st);
+  assert_int_equal(ef_keyring_add(&kr, "other", key(priv_pem), &st), EF_ERR_CONFIG);
+  ef_status_clear(&st);
+  assert_int_equal(ef_keyring_add(&kr, "test-2026", key(pub_pem), &st), EF_ERR_CONFIG);
+  ef_status_clear(&st);
+  assert_int_equal(ef_keyring_add(&kr, "bad id", key(pub_pem), &st), EF_ERR_CONFIG);
+  ef_keyring_free(&kr);
+  assert_int_equal(kr.n_keys, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_canonical_text),   cmocka_unit_test(test_vectors),
       cmocka_unit_test(test_every_field_is_bound), cmocka_unit_test(test_manifest_round_trip),
-      cmocka_unit_test(test_keys),
+      cmocka_unit_test(test_keys),             cmocka_unit_test(test_keyring),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
