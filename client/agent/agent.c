@@ -403,7 +403,8 @@ static void read_fw_version(ef_agent *a) {
   o.device = a->cfg.esp.device;
   o.open_timeout_ms = 1000;
   o.timeout_ms = 2000;
-  ef_err err = ef_ctrl_open(&o, &ctrl);
+  ef_status st = EF_STATUS_INIT;
+  ef_err err = ef_ctrl_open(&o, &ctrl, &st);
   if (err == EF_ERR_ESP_BUSY) {
     /* Not worth waiting for: the version is only for the state document. */
     ef_warn("control device busy: another program holds %s; the firmware version is not known yet",
@@ -411,14 +412,14 @@ static void read_fw_version(ef_agent *a) {
     return;
   }
   if (err != EF_OK) {
-    ef_warn("ESP control device %s is not available yet", a->cfg.esp.device);
+    ef_warn("ESP control device %s is not available yet (%s)", a->cfg.esp.device, st.detail);
     return;
   }
-  if (ef_ctrl_get_fw_version(ctrl, &fw) == EF_OK) {
+  if (ef_ctrl_get_fw_version(ctrl, &fw, &st) == EF_OK) {
     ef_fw_version_format(&fw, a->state.fw_version, sizeof a->state.fw_version);
     ef_info("ESP firmware %s", a->state.fw_version);
   } else {
-    ef_warn("the ESP did not report its firmware version");
+    ef_warn("the ESP did not report its firmware version (%s)", st.detail);
   }
   ef_ctrl_close(ctrl);
 }

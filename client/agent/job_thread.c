@@ -63,13 +63,13 @@ static bool ota_should_cancel(void *arg) {
 
 static bool pause_unless_canceled(ef_agent *a, int ms);
 
-static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl) {
+static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl, ef_status *st) {
   ef_ctrl_options o;
   ef_ctrl_options_default(&o);
   o.device = a->cfg.esp.device;
   o.window = a->cfg.esp.window;
   o.ota_begin_timeout_ms = a->cfg.esp.begin_timeout_s * 1000;
-  return ef_ctrl_open(&o, ctrl);
+  return ef_ctrl_open(&o, ctrl, st);
 }
 
 /*
@@ -79,33 +79,31 @@ static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl) {
  * lets go within seconds, so failing the job at once would be wrong. Stops
  * waiting when the job is canceled or the daemon stops.
  * @return EF_OK; EF_ERR_ESP_BUSY when the device was still held at the
- *         deadline (@p detail says so); EF_ERR_CANCELED; open_ctrl's errors.
+ *         deadline (@p st says for how long); EF_ERR_CANCELED; open_ctrl's
+ *         errors (with its status).
  */
-static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl **ctrl, char *detail, size_t n) {
+static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl **ctrl, ef_status *st) {
   int64_t deadline = ef_mono_ms() + (int64_t)wait_s * 1000;
   bool said = false;
   for (;;) {
-    ef_err err = open_ctrl(a, ctrl);
+    ef_status why = EF_STATUS_INIT; /* this attempt's; a busy one is not the last word */
+    ef_err err = open_ctrl(a, ctrl, &why);
     if (err == EF_OK) {
       if (said) ef_info("job %s: the control device is free again", a->job.job_id);
       return EF_OK;
     }
     *ctrl = NULL;
-    if (err != EF_ERR_ESP_BUSY) {
-      snprintf(detail, n, "cannot open %.200s", a->cfg.esp.device);
-      return err;
-    }
+    if (err != EF_ERR_ESP_BUSY) return ef_status_copy(st, &why);
     if (!said) {
       ef_warn("job %s: control device busy: another program holds it (%s); waiting up to %d s", a->job.job_id,
               a->cfg.esp.device, wait_s);
       said = true;
     }
     int left = ef_ms_left(deadline);
-    if (left == 0) {
-      snprintf(detail, n, "another program held %.150s for %d s", a->cfg.esp.device, wait_s);
-      return EF_ERR_ESP_BUSY;
-    }
-    if (!pause_unless_canceled(a, left < BUSY_RETRY_MS ? left : BUSY_RETRY_MS)) return EF_ERR_CANCELED;
+    if (left == 0)
+      return ef_status_fail(st, EF_ERR_ESP_BUSY, "another program held %.150s for %d s", a->cfg.esp.device, wait_s);
+    if (!pause_unless_canceled(a, left < BUSY_RETRY_MS ? left : BUSY_RETRY_MS))
+      return ef_status_fail(st, EF_ERR_CANCELED, "while waiting for the control device");
   }
 }
 
@@ -118,11 +116,11 @@ static bool is_rejection(ef_err err) {
 
 /* Starts fetching the job's image from byte @p offset into a new pipe
  * (a->pipe, a->dl) and points @p src at it. */
-static ef_err start_download(ef_agent *a, uint64_t offset, ef_source *src) {
+static ef_err start_download(ef_agent *a, uint64_t offset, ef_source *src, ef_status *st) {
   ef_pipe *pipe = NULL;
   ef_download *dl = NULL;
   ef_err err = ef_pipe_new(PIPE_CAPACITY, &pipe);
-  if (err != EF_OK) return err;
+  if (err != EF_OK) return ef_status_fail(st, err, "cannot allocate the download pipe");
   ef_download_options d = {
       .url = a->job.url,
       .ca_file = a->cfg.download.ca_file[0] ? a->cfg.download.ca_file : NULL,
@@ -132,7 +130,7 @@ static ef_err start_download(ef_agent *a, uint64_t offset, ef_source *src) {
       .max_bytes = a->job.size - offset,
       .offset = offset,
   };
-  err = ef_download_start(&d, pipe, &dl);
+  err = ef_download_start(&d, pipe, &dl, st);
   if (err != EF_OK) {
     ef_pipe_free(pipe);
     return err;
@@ -148,15 +146,15 @@ static ef_err start_download(ef_agent *a, uint64_t offset, ef_source *src) {
 }
 
 /* Ends the download of start_download (aborting it when still running: the
- * engine may stop first) and returns its outcome. */
-static ef_err stop_download(ef_agent *a) {
+ * engine may stop first) and returns its outcome (in @p st too). */
+static ef_err stop_download(ef_agent *a, ef_status *st) {
   pthread_mutex_lock(&a->lock);
   ef_pipe *pipe = a->pipe;
   a->pipe = NULL;
   pthread_mutex_unlock(&a->lock);
   if (!pipe) return EF_OK;
   ef_pipe_abort(pipe);
-  ef_err err = ef_download_join(a->dl);
+  ef_err err = ef_download_join(a->dl, st);
   a->dl = NULL;
   ef_pipe_free(pipe);
   return err;
@@ -172,10 +170,15 @@ static bool pause_unless_canceled(ef_agent *a, int ms) {
   return !ota_should_cancel(a);
 }
 
-/* Whether a download error may pass by itself (and is worth another attempt). */
-static bool transient(ef_err err, const char *detail) {
-  return err == EF_ERR_DOWNLOAD_FAILED && strncmp(detail, "HTTP 4", 6) != 0 &&
-         strncmp(detail, EF_DOWNLOAD_NO_RANGE, strlen(EF_DOWNLOAD_NO_RANGE)) != 0;
+/*
+ * Whether a failed transfer is worth another attempt: the download itself
+ * failed, and the download module says the failure may pass (a 5xx, a
+ * refused or reset connection, a timeout, a stall; not a 4xx, a TLS or
+ * certificate failure, a refused redirect). An ESP that fails during the
+ * transfer is not a reason to fetch the image again.
+ */
+static bool download_may_pass(const ef_status *st) {
+  return (st->code == EF_ERR_DOWNLOAD_FAILED || st->code == EF_ERR_DOWNLOAD_NO_RANGE) && st->retryable;
 }
 
 /* Pause before the next attempt: 1 s, 2 s, 4 s, ... at most 32 s. */
@@ -191,31 +194,36 @@ static void next_attempt(ef_agent *a) {
 }
 
 /* ef_ota_request.resume: the download broke mid-image; fetch the rest with
- * an HTTP Range request instead of starting over. Counts as an attempt. */
-static bool ota_resume(void *arg, ef_err err, const char *detail, uint64_t offset, ef_source *src) {
+ * an HTTP Range request instead of starting over. Counts as an attempt. A
+ * server that just answered a Range request without the range cannot resume:
+ * the transfer fails, and retry_download starts it over. */
+static bool ota_resume(void *arg, const ef_status *why, uint64_t offset, ef_source *src) {
   ef_agent *a = arg;
-  if (!transient(err, detail) || offset == 0 || offset >= a->job.size) return false;
+  if (!download_may_pass(why) || why->code == EF_ERR_DOWNLOAD_NO_RANGE) return false;
+  if (offset == 0 || offset >= a->job.size) return false;
   if (a->attempt >= a->cfg.download.max_attempts || ota_should_cancel(a)) return false;
-  (void)stop_download(a); /* its error is the one we were given */
+  (void)stop_download(a, NULL); /* its outcome is @p why */
   int pause_ms = retry_pause_ms(a);
   ef_warn("job %s: download broke after %" PRIu64 " bytes (%s); resuming in %d s (attempt %d of %d)",
-          a->job.job_id, offset, detail, pause_ms / 1000, a->attempt + 1, a->cfg.download.max_attempts);
+          a->job.job_id, offset, why->detail, pause_ms / 1000, a->attempt + 1, a->cfg.download.max_attempts);
   if (!pause_unless_canceled(a, pause_ms)) return false;
   next_attempt(a);
-  if (start_download(a, offset, src) != EF_OK) return false;
+  ef_status start = EF_STATUS_INIT;
+  if (start_download(a, offset, src, &start) != EF_OK) {
+    ef_warn("job %s: cannot resume the download: %s", a->job.job_id, start.detail);
+    return false;
+  }
   ef_info("job %s: resuming the download at byte %" PRIu64, a->job.job_id, offset);
   return true;
 }
 
-/* Download and flash. Returns the outcome; res->ota_end_sent tells whether
- * the ESP may now boot the new image. */
-static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *detail, size_t n) {
+/* Download and flash. Returns the outcome (in @p st too); res->ota_end_sent
+ * tells whether the ESP may now boot the new image. */
+static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, ef_status *st) {
   ef_source src;
-  ef_err err = start_download(a, 0, &src);
-  if (err != EF_OK) {
-    snprintf(detail, n, "could not start the download");
-    return err;
-  }
+  memset(res, 0, sizeof *res);
+  ef_err err = start_download(a, 0, &src, st);
+  if (err != EF_OK) return err;
   ef_ota_request req;
   ef_ota_request_init(&req);
   req.chip_id = a->cfg.esp.chip_id >= 0 ? a->cfg.esp.chip_id : a->job.chip_id;
@@ -231,12 +239,13 @@ static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *det
   req.on_progress = ota_on_progress;
   req.should_cancel = ota_should_cancel;
   req.resume = ota_resume;
-  err = ef_ota_run(ctrl, &src, &req, res);
-  snprintf(detail, n, "%s", res->detail);
-  ef_err dl_err = stop_download(a);
+  err = ef_ota_run(ctrl, &src, &req, res, st);
+  ef_status dl = EF_STATUS_INIT;
+  ef_err dl_err = stop_download(a, &dl);
   if (err == EF_ERR_CANCELED && dl_err != EF_OK && dl_err != EF_ERR_CANCELED && !ota_should_cancel(a)) {
     /* the pipe reported our own abort; the download's error is the cause */
-    err = dl_err;
+    ef_status_clear(st);
+    err = ef_status_copy(st, &dl);
   }
   return err;
 }
@@ -254,52 +263,50 @@ static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, char *det
  * release compiled into the firmware, which an application update usually
  * leaves unchanged.
  */
-static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, bool end_unknown, char *detail, size_t n) {
+static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, bool end_unknown, ef_status *st) {
   ef_err err = EF_OK;
   ef_fw_version fw;
   char fw_text[64] = "";
+  ef_status why = EF_STATUS_INIT;
   if (!*ctrl) {
-    err = open_ctrl_waiting(a, a->cfg.esp.boot_timeout_s, ctrl, detail, n);
-    if (err == EF_ERR_ESP_BUSY || err == EF_ERR_CANCELED) return err;
+    err = open_ctrl_waiting(a, a->cfg.esp.boot_timeout_s, ctrl, &why);
+    if (err == EF_ERR_ESP_BUSY || err == EF_ERR_CANCELED) return ef_status_copy(st, &why);
   }
-  if (*ctrl) err = ef_ctrl_wait_boot(*ctrl, a->cfg.esp.boot_timeout_s * 1000, &fw);
+  if (*ctrl) err = ef_ctrl_wait_boot(*ctrl, a->cfg.esp.boot_timeout_s * 1000, &fw, &why);
   if (err == EF_OK) {
     /* ESPInit may have answered the wait; ask for the version explicitly. */
-    if (ef_ctrl_get_fw_version(*ctrl, &fw) == EF_OK) ef_fw_version_format(&fw, fw_text, sizeof fw_text);
+    if (ef_ctrl_get_fw_version(*ctrl, &fw, NULL) == EF_OK) ef_fw_version_format(&fw, fw_text, sizeof fw_text);
   }
   pthread_mutex_lock(&a->lock);
   if (fw_text[0]) copy_str(a->state.fw_version, sizeof a->state.fw_version, fw_text);
   pthread_mutex_unlock(&a->lock);
-  if (err != EF_OK && end_unknown) {
-    snprintf(detail, n,
-             "OTA end was not answered and the ESP did not restart within %d s: it did not take the image "
-             "(the firmware restarts only after a successful OTA end)",
-             a->cfg.esp.boot_timeout_s);
-    return EF_ERR_BOOT_VERIFY_FAILED;
-  }
+  if (err != EF_OK && end_unknown)
+    return ef_status_fail(st, EF_ERR_BOOT_VERIFY_FAILED,
+                          "OTA end was not answered and the ESP did not restart within %d s: it did not take the "
+                          "image (the firmware restarts only after a successful OTA end)",
+                          a->cfg.esp.boot_timeout_s);
   if (err != EF_OK) {
-    snprintf(detail, n, "the ESP did not come back within %d s after OTA end", a->cfg.esp.boot_timeout_s);
-    return EF_ERR_BOOT_VERIFY_FAILED;
+    ef_info("job %s: boot check: %s", a->job.job_id, why.detail);
+    return ef_status_fail(st, EF_ERR_BOOT_VERIFY_FAILED, "the ESP did not come back within %d s after OTA end",
+                          a->cfg.esp.boot_timeout_s);
   }
   if (end_unknown)
     ef_info("job %s: the ESP restarted after the unanswered OTA end: it took the image", a->job.job_id);
-  if (a->job.expect_fw_version[0] && strcmp(a->job.expect_fw_version, fw_text) != 0) {
-    snprintf(detail, n, "ESP reports firmware %s, expected %s", fw_text[0] ? fw_text : "(none)",
-             a->job.expect_fw_version);
-    return EF_ERR_BOOT_VERIFY_FAILED;
-  }
+  if (a->job.expect_fw_version[0] && strcmp(a->job.expect_fw_version, fw_text) != 0)
+    return ef_status_fail(st, EF_ERR_BOOT_VERIFY_FAILED, "ESP reports firmware %s, expected %s",
+                          fw_text[0] ? fw_text : "(none)", a->job.expect_fw_version);
   return EF_OK;
 }
 
-/* A download that broke for a reason that may pass (connection refused or
- * reset, timeout, a 5xx) is tried again, from the start, with a growing
- * pause, until download.max_attempts. A 4xx answer will not change by
- * waiting. Returns true when the caller should transfer again. */
-static bool retry_download(ef_agent *a, ef_err err, const ef_ota_result *res, const char *detail) {
-  if (!transient(err, detail) || res->ota_end_sent) return false;
+/* A download that broke for a reason that may pass (download_may_pass) is
+ * tried again, from the start, with a growing pause, until
+ * download.max_attempts. Returns true when the caller should transfer
+ * again. */
+static bool retry_download(ef_agent *a, const ef_status *st, const ef_ota_result *res) {
+  if (!download_may_pass(st) || res->ota_end_sent) return false;
   if (a->attempt >= a->cfg.download.max_attempts || ota_should_cancel(a)) return false;
   int pause_ms = retry_pause_ms(a);
-  ef_warn("job %s: download failed (%s); attempt %d of %d in %d s", a->job.job_id, detail, a->attempt + 1,
+  ef_warn("job %s: download failed (%s); attempt %d of %d in %d s", a->job.job_id, st->detail, a->attempt + 1,
           a->cfg.download.max_attempts, pause_ms / 1000);
   if (!pause_unless_canceled(a, pause_ms)) return false;
   pthread_mutex_lock(&a->lock);
@@ -314,7 +321,7 @@ void *ef_agent_job_main(void *arg) {
   ef_agent *a = arg;
   ef_ctrl *ctrl = NULL;
   ef_ota_result res;
-  char detail[256] = "";
+  ef_status st = EF_STATUS_INIT; /* the outcome reported in the final state */
   ef_err err = EF_OK;
   ef_job_state final = EF_STATE_FAILED;
   bool record = true;
@@ -324,7 +331,7 @@ void *ef_agent_job_main(void *arg) {
   if (!a->verify_only) {
     /* Waiting for a busy device counts against the time OTA begin may take:
      * nothing has been sent to the ESP yet. */
-    err = open_ctrl_waiting(a, a->cfg.esp.begin_timeout_s, &ctrl, detail, sizeof detail);
+    err = open_ctrl_waiting(a, a->cfg.esp.begin_timeout_s, &ctrl, &st);
     if (err == EF_ERR_CANCELED) {
       pthread_mutex_lock(&a->lock);
       bool stopping = a->stop;
@@ -332,13 +339,14 @@ void *ef_agent_job_main(void *arg) {
       if (stopping) record = false; /* resumes at the next start */
       final = EF_STATE_CANCELED;
       err = EF_OK;
-      detail[0] = '\0';
+      ef_status_clear(&st);
       goto done;
     }
     if (err != EF_OK) goto done;
     for (;;) {
-      err = transfer(a, ctrl, &res, detail, sizeof detail);
-      if (err == EF_OK || !retry_download(a, err, &res, detail)) break;
+      ef_status_clear(&st); /* each attempt reports its own outcome */
+      err = transfer(a, ctrl, &res, &st);
+      if (err == EF_OK || !retry_download(a, &st, &res)) break;
     }
     if (err != EF_OK) {
       pthread_mutex_lock(&a->lock);
@@ -348,10 +356,11 @@ void *ef_agent_job_main(void *arg) {
         /* OTA end went out but its answer did not come back (the ESP reset
          * or the link broke): the ESP may be booting the new image. Find out
          * instead of reporting a failure that may not be one. */
-        ef_warn("job %s: no answer to OTA end (%s); waiting to see what the ESP boots", a->job.job_id,
-                ef_err_name(err));
+        ef_warn("job %s: no answer to OTA end (%s: %s); waiting to see what the ESP boots", a->job.job_id,
+                ef_err_name(err), st.detail);
         end_unknown = true;
         err = EF_OK;
+        ef_status_clear(&st);
       } else if (res.ota_end_sent) {
         final = EF_STATE_FAILED;
       } else if (stopping) {
@@ -360,19 +369,21 @@ void *ef_agent_job_main(void *arg) {
       } else if (canceled) {
         final = EF_STATE_CANCELED;
         err = EF_OK;
+        ef_status_clear(&st);
       } else if (!res.ota_begin_sent && is_rejection(err)) {
         final = EF_STATE_REJECTED;
       }
       if (!end_unknown) {
+        ef_status bt = EF_STATUS_INIT;
         if (res.ota_begin_sent && !res.ota_end_sent && a->cfg.esp.disable_bt_during_ota &&
-            ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true) != EF_OK)
-          ef_warn("could not re-enable Bluetooth after the failed update");
+            ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true, &bt) != EF_OK)
+          ef_warn("could not re-enable Bluetooth after the failed update: %s", bt.detail);
         goto done;
       }
     }
   }
   enter_phase(a, EF_STATE_REBOOTING);
-  err = verify_boot(a, &ctrl, end_unknown, detail, sizeof detail);
+  err = verify_boot(a, &ctrl, end_unknown, &st);
   if (err == EF_ERR_CANCELED) {
     /* Only a service stop interrupts the boot check (OTA end is past any
      * cancel): the journal keeps the job in rebooting, and the check runs
@@ -400,7 +411,7 @@ done:
   if (record) {
     ef_journal_clear_current(&a->journal);
     a->job_running = false; /* report as the state itself, not in passing */
-    report_final_locked(a, a->job.job_id, a->job_fingerprint, final, err, detail, a->attempt, true);
+    report_final_locked(a, a->job.job_id, a->job_fingerprint, final, err, st.detail, a->attempt, true);
     a->job_running = true;
   } else {
     ef_info("job %s: stopped before it finished; it resumes at the next start", a->job.job_id);

@@ -38,6 +38,11 @@ ef_err ef_status_fail_r(ef_status *st, ef_err code, bool retryable, const char *
   return err;
 }
 
+ef_err ef_status_copy(ef_status *st, const ef_status *from) {
+  if (!from) return EF_OK;
+  return ef_status_fail_r(st, from->code, from->retryable, "%s", from->detail);
+}
+
 void ef_status_prefix(ef_status *st, const char *what) {
   char tmp[EF_STATUS_DETAIL_MAX];
   if (!st || st->code == EF_OK || !what) return;

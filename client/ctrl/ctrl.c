@@ -23,7 +23,7 @@ struct pending {
   int64_t deadline;    /* monotonic ms */
   int timeout_ms;      /* for the log line */
   int done;            /* a response was matched */
-  ef_err err;          /* its outcome once done */
+  ef_status st;        /* its outcome once done (the firmware's resp when refused) */
   ef_fw_version *fw;   /* where a GetFwVersion answer goes, or NULL */
 };
 
@@ -38,7 +38,6 @@ struct ef_ctrl {
   ef_ctrl_event_cb cb;
   void *cb_arg;
   int32_t next_uid;
-  int32_t last_resp;
   unsigned init_events; /* ESPInit events seen, for wait_boot */
   unsigned events;      /* events dispatched, for ef_ctrl_poll */
   /* Requests in flight, oldest first. Ordinary requests wait alone; only OTA
@@ -47,7 +46,7 @@ struct ef_ctrl {
   unsigned q_head, q_len;
   /* First failure of an OTA write since OTA begin. Sticky so that no later
    * write and, above all, no OTA end is sent after a lost or refused chunk. */
-  ef_err ota_err;
+  ef_status ota_st;
 };
 
 
@@ -60,7 +59,7 @@ void ef_ctrl_options_default(ef_ctrl_options *o) {
   o->window = EF_CTRL_DEFAULT_WINDOW;
 }
 
-ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out) {
+ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out, ef_status *st) {
   ef_err err = EF_OK;
   ef_ctrl *c = NULL;
   ef_ctrl_options def;
@@ -74,14 +73,14 @@ ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out) {
     if (o->ota_end_timeout_ms > 0) def.ota_end_timeout_ms = o->ota_end_timeout_ms;
     if (o->open_timeout_ms > 0) def.open_timeout_ms = o->open_timeout_ms;
     if (o->window < 0 || o->window > EF_CTRL_MAX_WINDOW) {
-      err = EF_ERR_INVALID_ARG;
+      err = ef_status_fail(st, EF_ERR_INVALID_ARG, "window %d is outside 1..%d", o->window, EF_CTRL_MAX_WINDOW);
       goto out;
     }
     if (o->window > 0) def.window = o->window;
   }
   c = calloc(1, sizeof *c);
   if (!c) {
-    err = EF_ERR_NOMEM;
+    err = ef_status_fail(st, EF_ERR_NOMEM, NULL);
     goto out;
   }
   c->o = def;
@@ -90,13 +89,13 @@ ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out) {
   c->rd = malloc(sizeof *c->rd);
   c->tx = malloc(EF_TLV_MAX_FRAME);
   if (!c->device || !c->rd || !c->tx) {
-    err = EF_ERR_NOMEM;
+    err = ef_status_fail(st, EF_ERR_NOMEM, NULL);
     goto out;
   }
   c->o.device = c->device;
   ef_tlv_reader_reset(c->rd);
   c->rd->dropped = 0;
-  err = ef_transport_open(c->device, c->o.open_timeout_ms, &c->t);
+  err = ef_transport_open(c->device, c->o.open_timeout_ms, &c->t, st);
   if (err != EF_OK) goto out;
   c->rd_opens = ef_transport_open_count(c->t);
   *out = c;
@@ -119,8 +118,6 @@ void ef_ctrl_set_event_cb(ef_ctrl *c, ef_ctrl_event_cb cb, void *arg) {
   c->cb = cb;
   c->cb_arg = arg;
 }
-
-int32_t ef_ctrl_last_resp(const ef_ctrl *c) { return c->last_resp; }
 
 void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n) {
   if (!buf || n == 0) return;
@@ -223,16 +220,17 @@ static void complete(ef_ctrl *c, struct pending *p, const Espfleet__CtrlMsg *m) 
       ef_ctrl_msg_resp(m, &resp) != EF_OK) {
     ef_warn("ctrl: answer to %s (uid %d) is %s (id %d)", ef_ctrl_msg_name(p->req_id), p->uid,
             ef_ctrl_msg_name((int)m->msg_id), (int)m->msg_id);
-    p->err = EF_ERR_ESP_PROTOCOL;
+    ef_status_fail(&p->st, EF_ERR_ESP_PROTOCOL, "answer to %s (uid %d) is %s (id %d)",
+                   ef_ctrl_msg_name(p->req_id), p->uid, ef_ctrl_msg_name((int)m->msg_id), (int)m->msg_id);
     return;
   }
   if (resp != 0) {
-    c->last_resp = resp;
+    /* the firmware's own code: the one thing that tells its refusals apart */
     ef_warn("ctrl: ESP refused %s (resp %d)", ef_ctrl_msg_name(p->req_id), (int)resp);
-    p->err = refused_code(p->req_id);
+    ef_status_fail(&p->st, refused_code(p->req_id), "ESP refused %s (resp %d)", ef_ctrl_msg_name(p->req_id),
+                   (int)resp);
     return;
   }
-  p->err = EF_OK;
   if (p->fw && m->payload_case == ESPFLEET__CTRL_MSG__PAYLOAD_RESP_GET_FW_VERSION) {
     const Espfleet__RespGetFwVersion *r = m->resp_get_fw_version;
     snprintf(p->fw->name, sizeof p->fw->name, "%s", r->name ? r->name : "");
@@ -282,9 +280,9 @@ static void sync_reader(ef_ctrl *c) {
 
 /*
  * Handles one buffered frame, or reads once, waiting until @p deadline.
- * Returns EF_OK (also on timeout) or the transport's error.
+ * Returns EF_OK (also on timeout) or the transport's error (in @p st).
  */
-static ef_err pump(ef_ctrl *c, int64_t deadline) {
+static ef_err pump(ef_ctrl *c, int64_t deadline, ef_status *st) {
   ef_tlv_frame f;
   size_t got = 0;
   sync_reader(c);
@@ -294,10 +292,12 @@ static ef_err pump(ef_ctrl *c, int64_t deadline) {
   }
   size_t cap = ef_tlv_reader_space(c->rd);
   if (cap > sizeof c->rx) cap = sizeof c->rx;
-  ef_err err = ef_transport_read(c->t, c->rx, cap, &got, ef_ms_left(deadline));
+  ef_err err = ef_transport_read(c->t, c->rx, cap, &got, ef_ms_left(deadline), st);
   if (err != EF_OK) return err;
   sync_reader(c);
-  return got ? ef_tlv_reader_feed(c->rd, c->rx, got) : EF_OK;
+  err = got ? ef_tlv_reader_feed(c->rd, c->rx, got) : EF_OK;
+  if (err != EF_OK) return ef_status_fail(st, err, "the frame reader refused %zu bytes", got);
+  return EF_OK;
 }
 
 /* ---- requests ---- */
@@ -309,19 +309,21 @@ static int32_t take_uid(ef_ctrl *c) {
 }
 
 /* Sends @p m (built with a fresh uid) and queues it as in flight. */
-static ef_err send_req(ef_ctrl *c, ef_ctrl_msg *m, int timeout_ms, ef_fw_version *fw) {
-  if (c->q_len >= EF_CTRL_MAX_WINDOW) return EF_ERR_INTERNAL;
+static ef_err send_req(ef_ctrl *c, ef_ctrl_msg *m, int timeout_ms, ef_fw_version *fw, ef_status *st) {
+  const char *name = ef_ctrl_msg_name((int)m->msg.msg_id);
+  if (c->q_len >= EF_CTRL_MAX_WINDOW)
+    return ef_status_fail(st, EF_ERR_INTERNAL, "%s: %u requests already in flight", name, c->q_len);
   size_t n = ef_ctrl_msg_frame(&m->msg, EF_TLV_EP_RESP, c->tx, EF_TLV_MAX_FRAME);
   /* The firmware would truncate a longer message and never answer it. */
-  if (n == 0 || n > EF_CTRL_FW_MSG_MAX) {
-    ef_error("ctrl: %s would be a %zu-byte message; the firmware takes at most %d",
-             ef_ctrl_msg_name((int)m->msg.msg_id), n, EF_CTRL_FW_MSG_MAX);
-    return EF_ERR_INVALID_ARG;
-  }
-  ef_err err = ef_transport_write(c->t, c->tx, n, timeout_ms);
+  if (n == 0 || n > EF_CTRL_FW_MSG_MAX)
+    return ef_status_fail(st, EF_ERR_INVALID_ARG, "%s would be a %zu-byte message; the firmware takes at most %d",
+                          name, n, EF_CTRL_FW_MSG_MAX);
+  ef_status why = EF_STATUS_INIT;
+  ef_err err = ef_transport_write(c->t, c->tx, n, timeout_ms, &why);
   if (err != EF_OK) {
-    ef_warn("ctrl: cannot send %s: %s", ef_ctrl_msg_name((int)m->msg.msg_id), ef_err_name(err));
-    return err;
+    ef_warn("ctrl: cannot send %s: %s", name, why.detail);
+    ef_status_prefix(&why, name);
+    return ef_status_copy(st, &why);
   }
   struct pending *p = q_at(c, c->q_len++);
   *p = (struct pending){.uid = m->msg.uid,
@@ -337,127 +339,135 @@ static ef_err send_req(ef_ctrl *c, ef_ctrl_msg *m, int timeout_ms, ef_fw_version
  * Returns its outcome; on a hang-up every request in flight is abandoned
  * (never re-sent: a duplicated OTA write would corrupt the image).
  */
-static ef_err collect_oldest(ef_ctrl *c) {
+static ef_err collect_oldest(ef_ctrl *c, ef_status *st) {
   struct pending *p = q_at(c, 0);
+  const char *name = ef_ctrl_msg_name(p->req_id);
   for (;;) {
     if (p->done) {
-      ef_err err = p->err;
+      ef_err err = ef_status_copy(st, &p->st);
       q_pop(c);
       return err;
     }
     if (ef_mono_ms() >= p->deadline) {
-      ef_warn("ctrl: no answer to %s (uid %d) within %d ms", ef_ctrl_msg_name(p->req_id), p->uid,
-              p->timeout_ms);
+      ef_warn("ctrl: no answer to %s (uid %d) within %d ms", name, p->uid, p->timeout_ms);
+      ef_err err = ef_status_fail(st, EF_ERR_ESP_TIMEOUT, "no answer to %s (uid %d) within %d ms", name, p->uid,
+                                  p->timeout_ms);
       q_pop(c);
-      return EF_ERR_ESP_TIMEOUT;
+      return err;
     }
-    ef_err err = pump(c, p->deadline);
+    ef_status why = EF_STATUS_INIT;
+    ef_err err = pump(c, p->deadline, &why);
     if (err != EF_OK) {
       ef_warn("ctrl: ESP went away with %u request(s) in flight", c->q_len);
       q_abandon(c);
-      return err == EF_ERR_INVALID_ARG ? EF_ERR_INTERNAL : err;
+      if (err == EF_ERR_INVALID_ARG) return ef_status_fail(st, EF_ERR_INTERNAL, "%s: %s", name, why.detail);
+      ef_status_prefix(&why, name);
+      return ef_status_copy(st, &why);
     }
   }
 }
 
-/* Collects every OTA write in flight; a failure becomes the sticky OTA error. */
-static ef_err flush_writes(ef_ctrl *c) {
+/* Collects every OTA write in flight; a failure becomes the sticky OTA error,
+ * which @p st receives (also one from before). */
+static ef_err flush_writes(ef_ctrl *c, ef_status *st) {
   while (c->q_len > 0) {
-    ef_err err = collect_oldest(c);
-    if (err != EF_OK) {
-      if (c->ota_err == EF_OK) c->ota_err = err;
+    ef_status why = EF_STATUS_INIT;
+    if (collect_oldest(c, &why) != EF_OK) {
+      (void)ef_status_copy(&c->ota_st, &why); /* the first failure stays */
       q_abandon(c);
     }
   }
-  return c->ota_err;
+  return ef_status_copy(st, &c->ota_st);
 }
 
 /* One request that waits alone for its answer. Writes in flight are collected
  * first so that the answer is the next one the firmware sends. */
-static ef_err sync_request(ef_ctrl *c, ef_ctrl_msg *m, int timeout_ms, ef_fw_version *fw) {
-  (void)flush_writes(c); /* their outcome stays in ota_err for the OTA calls */
-  ef_err err = send_req(c, m, timeout_ms, fw);
+static ef_err sync_request(ef_ctrl *c, ef_ctrl_msg *m, int timeout_ms, ef_fw_version *fw, ef_status *st) {
+  (void)flush_writes(c, NULL); /* their outcome stays in ota_st for the OTA calls */
+  ef_err err = send_req(c, m, timeout_ms, fw, st);
   if (err != EF_OK) return err;
-  return collect_oldest(c);
+  return collect_oldest(c, st);
 }
 
-static ef_err simple_request(ef_ctrl *c, int req_id, int timeout_ms) {
+static ef_err simple_request(ef_ctrl *c, int req_id, int timeout_ms, ef_status *st) {
   ef_ctrl_msg m;
-  ef_err err = ef_ctrl_msg_init(&m, req_id, take_uid(c));
-  if (err != EF_OK) return EF_ERR_INTERNAL;
-  return sync_request(c, &m, timeout_ms, NULL);
+  if (ef_ctrl_msg_init(&m, req_id, take_uid(c)) != EF_OK)
+    return ef_status_fail(st, EF_ERR_INTERNAL, "cannot build %s", ef_ctrl_msg_name(req_id));
+  return sync_request(c, &m, timeout_ms, NULL, st);
 }
 
-ef_err ef_ctrl_ota_begin(ef_ctrl *c) {
-  (void)flush_writes(c);
-  c->ota_err = EF_OK; /* a new OTA: earlier write failures are history */
-  return simple_request(c, EF_CTRL_REQ_OTA_BEGIN, c->o.ota_begin_timeout_ms);
+ef_err ef_ctrl_ota_begin(ef_ctrl *c, ef_status *st) {
+  (void)flush_writes(c, NULL);
+  ef_status_clear(&c->ota_st); /* a new OTA: earlier write failures are history */
+  return simple_request(c, EF_CTRL_REQ_OTA_BEGIN, c->o.ota_begin_timeout_ms, st);
 }
 
-ef_err ef_ctrl_ota_write(ef_ctrl *c, const uint8_t *data, size_t len) {
+ef_err ef_ctrl_ota_write(ef_ctrl *c, const uint8_t *data, size_t len, ef_status *st) {
   ef_ctrl_msg m;
   ef_err err = EF_OK;
-  if (!data || len == 0 || len > EF_CTRL_MAX_CHUNK) return EF_ERR_INVALID_ARG;
-  if (c->ota_err != EF_OK) return c->ota_err;
-  err = ef_ctrl_msg_init(&m, EF_CTRL_REQ_OTA_WRITE, take_uid(c));
-  if (err != EF_OK) {
-    err = EF_ERR_INTERNAL;
+  ef_status why = EF_STATUS_INIT;
+  if (!data || len == 0 || len > EF_CTRL_MAX_CHUNK)
+    return ef_status_fail(st, EF_ERR_INVALID_ARG, "an OTA write of %zu bytes (1..%d)", len, EF_CTRL_MAX_CHUNK);
+  if (c->ota_st.code != EF_OK) return ef_status_copy(st, &c->ota_st);
+  if (ef_ctrl_msg_init(&m, EF_CTRL_REQ_OTA_WRITE, take_uid(c)) != EF_OK) {
+    err = ef_status_fail(&why, EF_ERR_INTERNAL, "cannot build an OTA write");
     goto out;
   }
   /* protobuf-c's bytes field is not const; it only reads it when packing. */
   m.body.req_ota_write.ota_data.data = (uint8_t *)(uintptr_t)data;
   m.body.req_ota_write.ota_data.len = len;
-  err = send_req(c, &m, c->o.timeout_ms, NULL);
+  err = send_req(c, &m, c->o.timeout_ms, NULL, &why);
   /* Returning with window-1 writes in flight keeps at most `window` queued
    * in the firmware, and a window of 1 makes every write synchronous. */
-  while (err == EF_OK && c->q_len >= (unsigned)c->o.window) err = collect_oldest(c);
+  while (err == EF_OK && c->q_len >= (unsigned)c->o.window) err = collect_oldest(c, &why);
 out:
   if (err != EF_OK) {
-    c->ota_err = err;
+    (void)ef_status_copy(&c->ota_st, &why);
     q_abandon(c);
   }
-  return err;
+  return ef_status_copy(st, &why);
 }
 
-ef_err ef_ctrl_ota_flush(ef_ctrl *c) { return flush_writes(c); }
+ef_err ef_ctrl_ota_flush(ef_ctrl *c, ef_status *st) { return flush_writes(c, st); }
 
-ef_err ef_ctrl_ota_end(ef_ctrl *c) {
+ef_err ef_ctrl_ota_end(ef_ctrl *c, ef_status *st) {
   /* Never ask the ESP to activate an image with a chunk missing. */
-  ef_err err = flush_writes(c);
+  ef_err err = flush_writes(c, st);
   if (err != EF_OK) return err;
-  return simple_request(c, EF_CTRL_REQ_OTA_END, c->o.ota_end_timeout_ms);
+  return simple_request(c, EF_CTRL_REQ_OTA_END, c->o.ota_end_timeout_ms, st);
 }
 
-ef_err ef_ctrl_get_fw_version(ef_ctrl *c, ef_fw_version *v) {
+ef_err ef_ctrl_get_fw_version(ef_ctrl *c, ef_fw_version *v, ef_status *st) {
   ef_ctrl_msg m;
   ef_fw_version tmp;
   if (ef_ctrl_msg_init(&m, EF_CTRL_REQ_GET_FW_VERSION, take_uid(c)) != EF_OK)
-    return EF_ERR_INTERNAL;
-  ef_err err = sync_request(c, &m, c->o.timeout_ms, &tmp);
+    return ef_status_fail(st, EF_ERR_INTERNAL, "cannot build GetFwVersion");
+  ef_err err = sync_request(c, &m, c->o.timeout_ms, &tmp, st);
   if (err == EF_OK && v) *v = tmp;
   return err;
 }
 
-ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable) {
+ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable, ef_status *st) {
   ef_ctrl_msg m;
   if (ef_ctrl_msg_init(&m, EF_CTRL_REQ_ENABLE_DISABLE, take_uid(c)) != EF_OK)
-    return EF_ERR_INTERNAL;
+    return ef_status_fail(st, EF_ERR_INTERNAL, "cannot build a feature request");
   m.body.req_enable_disable.feature = (uint32_t)f;
   m.body.req_enable_disable.enable = enable;
-  return sync_request(c, &m, c->o.timeout_ms, NULL);
+  return sync_request(c, &m, c->o.timeout_ms, NULL, st);
 }
 
-ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms) {
+ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms, ef_status *st) {
   int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   unsigned events = c->events;
   do {
-    ef_err err = pump(c, deadline);
+    ef_status why = EF_STATUS_INIT;
+    ef_err err = pump(c, deadline, &why);
     if (err == EF_ERR_ESP_UNAVAILABLE) {
       /* The next pump re-opens the device, waiting for it until the deadline. */
-      if (ef_ms_left(deadline) == 0) return err;
+      if (ef_ms_left(deadline) == 0) return ef_status_copy(st, &why);
       continue;
     }
-    if (err != EF_OK) return EF_ERR_INTERNAL;
+    if (err != EF_OK) return ef_status_fail(st, EF_ERR_INTERNAL, "%s", why.detail);
     if (c->events != events) break;
   } while (ef_ms_left(deadline) > 0);
   return EF_OK;
@@ -466,7 +476,7 @@ ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms) {
 /* Re-opens the device. A busy device (another program has it) answers at
  * once, so the caller's loop would spin: wait a probe interval instead. */
 static ef_err reopen_or_pause(ef_ctrl *c, int timeout_ms) {
-  ef_err err = ef_transport_reopen(c->t, timeout_ms);
+  ef_err err = ef_transport_reopen(c->t, timeout_ms, NULL);
   if (err == EF_ERR_ESP_BUSY) {
     int ms = timeout_ms < BOOT_PROBE_MS ? timeout_ms : BOOT_PROBE_MS;
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -476,11 +486,13 @@ static ef_err reopen_or_pause(ef_ctrl *c, int timeout_ms) {
   return err;
 }
 
-ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
+ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v, ef_status *st) {
   int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   unsigned inits = c->init_events;
   unsigned opens = ef_transport_open_count(c->t);
   ef_fw_version tmp;
+  ef_status why = EF_STATUS_INIT; /* the last probe's answer */
+  bool restarted = false;
   ef_err err = EF_ERR_ESP_TIMEOUT;
   /* First the reboot itself. The old firmware keeps answering for the few
    * seconds between OTA end and the restart, so an answer proves nothing
@@ -496,11 +508,13 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
       if (reopen_or_pause(c, left) != EF_OK) ef_debug("ctrl: ESP not back yet");
       continue;
     }
-    if (ef_ctrl_poll(c, left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS) != EF_OK)
+    if (ef_ctrl_poll(c, left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS, NULL) != EF_OK)
       ef_debug("ctrl: link down, waiting for the ESP");
   }
+  restarted = true;
   for (;;) {
     int left = ef_ms_left(deadline);
+    ef_status_clear(&why);
     if (c->init_events != inits) {
       /* ESPInit: the firmware is up. The version is asked once more, with the
        * time that is left, only if the caller wants it. */
@@ -508,11 +522,11 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
       if (v) {
         ef_ctrl_msg m;
         if (ef_ctrl_msg_init(&m, EF_CTRL_REQ_GET_FW_VERSION, take_uid(c)) != EF_OK) {
-          err = EF_ERR_INTERNAL;
+          err = ef_status_fail(&why, EF_ERR_INTERNAL, "cannot build GetFwVersion");
           goto out;
         }
         /* Not cut shorter than one probe: the ESP is known to be up. */
-        err = sync_request(c, &m, left > BOOT_PROBE_MS ? left : BOOT_PROBE_MS, &tmp);
+        err = sync_request(c, &m, left > BOOT_PROBE_MS ? left : BOOT_PROBE_MS, &tmp, &why);
       }
       goto out;
     }
@@ -524,20 +538,25 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) {
     int64_t probe_end = ef_mono_ms() + (left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS);
     ef_ctrl_msg m;
     if (ef_ctrl_msg_init(&m, EF_CTRL_REQ_GET_FW_VERSION, take_uid(c)) != EF_OK) {
-      err = EF_ERR_INTERNAL;
+      err = ef_status_fail(&why, EF_ERR_INTERNAL, "cannot build GetFwVersion");
       goto out;
     }
-    err = sync_request(c, &m, left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS, &tmp);
+    err = sync_request(c, &m, left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS, &tmp, &why);
     if (err == EF_OK) goto out;
     if (err != EF_ERR_ESP_TIMEOUT && err != EF_ERR_ESP_UNAVAILABLE) goto out; /* it answered */
     /* A device that fails at once is not asked again before the probe
      * interval is over; meanwhile an ESPInit may arrive. */
     if (err == EF_ERR_ESP_UNAVAILABLE && ef_ms_left(probe_end) > 0 &&
-        ef_ctrl_poll(c, ef_ms_left(probe_end)) != EF_OK)
+        ef_ctrl_poll(c, ef_ms_left(probe_end), NULL) != EF_OK)
       ef_debug("ctrl: ESP not back yet");
   }
 out:
   if (err == EF_OK && v) *v = tmp;
-  if (err == EF_ERR_ESP_UNAVAILABLE) err = EF_ERR_ESP_TIMEOUT;
-  return err;
+  if (err == EF_ERR_ESP_TIMEOUT || err == EF_ERR_ESP_UNAVAILABLE)
+    return ef_status_fail(st, EF_ERR_ESP_TIMEOUT,
+                          restarted ? "the ESP restarted but did not answer within %d ms"
+                                    : "the ESP did not restart within %d ms",
+                          timeout_ms);
+  if (err != EF_OK) ef_status_fail(&why, err, NULL);
+  return ef_status_copy(st, &why);
 }

@@ -82,7 +82,7 @@ static int try_open(const char *path) {
 }
 
 /* Opens the path, retrying until the node is back or the deadline passes. */
-static ef_err open_wait(ef_transport *t, int timeout_ms) {
+static ef_err open_wait(ef_transport *t, int timeout_ms, ef_status *st) {
   int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   int last_errno = 0;
   close_fd(t);
@@ -99,31 +99,31 @@ static ef_err open_wait(ef_transport *t, int timeout_ms) {
       /* esp_serial_open lets one program have the node at a time. Waiting
        * for the other program is the caller's decision, not ours. */
       ef_debug("ctrl: %s is busy: another program holds the ESP control device", t->path);
-      return EF_ERR_ESP_BUSY;
+      return ef_status_fail(st, EF_ERR_ESP_BUSY, "%s is held by another program", t->path);
     }
     int left = ef_ms_left(deadline);
     if (left == 0) break;
     sleep_ms(left < REOPEN_INTERVAL_MS ? left : REOPEN_INTERVAL_MS);
   }
   ef_warn("ctrl: cannot open %s: %s", t->path, strerror(last_errno));
-  return EF_ERR_ESP_UNAVAILABLE;
+  return ef_status_fail(st, EF_ERR_ESP_UNAVAILABLE, "cannot open %s: %s", t->path, strerror(last_errno));
 }
 
-ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out) {
+ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out, ef_status *st) {
   ef_err err = EF_OK;
   ef_transport *t = NULL;
   *out = NULL;
   if (!path || !*path) {
-    err = EF_ERR_INVALID_ARG;
+    err = ef_status_fail(st, EF_ERR_INVALID_ARG, "no device path");
     goto out;
   }
   t = calloc(1, sizeof *t);
   if (!t || !(t->path = strdup(path))) {
-    err = EF_ERR_NOMEM;
+    err = ef_status_fail(st, EF_ERR_NOMEM, NULL);
     goto out;
   }
   t->fd = -1;
-  err = open_wait(t, open_timeout_ms);
+  err = open_wait(t, open_timeout_ms, st);
   if (err != EF_OK) goto out;
   *out = t;
   t = NULL;
@@ -139,24 +139,27 @@ void ef_transport_close(ef_transport *t) {
   free(t);
 }
 
-ef_err ef_transport_reopen(ef_transport *t, int timeout_ms) { return open_wait(t, timeout_ms); }
+ef_err ef_transport_reopen(ef_transport *t, int timeout_ms, ef_status *st) {
+  return open_wait(t, timeout_ms, st);
+}
 
 int ef_transport_is_open(const ef_transport *t) { return t->fd >= 0; }
 
 unsigned ef_transport_open_count(const ef_transport *t) { return t->opens; }
 
 /* The device hung up or failed: forget the descriptor so the next call re-opens. */
-static ef_err gone(ef_transport *t, const char *what, int err) {
-  ef_info("ctrl: %s on %s: %s; will re-open", what, t->path, err ? strerror(err) : "hang-up");
+static ef_err gone(ef_transport *t, const char *what, int err, ef_status *st) {
+  const char *why = err ? strerror(err) : "hang-up";
+  ef_info("ctrl: %s on %s: %s; will re-open", what, t->path, why);
   close_fd(t);
-  return EF_ERR_ESP_UNAVAILABLE;
+  return ef_status_fail(st, EF_ERR_ESP_UNAVAILABLE, "%s on %s: %s", what, t->path, why);
 }
 
-ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int timeout_ms) {
+ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int timeout_ms, ef_status *st) {
   int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   size_t done = 0;
   if (t->fd < 0) {
-    ef_err err = open_wait(t, timeout_ms);
+    ef_err err = open_wait(t, timeout_ms, st);
     if (err != EF_OK) return err;
   }
   while (done < len) {
@@ -176,26 +179,27 @@ ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int t
        * are errors of this frame, never a reason to write the remainder. */
       if ((size_t)n == len - done) return EF_OK;
       ef_warn("ctrl: %s took %zd of a %zu-byte message", t->path, n, len);
-      return EF_ERR_ESP_WRITE_REFUSED;
+      return ef_status_fail(st, EF_ERR_ESP_WRITE_REFUSED, "%s took %zd of a %zu-byte message", t->path, n, len);
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "write failed", errno);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "write failed", errno, st);
     /* Full (nothing was written): wait for room, bounded by the caller's deadline. */
     struct pollfd p = {.fd = t->fd, .events = POLLOUT};
     int left = ef_ms_left(deadline);
-    if (left == 0) return EF_ERR_ESP_TIMEOUT;
+    if (left == 0)
+      return ef_status_fail(st, EF_ERR_ESP_TIMEOUT, "%s took no bytes within %d ms", t->path, timeout_ms);
     int r = poll(&p, 1, left);
-    if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno);
-    if (r > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL))) return gone(t, "write", 0);
+    if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno, st);
+    if (r > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL))) return gone(t, "write", 0, st);
   }
   return EF_OK;
 }
 
-ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms) {
+ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms, ef_status *st) {
   int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   *got = 0;
   if (t->fd < 0) {
-    ef_err err = open_wait(t, timeout_ms);
+    ef_err err = open_wait(t, timeout_ms, st);
     if (err != EF_OK) return err;
   }
   int spurious = 0; /* poll said readable, read found nothing */
@@ -207,10 +211,10 @@ ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got,
     }
     /* With VMIN=1 a live terminal never returns 0: 0 is a hung-up tty (its
      * pty master closed) or the end of a non-terminal device. */
-    if (n == 0) return gone(t, "end of stream", 0);
+    if (n == 0) return gone(t, "end of stream", 0, st);
     if (errno == EINTR) continue;
     /* EIO, ENXIO, ENODEV...: the ESP rebooted or the driver re-initialised. */
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "read failed", errno);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "read failed", errno, st);
     struct pollfd p = {.fd = t->fd, .events = POLLIN};
     int left = ef_ms_left(deadline);
     if (left == 0) return EF_OK;
@@ -221,12 +225,12 @@ ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got,
       continue;
     }
     int r = poll(&p, 1, left);
-    if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno);
+    if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno, st);
     if (r == 0) return EF_OK;
     if (r > 0 && (p.revents & POLLIN)) spurious++;
     /* Data that arrived before a hang-up is still read first: the loop
      * reads again and only then sees the error or EOF. */
     if (r > 0 && !(p.revents & POLLIN) && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
-      return gone(t, "hang-up", 0);
+      return gone(t, "hang-up", 0, st);
   }
 }

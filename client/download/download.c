@@ -11,7 +11,6 @@
 
 #include <curl/curl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,11 +45,9 @@ struct ef_download {
   /* written by the curl callbacks, read after curl_easy_perform */
   bool response_checked;
   uint64_t received;
-  ef_err fail;       /* set when a callback stopped the transfer */
-  char fail_detail[200];
+  ef_status fail;    /* set when a callback stopped the transfer */
 
-  ef_err outcome;
-  char detail[256];
+  ef_status outcome; /* what the pipe's reader and ef_download_join get */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -79,101 +76,81 @@ out:
   curl_url_cleanup(h);
 }
 
-ef_err ef_download_check_url(const char *url, bool allow_http, char *detail, size_t n) {
-  ef_err rc = EF_ERR_DOWNLOAD_FAILED;
-  char scratch[1];
+/* A refused URL stays refused: the policy, not the network, said no. */
+#define REFUSE(...) ef_status_fail_r(st, EF_ERR_DOWNLOAD_FAILED, false, __VA_ARGS__)
+
+ef_err ef_download_check_url(const char *url, bool allow_http, ef_status *st) {
+  ef_err rc = EF_OK;
   CURLU *h = NULL;
   char *scheme = NULL, *host = NULL;
   CURLUcode uc;
 
-  if (!detail || n == 0) {
-    detail = scratch;
-    n = sizeof(scratch);
-  }
-  detail[0] = '\0';
   if (!url || !*url) {
-    snprintf(detail, n, "no URL given");
+    rc = REFUSE("no URL given");
     goto out;
   }
   h = curl_url();
   if (!h) {
-    rc = EF_ERR_NOMEM;
+    rc = ef_status_fail(st, EF_ERR_NOMEM, "cannot parse the URL");
     goto out;
   }
   uc = curl_url_set(h, CURLUPART_URL, url, 0);
   if (uc != CURLUE_OK) {
-    snprintf(detail, n, "not a valid URL: %s", curl_url_strerror(uc));
+    rc = REFUSE("not a valid URL: %s", curl_url_strerror(uc));
     goto out;
   }
   if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
-    snprintf(detail, n, "URL has no scheme");
+    rc = REFUSE("URL has no scheme");
     goto out;
   }
   if (strcmp(scheme, "http") == 0) {
     if (!allow_http) {
-      snprintf(detail, n, "plain http is not allowed");
+      rc = REFUSE("plain http is not allowed");
       goto out;
     }
   } else if (strcmp(scheme, "https") != 0) {
-    snprintf(detail, n, "URL scheme '%s' is not supported (https%s only)", scheme,
-             allow_http ? " and http" : "");
+    rc = REFUSE("URL scheme '%s' is not supported (https%s only)", scheme, allow_http ? " and http" : "");
     goto out;
   }
   if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
-    snprintf(detail, n, "URL has no host");
+    rc = REFUSE("URL has no host");
     goto out;
   }
-  rc = EF_OK;
 out:
   curl_free(host);
   curl_free(scheme);
   curl_url_cleanup(h);
   return rc;
 }
-
-static void fail_with(ef_download *d, ef_err code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Remembers why a callback stopped the transfer; the first reason wins. */
-static void fail_with(ef_download *d, ef_err code, const char *fmt, ...) {
-  va_list ap;
-  if (d->fail != EF_OK) return;
-  d->fail = code;
-  va_start(ap, fmt);
-  vsnprintf(d->fail_detail, sizeof(d->fail_detail), fmt, ap);
-  va_end(ap);
-}
-
-static void set_detail(ef_download *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* The outcome's sentence; long curl messages are cut to the pipe's limit. */
-static void set_detail(ef_download *d, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(d->detail, sizeof(d->detail), fmt, ap);
-  va_end(ap);
-}
+#undef REFUSE
 
 /* Runs before the first body byte goes to the pipe: an error page or an
- * oversized body must never reach the consumer. */
+ * oversized body must never reach the consumer. A callback's reason is kept
+ * in d->fail (the first one wins) and becomes the outcome. */
 static bool check_response(ef_download *d, CURL *c) {
   long code = 0;
   curl_off_t length = -1;
 
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   if (code < 200 || code > 299) {
-    fail_with(d, EF_ERR_DOWNLOAD_FAILED, "HTTP %ld from %s", code, d->where);
+    /* A 4xx names a request this server will refuse again (missing file,
+     * no access); a 5xx or anything else is the server's trouble, which
+     * may pass. */
+    bool may_pass = code < 400 || code > 499;
+    ef_status_fail_r(&d->fail, EF_ERR_DOWNLOAD_FAILED, may_pass, "HTTP %ld from %s", code, d->where);
     return false;
   }
   if (d->offset && code != 206) {
-    /* a 200 would restart the body at byte 0 */
-    fail_with(d, EF_ERR_DOWNLOAD_FAILED, EF_DOWNLOAD_NO_RANGE " (HTTP %ld from %s)", code, d->where);
+    /* a 200 would restart the body at byte 0; starting over can work */
+    ef_status_fail_r(&d->fail, EF_ERR_DOWNLOAD_NO_RANGE, true, "server does not serve byte ranges (HTTP %ld from %s)",
+                     code, d->where);
     return false;
   }
   curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
   if (d->max_bytes && length > 0 && (uint64_t)length > d->max_bytes) {
-    fail_with(d, EF_ERR_SIZE_MISMATCH, "server sent more than %" PRIu64 " bytes (Content-Length %" PRId64 ")",
-              d->max_bytes, (int64_t)length);
+    ef_status_fail_r(&d->fail, EF_ERR_SIZE_MISMATCH, false,
+                     "server sent more than %" PRIu64 " bytes (Content-Length %" PRId64 ")", d->max_bytes,
+                     (int64_t)length);
     return false;
   }
   return true;
@@ -188,11 +165,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx) {
     if (!check_response(d, d->curl)) return 0;
   }
   if (d->max_bytes && d->received + n > d->max_bytes) {
-    fail_with(d, EF_ERR_SIZE_MISMATCH, "server sent more than %" PRIu64 " bytes", d->max_bytes);
+    ef_status_fail_r(&d->fail, EF_ERR_SIZE_MISMATCH, false, "server sent more than %" PRIu64 " bytes",
+                     d->max_bytes);
     return 0;
   }
   if (ef_pipe_write(d->sink, data, n) != EF_OK) {
-    fail_with(d, EF_ERR_CANCELED, "download canceled by the reader");
+    ef_status_fail_r(&d->fail, EF_ERR_CANCELED, false, "download canceled by the reader");
     return 0;
   }
   d->received += n;
@@ -205,15 +183,18 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
                        curl_off_t ulnow) {
   ef_download *d = ctx;
   if (ef_pipe_aborted(d->sink)) {
-    fail_with(d, EF_ERR_CANCELED, "download canceled by the reader");
+    ef_status_fail_r(&d->fail, EF_ERR_CANCELED, false, "download canceled by the reader");
     return 1;
   }
   return 0;
 }
 
-static bool is_tls_error(CURLcode res) {
+/* TLS failures that name the TLS set-up, never the network: a certificate
+ * that does not verify, a CA file that cannot be read... Waiting does not
+ * change them. (A handshake that broke off, CURLE_SSL_CONNECT_ERROR, is
+ * also how a connection reset during the handshake shows: see is_tls_error.) */
+static bool is_tls_setup_error(CURLcode res) {
   switch (res) {
-    case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
@@ -221,7 +202,6 @@ static bool is_tls_error(CURLcode res) {
     case CURLE_SSL_ENGINE_NOTFOUND:
     case CURLE_SSL_ENGINE_SETFAILED:
     case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_SHUTDOWN_FAILED:
     case CURLE_SSL_CRL_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
@@ -234,7 +214,12 @@ static bool is_tls_error(CURLcode res) {
   }
 }
 
-/* Turns curl's result into the outcome and its sentence. */
+static bool is_tls_error(CURLcode res) {
+  return res == CURLE_SSL_CONNECT_ERROR || res == CURLE_SSL_SHUTDOWN_FAILED || is_tls_setup_error(res);
+}
+
+/* Turns curl's result into the outcome: its sentence and whether the same
+ * download may pass later. */
 static void describe_curl_error(ef_download *d, CURLcode res) {
   const char *msg = d->errbuf[0] ? d->errbuf : curl_easy_strerror(res);
   /* curl's messages name the host for network errors but not for TLS ones. */
@@ -247,21 +232,25 @@ static void describe_curl_error(ef_download *d, CURLcode res) {
   bool connected = curl_easy_getinfo(d->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK &&
                    pretransfer > 0;
 
-  d->outcome = EF_ERR_DOWNLOAD_FAILED;
+  ef_status *o = &d->outcome;
   if (is_tls_error(res)) {
-    set_detail(d, "TLS: %s%s%s", msg, sep, where);
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, !is_tls_setup_error(res), "TLS: %s%s%s", msg, sep, where);
   } else if (res == CURLE_OPERATION_TIMEDOUT && connected) {
-    set_detail(d, "stalled: no data for %ld s from %s (after %" PRIu64 " bytes)",
-             d->stall_timeout_s, d->where, d->received);
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, true, "stalled: no data for %ld s from %s (after %" PRIu64 " bytes)",
+                     d->stall_timeout_s, d->where, d->received);
   } else if (res == CURLE_RANGE_ERROR) {
-    set_detail(d, EF_DOWNLOAD_NO_RANGE " (%s%s%s)", msg, sep, where);
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_NO_RANGE, true, "server does not serve byte ranges (%s%s%s)", msg, sep,
+                     where);
   } else if (res == CURLE_UNSUPPORTED_PROTOCOL) {
     /* the URL itself passed ef_download_check_url: a redirect went astray */
-    set_detail(d, "redirect refused: %s%s%s", msg, sep, where);
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, false, "redirect refused: %s%s%s", msg, sep, where);
+  } else if (res == CURLE_TOO_MANY_REDIRECTS) {
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, false, "%s%s%s", msg, sep, where);
   } else if (res == CURLE_OPERATION_TIMEDOUT) {
-    set_detail(d, "connect timeout: %s%s%s", msg, sep, where);
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, true, "connect timeout: %s%s%s", msg, sep, where);
   } else {
-    set_detail(d, "%s%s%s", msg, sep, where);
+    /* refused, reset, host not found, cut short: the network may come back */
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, true, "%s%s%s", msg, sep, where);
   }
 }
 
@@ -311,14 +300,12 @@ static void *download_thread(void *arg) {
 
   d->curl = curl_easy_init();
   if (!d->curl) {
-    d->outcome = EF_ERR_NOMEM;
-    set_detail(d, "could not create a curl handle");
+    ef_status_fail(&d->outcome, EF_ERR_NOMEM, "could not create a curl handle");
     goto out;
   }
   res = setup(d);
   if (res != CURLE_OK) {
-    d->outcome = EF_ERR_INTERNAL;
-    set_detail(d, "curl option refused: %s", curl_easy_strerror(res));
+    ef_status_fail(&d->outcome, EF_ERR_INTERNAL, "curl option refused: %s", curl_easy_strerror(res));
     goto out;
   }
   if (d->offset)
@@ -326,25 +313,24 @@ static void *download_thread(void *arg) {
   else
     ef_debug("download: GET %s", d->where);
   res = curl_easy_perform(d->curl);
-  if (d->fail != EF_OK) {
-    d->outcome = d->fail;
-    set_detail(d, "%s", d->fail_detail);
+  if (d->fail.code != EF_OK) {
+    ef_status_copy(&d->outcome, &d->fail);
   } else if (res != CURLE_OK) {
     describe_curl_error(d, res);
   } else if (!d->response_checked && !check_response(d, d->curl)) {
     /* an error status with an empty body never reached on_body */
-    d->outcome = d->fail;
-    set_detail(d, "%s", d->fail_detail);
+    ef_status_copy(&d->outcome, &d->fail);
   } else {
     curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
-    d->outcome = EF_OK;
     ef_debug("download: %s done, HTTP %ld, %" PRIu64 " bytes", d->where, code, d->received);
   }
 out:
-  if (d->outcome != EF_OK) ef_debug("download: %s failed: %s", d->where, d->detail);
+  if (d->outcome.code != EF_OK)
+    ef_debug("download: %s failed (%s): %s", d->where, d->outcome.retryable ? "may pass" : "final",
+             d->outcome.detail);
   curl_easy_cleanup(d->curl);
   d->curl = NULL;
-  ef_pipe_close(d->sink, d->outcome, d->detail);
+  ef_pipe_close(d->sink, &d->outcome);
   return NULL;
 }
 
@@ -355,12 +341,12 @@ static void download_free(ef_download *d) {
   free(d);
 }
 
-ef_err ef_download_start(const ef_download_options *o, ef_pipe *sink, ef_download **out) {
+ef_err ef_download_start(const ef_download_options *o, ef_pipe *sink, ef_download **out, ef_status *st) {
   ef_err rc = EF_ERR_NOMEM;
   ef_download *d = NULL;
 
   *out = NULL;
-  if (!o || !sink) return EF_ERR_INVALID_ARG;
+  if (!o || !sink) return ef_status_fail(st, EF_ERR_INVALID_ARG, "no options or no pipe");
   d = calloc(1, sizeof(*d));
   if (!d) goto out;
   d->sink = sink;
@@ -372,9 +358,8 @@ ef_err ef_download_start(const ef_download_options *o, ef_pipe *sink, ef_downloa
 
   /* A refused URL is an outcome like any other: it reaches the reader
    * through the pipe and ef_download_join, no thread needed. */
-  d->outcome = ef_download_check_url(o->url, o->allow_http, d->detail, sizeof(d->detail));
-  if (d->outcome != EF_OK) {
-    ef_pipe_close(sink, d->outcome, d->detail);
+  if (ef_download_check_url(o->url, o->allow_http, &d->outcome) != EF_OK) {
+    ef_pipe_close(sink, &d->outcome);
     *out = d;
     d = NULL;
     rc = EF_OK;
@@ -396,17 +381,22 @@ ef_err ef_download_start(const ef_download_options *o, ef_pipe *sink, ef_downloa
   d = NULL;
   rc = EF_OK;
 out:
-  if (rc != EF_OK) ef_pipe_close(sink, rc, "could not start the download");
+  if (rc != EF_OK) {
+    ef_status why = EF_STATUS_INIT;
+    ef_status_fail(&why, rc, "could not start the download");
+    ef_pipe_close(sink, &why);
+    ef_status_copy(st, &why);
+  }
   download_free(d);
   return rc;
 }
 
-ef_err ef_download_join(ef_download *d) {
+ef_err ef_download_join(ef_download *d, ef_status *st) {
   ef_err outcome;
 
-  if (!d) return EF_ERR_INVALID_ARG;
+  if (!d) return ef_status_fail(st, EF_ERR_INVALID_ARG, "no download");
   if (d->has_thread) pthread_join(d->thread, NULL);
-  outcome = d->outcome;
+  outcome = ef_status_copy(st, &d->outcome);
   download_free(d);
   return outcome;
 }

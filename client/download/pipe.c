@@ -28,8 +28,7 @@ struct ef_pipe {
   bool writer_waiting;
   bool closed;
   bool aborted;
-  ef_err status;
-  char detail[256];
+  ef_status outcome; /* the producer's, set by the first close */
 };
 
 ef_err ef_pipe_new(size_t capacity, ef_pipe **out) {
@@ -118,23 +117,23 @@ ef_err ef_pipe_write(ef_pipe *p, const void *data, size_t len) {
   return rc;
 }
 
-void ef_pipe_close(ef_pipe *p, ef_err status, const char *detail) {
+void ef_pipe_close(ef_pipe *p, const ef_status *outcome) {
   pthread_mutex_lock(&p->mu);
   if (!p->closed) {
     p->closed = true;
-    p->status = status;
-    snprintf(p->detail, sizeof(p->detail), "%s", detail ? detail : "");
+    ef_status_clear(&p->outcome);
+    (void)ef_status_copy(&p->outcome, outcome);
     pthread_cond_broadcast(&p->readable);
   }
   pthread_mutex_unlock(&p->mu);
 }
 
-ef_err ef_pipe_read(ef_pipe *p, void *buf, size_t cap, size_t *got) {
+ef_err ef_pipe_read(ef_pipe *p, void *buf, size_t cap, size_t *got, ef_status *st) {
   uint8_t *dst = buf;
   ef_err rc = EF_OK;
 
   *got = 0;
-  if (cap == 0) return EF_ERR_INVALID_ARG;
+  if (cap == 0) return ef_status_fail(st, EF_ERR_INVALID_ARG, "a read of 0 bytes");
   pthread_mutex_lock(&p->mu);
   while (p->len == 0 && !p->closed && !p->aborted) {
     p->reader_waiting = true;
@@ -142,11 +141,11 @@ ef_err ef_pipe_read(ef_pipe *p, void *buf, size_t cap, size_t *got) {
     p->reader_waiting = false;
   }
   if (p->aborted) {
-    rc = EF_ERR_CANCELED;
+    rc = ef_status_fail(st, EF_ERR_CANCELED, "the reader aborted the transfer");
     goto out;
   }
   if (p->len == 0) { /* closed and drained */
-    rc = p->status;
+    rc = ef_status_copy(st, &p->outcome);
     goto out;
   }
   /* The filled region cannot shrink while we copy (only we drain it). */
@@ -186,22 +185,11 @@ bool ef_pipe_aborted(ef_pipe *p) {
   return aborted;
 }
 
-const char *ef_pipe_detail(ef_pipe *p) {
-  /* Written once, under the lock, before the consumer can see the close. */
-  pthread_mutex_lock(&p->mu);
-  const char *d = p->closed ? p->detail : "";
-  pthread_mutex_unlock(&p->mu);
-  return d;
+static ef_err pipe_source_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got, ef_status *st) {
+  return ef_pipe_read(s->ctx, buf, cap, got, st);
 }
-
-static ef_err pipe_source_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got) {
-  return ef_pipe_read(s->ctx, buf, cap, got);
-}
-
-static const char *pipe_source_detail(ef_source *s) { return ef_pipe_detail(s->ctx); }
 
 void ef_pipe_source(ef_pipe *p, ef_source *src) {
   src->read = pipe_source_read;
-  src->detail = pipe_source_detail;
   src->ctx = p;
 }

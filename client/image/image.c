@@ -215,7 +215,7 @@ static size_t feed_segment_data(ef_image_validator *v, const uint8_t *p, size_t 
   return n;
 }
 
-ef_err ef_image_feed(ef_image_validator *v, const uint8_t *data, size_t len) {
+static ef_err feed(ef_image_validator *v, const uint8_t *data, size_t len) {
   size_t i = 0;
   while (i < len) {
     const uint8_t *p = data + i;
@@ -306,6 +306,17 @@ ef_err ef_image_feed(ef_image_validator *v, const uint8_t *data, size_t len) {
   return v->st == ST_ERROR ? v->err : EF_OK;
 }
 
+/* The validator keeps its defect's sentence, so every later call reports it
+ * again: a caller may pass a status to any of them. */
+static ef_err report(const ef_image_validator *v, ef_err err, ef_status *st) {
+  if (err == EF_OK) return EF_OK;
+  return ef_status_fail(st, err, "%s", v->detail);
+}
+
+ef_err ef_image_feed(ef_image_validator *v, const uint8_t *data, size_t len, ef_status *st) {
+  return report(v, feed(v, data, len), st);
+}
+
 bool ef_image_desc_ready(const ef_image_validator *v) { return v->desc_ready; }
 
 const ef_image_header *ef_image_get_header(const ef_image_validator *v) { return &v->hdr; }
@@ -375,7 +386,7 @@ static ef_err do_finish(ef_image_validator *v) {
   return EF_OK;
 }
 
-ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary) {
+ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary, ef_status *st) {
   if (!v->finished) {
     v->finished = true;
     v->finish_err = do_finish(v);
@@ -396,50 +407,45 @@ ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary) {
       summary->total_size = v->offset;
     }
   }
-  return v->finish_err;
+  return report(v, v->finish_err, st);
 }
 
-const char *ef_image_detail(const ef_image_validator *v) { return v->detail; }
-
 ef_err ef_image_check_file(const char *path, ef_image_header *hdr, ef_app_desc *desc,
-                           ef_image_summary *summary, char *detail, size_t detail_len) {
+                           ef_image_summary *summary, ef_status *st) {
   enum { READ_SIZE = 64 * 1024 };
   ef_err err;
   ef_image_validator *v = NULL;
   uint8_t *buf = NULL;
   int fd = -1;
 
-  if (detail && detail_len) detail[0] = '\0';
   if (summary) memset(summary, 0, sizeof *summary);
   err = ef_image_validator_new(&v);
   if (err != EF_OK) goto out;
   buf = malloc(READ_SIZE);
   if (!buf) {
-    err = EF_ERR_NOMEM;
+    err = ef_status_fail(st, EF_ERR_NOMEM, "cannot allocate a read buffer");
     goto out;
   }
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    err = EF_ERR_IO;
-    if (detail && detail_len) snprintf(detail, detail_len, "cannot open %s: %s", path, strerror(errno));
+    err = ef_status_fail(st, EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     goto out;
   }
   for (;;) {
     ssize_t n = read(fd, buf, READ_SIZE);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      err = EF_ERR_IO;
-      if (detail && detail_len) snprintf(detail, detail_len, "cannot read %s: %s", path, strerror(errno));
+      err = ef_status_fail(st, EF_ERR_IO, "cannot read %s: %s", path, strerror(errno));
       goto out;
     }
     if (n == 0) break;
-    /* Keep reading past a feed error would only waste time: it is sticky. */
-    err = ef_image_feed(v, buf, (size_t)n);
-    if (err != EF_OK) break;
+    /* Keep reading past a feed error would only waste time: it is sticky,
+     * and ef_image_finish below reports it. */
+    if (feed(v, buf, (size_t)n) != EF_OK) break;
   }
-  err = ef_image_finish(v, summary);
-  if (detail && detail_len && err != EF_OK) snprintf(detail, detail_len, "%s", ef_image_detail(v));
+  err = ef_image_finish(v, summary, st);
 out:
+  if (err != EF_OK) ef_status_fail(st, err, NULL); /* a code without specifics (no memory) */
   if (v) {
     if (hdr) *hdr = *ef_image_get_header(v);
     if (desc) {

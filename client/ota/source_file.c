@@ -11,10 +11,9 @@
 
 struct file_ctx {
   int fd;
-  char detail[128];
 };
 
-static ef_err file_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got) {
+static ef_err file_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got, ef_status *st) {
   struct file_ctx *f = s->ctx;
   for (;;) {
     ssize_t n = read(f->fd, buf, cap);
@@ -23,28 +22,31 @@ static ef_err file_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got) {
       return EF_OK;
     }
     if (errno == EINTR) continue;
-    snprintf(f->detail, sizeof f->detail, "read failed: %s", strerror(errno));
     *got = 0;
-    return EF_ERR_IO;
+    return ef_status_fail(st, EF_ERR_IO, "read failed: %s", strerror(errno));
   }
 }
 
-static const char *file_detail(ef_source *s) { return ((struct file_ctx *)s->ctx)->detail; }
-
-ef_err ef_file_source_open(const char *path, ef_source *src) {
+ef_err ef_file_source_open(const char *path, ef_source *src, ef_status *st) {
+  ef_err err = EF_OK;
   struct file_ctx *f = calloc(1, sizeof *f);
-  if (!f) return EF_ERR_NOMEM;
+  if (!f) {
+    err = ef_status_fail(st, EF_ERR_NOMEM, NULL);
+    goto out;
+  }
   f->fd = open(path, O_RDONLY | O_CLOEXEC);
   if (f->fd < 0) {
-    free(f);
-    return EF_ERR_IO;
+    err = ef_status_fail(st, EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    goto out;
   }
   /* The engine reads front to back once; tell the kernel so it reads ahead. */
   (void)posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   src->read = file_read;
-  src->detail = file_detail;
   src->ctx = f;
-  return EF_OK;
+  f = NULL;
+out:
+  free(f);
+  return err;
 }
 
 void ef_file_source_close(ef_source *src) {

@@ -19,6 +19,12 @@
  *
  * The event callback runs inside whichever call is reading frames; it must
  * not call back into the client. See docs/esp-hosted.md.
+ *
+ * Every call that can fail takes an ef_status (last, may be NULL) that says
+ * why: a refused request carries the firmware's answer ("ESP refused
+ * Req_OTAWrite (resp -1)"), a timeout the request and the time waited ("no
+ * answer to Req_OTAEnd (uid 9) within 30000 ms"), a lost device the
+ * system's reason.
  */
 #ifndef ESPFLEET_CTRL_H
 #define ESPFLEET_CTRL_H
@@ -28,6 +34,7 @@
 #include <stdint.h>
 
 #include "espfleet/error.h"
+#include "espfleet/status.h"
 
 /** CtrlMsgId values used by espfleet (see docs/esp-hosted.md). */
 enum {
@@ -122,7 +129,7 @@ void ef_ctrl_options_default(ef_ctrl_options *o);
  *         decides how long to wait); EF_ERR_ESP_UNAVAILABLE;
  *         EF_ERR_INVALID_ARG for a bad window; EF_ERR_NOMEM.
  */
-ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out) EF_MUST_CHECK;
+ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out, ef_status *st) EF_MUST_CHECK;
 
 /** Closes the device and frees @p c (NULL is fine). */
 void ef_ctrl_close(ef_ctrl *c);
@@ -135,7 +142,7 @@ void ef_ctrl_set_event_cb(ef_ctrl *c, ef_ctrl_event_cb cb, void *arg);
  * @return EF_OK; EF_ERR_OTA_BEGIN_FAILED when the ESP refused;
  *         EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
  */
-ef_err ef_ctrl_ota_begin(ef_ctrl *c) EF_MUST_CHECK;
+ef_err ef_ctrl_ota_begin(ef_ctrl *c, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Sends one OTA write of @p len bytes (1..EF_CTRL_MAX_CHUNK). With a window
@@ -143,30 +150,31 @@ ef_err ef_ctrl_ota_begin(ef_ctrl *c) EF_MUST_CHECK;
  * @return EF_OK; EF_ERR_INVALID_ARG for an empty chunk or one above
  *         EF_CTRL_MAX_CHUNK (nothing is sent); EF_ERR_OTA_WRITE_FAILED when
  *         this or an earlier write was refused; EF_ERR_ESP_TIMEOUT;
- *         EF_ERR_ESP_WRITE_REFUSED; EF_ERR_ESP_UNAVAILABLE.
+ *         EF_ERR_ESP_WRITE_REFUSED; EF_ERR_ESP_UNAVAILABLE. A sticky failure
+ *         is reported with the status of the write that failed first.
  */
-ef_err ef_ctrl_ota_write(ef_ctrl *c, const uint8_t *data, size_t len) EF_MUST_CHECK;
+ef_err ef_ctrl_ota_write(ef_ctrl *c, const uint8_t *data, size_t len, ef_status *st) EF_MUST_CHECK;
 
 /** Waits for every OTA write in flight. Same errors as ef_ctrl_ota_write. */
-ef_err ef_ctrl_ota_flush(ef_ctrl *c) EF_MUST_CHECK;
+ef_err ef_ctrl_ota_flush(ef_ctrl *c, ef_status *st) EF_MUST_CHECK;
 
 /**
  * OTA end: the ESP validates the image and, on success, switches the boot
  * slot and reboots a few seconds later. Flushes pending writes first.
  * @return EF_OK; EF_ERR_OTA_END_REJECTED; EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
  */
-ef_err ef_ctrl_ota_end(ef_ctrl *c) EF_MUST_CHECK;
+ef_err ef_ctrl_ota_end(ef_ctrl *c, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Asks for the firmware version.
  * @return EF_OK; EF_ERR_ESP_REQUEST_FAILED; EF_ERR_ESP_PROTOCOL;
  *         EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
  */
-ef_err ef_ctrl_get_fw_version(ef_ctrl *c, ef_fw_version *v) EF_MUST_CHECK;
+ef_err ef_ctrl_get_fw_version(ef_ctrl *c, ef_fw_version *v, ef_status *st) EF_MUST_CHECK;
 
 /** Enables or disables a feature (Bluetooth off before an OTA).
  *  Same errors as ef_ctrl_get_fw_version. */
-ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable) EF_MUST_CHECK;
+ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Reads and dispatches incoming frames for up to @p timeout_ms (events go to
@@ -174,7 +182,7 @@ ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable) EF_MUST_CHECK;
  * @return EF_OK (also on timeout); EF_ERR_ESP_UNAVAILABLE when the device went
  *         away and could not be re-opened within the timeout.
  */
-ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms) EF_MUST_CHECK;
+ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Waits for the ESP to reboot and come back, after OTA end. First the reboot
@@ -185,13 +193,11 @@ ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms) EF_MUST_CHECK;
  * @param v when not NULL, receives the firmware version; after an ESPInit the
  *        version is asked once more (with at least 500 ms, even if that runs
  *        slightly past @p timeout_ms).
- * @return EF_OK; EF_ERR_ESP_TIMEOUT after @p timeout_ms; the error of a
- *         GetFwVersion the ESP answered but refused.
+ * @return EF_OK; EF_ERR_ESP_TIMEOUT after @p timeout_ms (the detail says
+ *         whether the ESP never went down or never came back); the error of
+ *         a GetFwVersion the ESP answered but refused.
  */
-ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v) EF_MUST_CHECK;
-
-/** The `resp` value of the last refused request (firmware's error code), 0 if none. */
-int32_t ef_ctrl_last_resp(const ef_ctrl *c);
+ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v, ef_status *st) EF_MUST_CHECK;
 
 /** Formats @p v as "NAME-major1.major2.minor.rev_patch1.rev_patch2". */
 void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n);

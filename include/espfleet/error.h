@@ -53,6 +53,7 @@
   X(EF_ERR_TOO_LARGE,          "too_large",           "too_large",           "The image is larger than the OTA slot or the configured maximum.") \
   /* download */ \
   X(EF_ERR_DOWNLOAD_FAILED,    "download_failed",     "download_failed",     "The image could not be downloaded.") \
+  X(EF_ERR_DOWNLOAD_NO_RANGE,  "download_no_range",   "download_failed",     "The server does not serve byte ranges, so the download could not continue where it broke.") \
   X(EF_ERR_SIZE_MISMATCH,      "size_mismatch",       "size_mismatch",       "The image size differs from the size the job announced.") \
   X(EF_ERR_HASH_MISMATCH,      "hash_mismatch",       "hash_mismatch",       "The image SHA-256 differs from the hash the job announced.") \
   /* jobs */ \

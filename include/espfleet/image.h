@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "espfleet/error.h"
+#include "espfleet/status.h"
 
 #define EF_IMAGE_MAGIC 0xE9
 #define EF_IMAGE_MAX_SEGMENTS 16
@@ -82,6 +83,7 @@ void ef_image_validator_free(ef_image_validator *v);
 
 /**
  * Feeds the next @p len bytes of the image. Any chunking gives the same result.
+ * @param st on error, the defect with its specifics (offsets, values); may be NULL
  * @return EF_OK, or the first defect as soon as it is known:
  *         EF_ERR_IMAGE_BAD_MAGIC (byte 0 is not 0xE9);
  *         EF_ERR_IMAGE_SEGMENTS (segment count 0 or above 16, a segment
@@ -89,10 +91,11 @@ void ef_image_validator_free(ef_image_validator *v);
  *         ESP-IDF's loader requires, or an image ending past 4 GiB);
  *         EF_ERR_IMAGE_BAD_DESC (first segment shorter than the app
  *         description, or its magic word is wrong: known after 36 bytes);
- *         after an error every further call returns the same error.
- *         Bytes after the digest (a signature block) are accepted.
+ *         after an error every further call returns the same error (and
+ *         fills @p st alike). Bytes after the digest (a signature block)
+ *         are accepted.
  */
-ef_err ef_image_feed(ef_image_validator *v, const uint8_t *data, size_t len) EF_MUST_CHECK;
+ef_err ef_image_feed(ef_image_validator *v, const uint8_t *data, size_t len, ef_status *st) EF_MUST_CHECK;
 
 /** True once the header and the application description are parsed. */
 bool ef_image_desc_ready(const ef_image_validator *v);
@@ -108,12 +111,13 @@ const ef_app_desc *ef_image_get_app_desc(const ef_image_validator *v);
  * the appended SHA-256, in that order. Calling it again returns the same.
  * @param summary when not NULL, receives the final facts (zeroed except
  *        total_size on error).
+ * @param st on error, the defect with its specifics; may be NULL
  * @return EF_OK; EF_ERR_IMAGE_TRUNCATED (the stream ended inside the header,
  *         a segment, the padding, the checksum or the digest);
  *         EF_ERR_IMAGE_BAD_CHECKSUM; EF_ERR_IMAGE_BAD_DIGEST; or an earlier
  *         feed error.
  */
-ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary) EF_MUST_CHECK;
+ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary, ef_status *st) EF_MUST_CHECK;
 
 /**
  * SHA-256 of every byte fed so far (the whole file, signature block
@@ -124,19 +128,16 @@ ef_err ef_image_finish(ef_image_validator *v, ef_image_summary *summary) EF_MUST
  */
 ef_err ef_image_stream_sha256(const ef_image_validator *v, uint8_t out[32]) EF_MUST_CHECK;
 
-/** A sentence with specifics about the last error (offsets, values), or "". */
-const char *ef_image_detail(const ef_image_validator *v);
-
 /**
  * Validates a whole file by streaming it through a validator (64 KiB reads).
  * Fills @p hdr, @p desc and @p summary (each may be NULL) as far as known;
  * @p desc is zeroed when the app description was not reached.
- * @param detail receives ef_image_detail's sentence, or the reason the file
- *        could not be read (may be NULL).
+ * @param st the validator's defect, or why the file could not be read
+ *        ("cannot open PATH: No such file or directory"); may be NULL
  * @return EF_OK; EF_ERR_IO; EF_ERR_NOMEM; or the validator's error.
  */
 ef_err ef_image_check_file(const char *path, ef_image_header *hdr, ef_app_desc *desc,
-                           ef_image_summary *summary, char *detail, size_t detail_len) EF_MUST_CHECK;
+                           ef_image_summary *summary, ef_status *st) EF_MUST_CHECK;
 
 /** Name of a chip id ("esp32s3"), or NULL when unknown. */
 const char *ef_chip_name(uint16_t chip_id);

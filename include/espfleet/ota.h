@@ -20,6 +20,7 @@
 #include "espfleet/error.h"
 #include "espfleet/image.h"
 #include "espfleet/source.h"
+#include "espfleet/status.h"
 
 typedef enum {
   EF_OTA_PHASE_TRANSFER, /**< OTA begin sent; downloading and writing */
@@ -40,24 +41,25 @@ typedef struct {
 
   void *arg; /**< passed to every callback */
   /** Called once the header and app description are known, before OTA begin;
-   *  a non-EF_OK result refuses the image (e.g. downgrade policy). */
-  ef_err (*on_image)(void *arg, const ef_image_header *hdr, const ef_app_desc *desc);
+   *  a non-EF_OK result refuses the image (e.g. downgrade policy), and what
+   *  it puts in @p st (may be NULL) says why. */
+  ef_err (*on_image)(void *arg, const ef_image_header *hdr, const ef_app_desc *desc, ef_status *st);
   /** Phase changes. */
   void (*on_phase)(void *arg, ef_ota_phase phase);
   /** Progress after each chunk written (bytes, expected total or 0). */
   void (*on_progress)(void *arg, uint64_t done, uint64_t total);
   /** Polled between chunks; true aborts with EF_ERR_CANCELED (never after OTA end). */
   bool (*should_cancel)(void *arg);
-  /** Optional: the source failed with @p err after @p offset bytes. Returning
-   *  true with @p src replaced by a source that continues at byte @p offset
-   *  resumes the transfer: the ESP keeps what it was sent, hash and validator
-   *  continue, and the final SHA-256 check still covers every byte. */
-  bool (*resume)(void *arg, ef_err err, const char *detail, uint64_t offset, ef_source *src);
+  /** Optional: the source failed (@p why: its code, whether a retry may
+   *  help, its detail) after @p offset bytes. Returning true with @p src
+   *  replaced by a source that continues at byte @p offset resumes the
+   *  transfer: the ESP keeps what it was sent, hash and validator continue,
+   *  and the final SHA-256 check still covers every byte. */
+  bool (*resume)(void *arg, const ef_status *why, uint64_t offset, ef_source *src);
 } ef_ota_request;
 
+/** What happened, besides the outcome (which goes to ef_ota_run's status). */
 typedef struct {
-  ef_err err;
-  char detail[256];       /**< specifics for the user, "" when none */
   uint64_t bytes;         /**< bytes read from the source */
   uint8_t sha256[32];     /**< SHA-256 of all bytes read (valid when complete) */
   bool desc_known;
@@ -72,13 +74,18 @@ void ef_ota_request_init(ef_ota_request *r);
 
 /**
  * Runs the OTA sequence up to and including OTA end.
+ * @param res what was read, seen and sent (filled on success and failure)
+ * @param st  the first error with its specifics (`image version is "2.0.0",
+ *            expected "2.1.0"`, "ESP refused Req_OTAWrite (resp -1)"); for
+ *            the source's error, the source's own status (a download's
+ *            `retryable` included); may be NULL
  * @return EF_OK when the ESP accepted OTA end (it reboots shortly after), or
  *         the first error: image defects and expectation mismatches,
  *         EF_ERR_SIZE_MISMATCH, EF_ERR_HASH_MISMATCH, EF_ERR_CANCELED, the
- *         source's error (download), or a control-path error. res->err
- *         holds the same code and res->detail a sentence.
+ *         source's error (download), or a control-path error.
  */
-ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_ota_result *res);
+ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_ota_result *res,
+                  ef_status *st);
 
 /** Lower-case hex of @p len bytes into @p out (2*len+1 bytes). */
 void ef_hex(const uint8_t *bytes, size_t len, char *out);

@@ -4,7 +4,8 @@
  *
  * The download thread writes, the OTA engine reads; the capacity bounds the
  * memory in between, and lets both run at once. Either side can end it:
- * the producer closes with a status (EF_OK at a clean end), the consumer
+ * the producer closes with its outcome (an ef_status: the consumer gets its
+ * code, retryable flag and detail after the buffered bytes), the consumer
  * aborts (its further writes fail, so the producer stops downloading).
  */
 #ifndef ESPFLEET_PIPE_H
@@ -16,6 +17,7 @@
 
 #include "espfleet/error.h"
 #include "espfleet/source.h"
+#include "espfleet/status.h"
 
 typedef struct ef_pipe ef_pipe;
 
@@ -37,19 +39,21 @@ void ef_pipe_free(ef_pipe *p);
 ef_err ef_pipe_write(ef_pipe *p, const void *data, size_t len) EF_MUST_CHECK;
 
 /**
- * Producer's end of stream. @p status EF_OK for a complete stream, otherwise
- * the error the consumer will get after the buffered bytes; @p detail (may be
- * NULL) is copied (up to 255 bytes). Only the first close counts.
+ * Producer's end of stream. @p outcome NULL (or holding EF_OK) for a complete
+ * stream, otherwise the failure the consumer will get after the buffered
+ * bytes; it is copied. Only the first close counts.
  */
-void ef_pipe_close(ef_pipe *p, ef_err status, const char *detail);
+void ef_pipe_close(ef_pipe *p, const ef_status *outcome);
 
 /**
  * Reads up to @p cap bytes, blocking until some are available.
+ * @param st receives the producer's outcome with its error, or the abort;
+ *        may be NULL
  * @return EF_OK with *got > 0; EF_OK with *got == 0 at a clean end; the
- *         producer's error status once the buffered bytes are consumed;
+ *         producer's error once the buffered bytes are consumed;
  *         EF_ERR_CANCELED after ef_pipe_abort.
  */
-ef_err ef_pipe_read(ef_pipe *p, void *buf, size_t cap, size_t *got) EF_MUST_CHECK;
+ef_err ef_pipe_read(ef_pipe *p, void *buf, size_t cap, size_t *got, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Consumer gives up: wakes and fails the producer's writes (and any read).
@@ -61,12 +65,8 @@ void ef_pipe_abort(ef_pipe *p);
  *  in ef_pipe_write (e.g. waiting on the network) notice and stop. */
 bool ef_pipe_aborted(ef_pipe *p);
 
-/** The producer's detail sentence (set by ef_pipe_close), or "" before the
- *  close. Valid until ef_pipe_free. */
-const char *ef_pipe_detail(ef_pipe *p);
-
-/** Presents the consumer side of @p p as an ef_source (read = ef_pipe_read,
- *  detail = ef_pipe_detail). @p p must outlive @p src. */
+/** Presents the consumer side of @p p as an ef_source (read = ef_pipe_read).
+ *  @p p must outlive @p src. */
 void ef_pipe_source(ef_pipe *p, ef_source *src);
 
 #endif

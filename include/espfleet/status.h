@@ -53,6 +53,14 @@ ef_err ef_status_fail_r(ef_status *st, ef_err code, bool retryable, const char *
     __attribute__((format(printf, 4, 5)));
 
 /**
+ * Records the failure held by @p from in @p st, as ef_status_fail would
+ * (first failure wins; nothing happens when @p from holds none or is NULL).
+ * Lets a caller hand a status it got from a callee up to its own caller.
+ * @return from's code (EF_OK for NULL).
+ */
+ef_err ef_status_copy(ef_status *st, const ef_status *from);
+
+/**
  * Puts "@p what: " in front of the detail of a failed status, to name the
  * step that failed ("download: HTTP 404"). Does nothing for NULL or a
  * status without an error.

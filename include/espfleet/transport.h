@@ -7,6 +7,10 @@
  * drains stale bytes. When a read or write fails or the peer hangs up (the
  * ESP reboots after OTA end), the transport closes the descriptor and the
  * next call re-opens the same path, waiting for it to come back.
+ *
+ * Every call that can fail takes an ef_status (may be NULL) that says why
+ * ("cannot open /dev/esps0: No such file or directory", "read failed on
+ * /dev/esps0: Input/output error").
  */
 #ifndef ESPFLEET_TRANSPORT_H
 #define ESPFLEET_TRANSPORT_H
@@ -15,6 +19,7 @@
 #include <stdint.h>
 
 #include "espfleet/error.h"
+#include "espfleet/status.h"
 
 #define EF_DEFAULT_DEVICE "/dev/esps0"
 
@@ -27,7 +32,7 @@ typedef struct ef_transport ef_transport;
  *         program has the node; returned at once); EF_ERR_ESP_UNAVAILABLE when
  *         the node cannot be opened in time; EF_ERR_NOMEM.
  */
-ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out) EF_MUST_CHECK;
+ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out, ef_status *st) EF_MUST_CHECK;
 
 /** Closes the device and frees @p t (NULL is fine). */
 void ef_transport_close(ef_transport *t);
@@ -43,7 +48,8 @@ void ef_transport_close(ef_transport *t);
  *         driver's size limit) or a short count; EF_ERR_ESP_BUSY;
  *         EF_ERR_ESP_UNAVAILABLE when it fails or cannot be re-opened.
  */
-ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int timeout_ms) EF_MUST_CHECK;
+ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int timeout_ms,
+                          ef_status *st) EF_MUST_CHECK;
 
 /**
  * Reads what is available, waiting up to @p timeout_ms for the first byte.
@@ -51,13 +57,15 @@ ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int t
  * @return EF_OK; EF_ERR_ESP_UNAVAILABLE when the device failed or hung up
  *         (it is closed and will be re-opened by the next call).
  */
-ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms) EF_MUST_CHECK;
+ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms,
+                         ef_status *st) EF_MUST_CHECK;
 
 /**
  * Closes the device now (if open) and re-opens it, waiting up to
  * @p timeout_ms for the node to come back, then drains stale bytes.
+ * @return as ef_transport_open.
  */
-ef_err ef_transport_reopen(ef_transport *t, int timeout_ms) EF_MUST_CHECK;
+ef_err ef_transport_reopen(ef_transport *t, int timeout_ms, ef_status *st) EF_MUST_CHECK;
 
 /** True when a descriptor is currently open. */
 int ef_transport_is_open(const ef_transport *t);

@@ -17,7 +17,9 @@
 static void usage(void) {
   fprintf(stderr,
           "usage: fetch URL [--ca FILE] [--allow-http] [--max-bytes N] [--stall S]\n"
-          "             [--connect-timeout S] [--pipe-size N] [--abort-after N] [--debug]\n");
+          "             [--connect-timeout S] [--pipe-size N] [--abort-after N] [--offset N] [--debug]\n"
+          "prints \"ok BYTES SHA256\" or \"error CODE DETAIL\", the latter followed by\n"
+          "\" [retryable]\" when the download module says the failure may pass\n");
 }
 
 static unsigned long long parse_num(const char *s) {
@@ -40,6 +42,7 @@ int main(int argc, char **argv) {
   static uint8_t buf[64 * 1024];
   uint64_t total = 0;
   ef_err rc, outcome;
+  ef_status st = EF_STATUS_INIT, joined = EF_STATUS_INIT;
   int status = 1;
 
   for (int i = 1; i < argc; i++) {
@@ -52,6 +55,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--connect-timeout") == 0 && has_val) o.connect_timeout_s = (int)parse_num(argv[++i]);
     else if (strcmp(a, "--pipe-size") == 0 && has_val) pipe_size = parse_num(argv[++i]);
     else if (strcmp(a, "--abort-after") == 0 && has_val) abort_after = parse_num(argv[++i]);
+    else if (strcmp(a, "--offset") == 0 && has_val) o.offset = parse_num(argv[++i]);
     else if (strcmp(a, "--debug") == 0) ef_log_set_level(EF_LOG_DEBUG);
     else if (a[0] != '-' && !o.url) o.url = a;
     else {
@@ -73,16 +77,16 @@ int main(int argc, char **argv) {
     printf("error internal sha256 setup failed\n");
     goto out;
   }
-  rc = ef_download_start(&o, p, &d);
+  rc = ef_download_start(&o, p, &d, &st);
   if (rc != EF_OK) {
-    printf("error %s %s\n", ef_err_name(rc), ef_pipe_detail(p));
+    printf("error %s %s\n", ef_err_name(rc), st.detail);
     goto out;
   }
   for (;;) {
     size_t got = 0;
     size_t want = sizeof(buf);
     if (abort_after && abort_after - total < want) want = abort_after - total;
-    rc = ef_pipe_read(p, buf, want, &got);
+    rc = ef_pipe_read(p, buf, want, &got, &st);
     if (rc != EF_OK || got == 0) break;
     EVP_DigestUpdate(md, buf, got);
     total += got;
@@ -92,13 +96,19 @@ int main(int argc, char **argv) {
       break;
     }
   }
-  outcome = ef_download_join(d);
+  outcome = ef_download_join(d, &joined);
   if (rc == EF_OK && outcome != EF_OK) {
     /* The reader saw a clean end but the download disagrees: a bug. */
     printf("error internal reader saw ok, download said %s\n", ef_err_name(outcome));
+  } else if (rc != EF_OK && rc != EF_ERR_CANCELED &&
+             (outcome != rc || joined.retryable != st.retryable || strcmp(joined.detail, st.detail) != 0)) {
+    /* The pipe's reader and ef_download_join must get the same outcome. */
+    printf("error internal reader saw %s (%s), download said %s (%s)\n", ef_err_name(rc), st.detail,
+           ef_err_name(outcome), joined.detail);
   } else if (rc != EF_OK) {
-    printf("error %s %s\n", ef_err_name(rc),
-           rc == EF_ERR_CANCELED && outcome == EF_ERR_CANCELED ? "aborted by the reader" : ef_pipe_detail(p));
+    printf("error %s %s%s\n", ef_err_name(rc),
+           rc == EF_ERR_CANCELED && outcome == EF_ERR_CANCELED ? "aborted by the reader" : st.detail,
+           st.retryable ? " [retryable]" : "");
   } else {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;

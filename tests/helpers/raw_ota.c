@@ -28,6 +28,7 @@ static long parse_num(const char *s) {
 int main(int argc, char **argv) {
   ef_ctrl_options o;
   ef_ctrl *c = NULL;
+  ef_status st = EF_STATUS_INIT;
   FILE *in = NULL;
   const char *file = NULL, *step = "open";
   size_t chunk = EF_CTRL_DEFAULT_CHUNK;
@@ -63,31 +64,32 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  err = ef_ctrl_open(&o, &c);
+  err = ef_ctrl_open(&o, &c, &st);
   if (err != EF_OK) goto out;
   step = "ota_begin";
-  err = ef_ctrl_ota_begin(c);
+  err = ef_ctrl_ota_begin(c, &st);
   if (err != EF_OK) goto out;
   step = "ota_write";
   for (;;) {
     size_t n = fread(buf, 1, chunk, in);
     if (n == 0) break;
-    err = ef_ctrl_ota_write(c, buf, n);
+    err = ef_ctrl_ota_write(c, buf, n, &st);
     if (err != EF_OK) goto out;
   }
   if (ferror(in)) {
-    err = EF_ERR_IO;
+    err = ef_status_fail(&st, EF_ERR_IO, "cannot read %s", file);
     goto out;
   }
-  err = ef_ctrl_ota_flush(c);
+  err = ef_ctrl_ota_flush(c, &st);
   if (err != EF_OK) goto out;
   step = "ota_end";
-  err = ef_ctrl_ota_end(c);
+  err = ef_ctrl_ota_end(c, &st);
 out:
+  /* "error CODE STEP DETAIL"; a refusal's detail carries the firmware's resp */
   if (err == EF_OK)
     printf("ok\n");
   else
-    printf("error %s %s resp=%d\n", ef_err_name(err), step, c ? (int)ef_ctrl_last_resp(c) : 0);
+    printf("error %s %s %s\n", ef_err_name(err), step, st.detail);
   ef_ctrl_close(c);
   fclose(in);
   return err == EF_OK ? 0 : 1;

@@ -2,8 +2,10 @@
 # The download channel against real servers on loopback: nginx over HTTPS
 # (and plain HTTP) with a throwaway CA, plus a small python3 server for the
 # misbehaviours nginx will not produce (stalls, short bodies, chunked bodies,
-# redirects to other schemes). Drives bin/fetch, which prints one line:
-# "ok <bytes> <sha256>" or "error <code> <detail>".
+# redirects to other schemes, Range ignored). Drives bin/fetch, which prints
+# one line: "ok <bytes> <sha256>" or "error <code> <detail>", the latter
+# ending in " [retryable]" when the download module says the failure may pass
+# (5xx, network, stalls: yes; 4xx, TLS set-up, refused redirects: no).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -154,25 +156,32 @@ expect "empty file" "^ok 0 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca4959
 expect "plain http allowed with --allow-http" "^ok $size $sum\$" -- \
   "http://127.0.0.1:$NGINX_HTTP_PORT/image.bin" --allow-http
 expect "chunked body" "^ok 300000 " -- "$bad/chunked" --allow-http
+tail_sum=$(tail -c +1001 "$tmp/www/image.bin" | sha256sum | cut -d' ' -f1)
+expect "resume at an offset (HTTP Range)" "^ok $((size - 1000)) $tail_sum\$" -- "$https/image.bin" "${ca[@]}" --offset 1000
 
 # ---- refusals and failures ----
 expect "404" "^error download_failed HTTP 404 from https://127.0.0.1:$NGINX_PORT\$" -- "$https/missing.bin" "${ca[@]}"
-expect "500 with an empty body" "^error download_failed HTTP 500 " -- "$bad/error500" --allow-http
-expect "closed port" "^error download_failed .*(onnect|refused)" 10 -- "https://127.0.0.1:$closed_port/image.bin" "${ca[@]}"
-expect "unknown CA" "^error download_failed TLS: .*certificate" -- "$https/image.bin" --ca "$tmp/other-pki/ca.pem"
+expect "500 with an empty body" "^error download_failed HTTP 500 .*\[retryable\]\$" -- "$bad/error500" --allow-http
+expect "closed port" "^error download_failed .*(onnect|refused).*\[retryable\]\$" 10 -- \
+  "https://127.0.0.1:$closed_port/image.bin" "${ca[@]}"
+expect "unknown CA" "^error download_failed TLS: .*certificate.*[^]]\$" -- "$https/image.bin" --ca "$tmp/other-pki/ca.pem"
+expect "Range ignored by the server" \
+  "^error download_no_range server does not serve byte ranges \(.*from $bad\) \[retryable\]\$" -- \
+  "$bad/chunked" --allow-http --offset 1000
 expect "plain http refused by default" "^error download_failed plain http is not allowed\$" -- \
   "http://127.0.0.1:$NGINX_HTTP_PORT/image.bin"
-expect "https to http redirect refused" "^error download_failed redirect refused: .*http" -- "$https/to-http" "${ca[@]}"
-expect "redirect to ftp refused" "^error download_failed redirect refused: .*ftp" -- "$bad/to-ftp" --allow-http
+expect "https to http redirect refused" "^error download_failed redirect refused: .*http.*[^]]\$" -- "$https/to-http" "${ca[@]}"
+expect "redirect to ftp refused" "^error download_failed redirect refused: .*ftp.*[^]]\$" -- "$bad/to-ftp" --allow-http
 expect "ftp URL refused" "^error download_failed URL scheme 'ftp' is not supported" -- "ftp://127.0.0.1/x"
 expect "not a URL" "^error download_failed not a valid URL" -- "no scheme here"
 expect "more than max-bytes (Content-Length)" "^error size_mismatch server sent more than 1000000 bytes" -- \
   "$https/image.bin" "${ca[@]}" --max-bytes 1000000
 expect "more than max-bytes (chunked)" "^error size_mismatch server sent more than 250000 bytes\$" -- \
   "$bad/chunked" --allow-http --max-bytes 250000
-expect "body shorter than Content-Length" "^error download_failed .*(transfer closed|Partial|remaining)" -- \
+expect "body shorter than Content-Length" "^error download_failed .*(transfer closed|Partial|remaining).*\[retryable\]\$" -- \
   "$bad/short" --allow-http
-expect "stall after some bytes" "^error download_failed stalled: no data for 1 s " 20 -- "$bad/stall" --allow-http --stall 1
+expect "stall after some bytes" "^error download_failed stalled: no data for 1 s .*\[retryable\]\$" 20 -- \
+  "$bad/stall" --allow-http --stall 1
 expect "stall before the first byte" "^error download_failed stalled: no data for 1 s .*after 0 bytes" 20 -- "$bad/silent" --allow-http --stall 1
 expect "reader abort stops the download" "^error canceled " 10 -- "$https/image.bin" "${ca[@]}" --abort-after 100000 \
   --pipe-size 4096

@@ -48,7 +48,7 @@ static ef_ctrl *client(struct fake *f, int timeout_ms, int window) {
   o.open_timeout_ms = 2000;
   o.window = window;
   ef_ctrl *c = NULL;
-  assert_int_equal(ef_ctrl_open(&o, &c), EF_OK);
+  assert_int_equal(ef_ctrl_open(&o, &c, NULL), EF_OK);
   return c;
 }
 
@@ -69,28 +69,30 @@ static void test_request_response(void **state) {
   ef_ctrl *c = client(f, 2000, 1);
   ef_fw_version v;
   char s[64];
-  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v, NULL), EF_OK);
   ef_fw_version_format(&v, s, sizeof s);
   assert_string_equal(s, "FG-1.0.3.0.0");
-  assert_int_equal(ef_ctrl_feature(c, EF_FEATURE_BLUETOOTH, false), EF_OK);
+  assert_int_equal(ef_ctrl_feature(c, EF_FEATURE_BLUETOOTH, false, NULL), EF_OK);
   assert_int_equal(SEEN(f, last_feature), 2);
   assert_int_equal(SEEN(f, last_enable), 0);
 
   static uint8_t img[3 * 4000 + 123];
   fill(img, sizeof img, 1);
-  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
   for (size_t off = 0; off < sizeof img; off += 4000) {
     size_t n = sizeof img - off < 4000 ? sizeof img - off : 4000;
-    assert_int_equal(ef_ctrl_ota_write(c, img + off, n), EF_OK);
+    assert_int_equal(ef_ctrl_ota_write(c, img + off, n, NULL), EF_OK);
   }
-  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
-  assert_int_equal(ef_ctrl_last_resp(c), 0);
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_ota_end(c, &st), EF_OK);
+  assert_int_equal(st.code, EF_OK);
+  assert_string_equal(st.detail, "");
   assert_true(fake_got_image(f, img, sizeof img));
   assert_int_equal(SEEN(f, writes), 4);
   assert_int_equal(SEEN(f, ends), 1);
   assert_true(SEEN(f, uids_increasing));
-  assert_int_equal(ef_ctrl_ota_write(c, img, 0), EF_ERR_INVALID_ARG);
-  assert_int_equal(ef_ctrl_ota_write(c, img, EF_CTRL_MAX_CHUNK + 1), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_ctrl_ota_write(c, img, 0, NULL), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_ctrl_ota_write(c, img, EF_CTRL_MAX_CHUNK + 1, NULL), EF_ERR_INVALID_ARG);
   ef_ctrl_close(c);
   fake_free(f);
 }
@@ -109,11 +111,14 @@ static void test_timeout_then_late_response(void **state) {
   ef_ctrl *c = client(f, 300, 1);
   ef_fw_version v;
   int64_t t0 = mono_ms();
-  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_ERR_ESP_TIMEOUT);
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v, &st), EF_ERR_ESP_TIMEOUT);
   int64_t took = mono_ms() - t0;
   assert_true(took >= 250 && took < 2000);
+  assert_string_equal(st.detail, "no answer to Req_GetFwVersion (uid 1) within 300 ms");
+  assert_true(st.retryable);
   /* The fake now answers the old uid first ("LATE"), then ours ("FG"). */
-  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v, NULL), EF_OK);
   assert_string_equal(v.name, "FG");
   assert_int_equal(SEEN(f, fw_reqs), 2);
   ef_ctrl_close(c);
@@ -128,7 +133,7 @@ static void test_events_while_waiting(void **state) {
   struct events ev = {0};
   ef_ctrl_set_event_cb(c, on_event, &ev);
   ef_fw_version v;
-  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v, NULL), EF_OK);
   assert_string_equal(v.name, "FG");
   assert_int_equal(ev.n, 3);
   assert_int_equal(ev.id[0], EF_CTRL_EVENT_HEARTBEAT);
@@ -138,7 +143,7 @@ static void test_events_while_waiting(void **state) {
   assert_int_equal(ev.id[2], EF_CTRL_EVENT_HEARTBEAT);
   assert_int_equal(ev.hb[2], 8);
   /* Nothing else pending: poll times out quietly. */
-  assert_int_equal(ef_ctrl_poll(c, 50), EF_OK);
+  assert_int_equal(ef_ctrl_poll(c, 50, NULL), EF_OK);
   assert_int_equal(ev.n, 3);
   ef_ctrl_close(c);
   fake_free(f);
@@ -151,10 +156,10 @@ static void test_window_of_four(void **state) {
   ef_ctrl *c = client(f, 2000, 4);
   static uint8_t img[8 * 1000];
   fill(img, sizeof img, 2);
-  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
-  for (int i = 0; i < 8; i++) assert_int_equal(ef_ctrl_ota_write(c, img + i * 1000, 1000), EF_OK);
-  assert_int_equal(ef_ctrl_ota_flush(c), EF_OK);
-  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
+  for (int i = 0; i < 8; i++) assert_int_equal(ef_ctrl_ota_write(c, img + i * 1000, 1000, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_flush(c, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_OK);
   assert_int_equal(SEEN(f, max_held), 4);
   assert_true(fake_got_image(f, img, sizeof img));
   ef_ctrl_close(c);
@@ -168,30 +173,39 @@ static void test_refused_write_in_window(void **state) {
   ef_ctrl *c = client(f, 2000, 4);
   static uint8_t img[10 * 500];
   fill(img, sizeof img, 3);
-  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
   ef_err err = EF_OK;
+  ef_status st = EF_STATUS_INIT;
   int i;
-  for (i = 1; i <= 10 && err == EF_OK; i++) err = ef_ctrl_ota_write(c, img + (i - 1) * 500, 500);
+  for (i = 1; i <= 10 && err == EF_OK; i++) err = ef_ctrl_ota_write(c, img + (i - 1) * 500, 500, &st);
   assert_int_equal(err, EF_ERR_OTA_WRITE_FAILED);
   int failed_at = i - 1;
   assert_true(failed_at >= 3 && failed_at <= 3 + 4); /* reported within one window */
-  assert_int_equal(ef_ctrl_last_resp(c), -1);
+  /* the firmware's answer is in the detail, and waiting does not change it */
+  assert_int_equal(st.code, EF_ERR_OTA_WRITE_FAILED);
+  assert_false(st.retryable);
+  assert_non_null(strstr(st.detail, "resp -1"));
   int sent = SEEN(f, writes);
   assert_true(sent <= 3 + 4 - 1);
-  /* Sticky: no further write is sent and OTA end is never sent. */
-  assert_int_equal(ef_ctrl_ota_write(c, img, 500), EF_ERR_OTA_WRITE_FAILED);
-  assert_int_equal(ef_ctrl_ota_flush(c), EF_ERR_OTA_WRITE_FAILED);
-  assert_int_equal(ef_ctrl_ota_end(c), EF_ERR_OTA_WRITE_FAILED);
+  /* Sticky, with the first failure's status: no further write is sent and
+   * OTA end is never sent. */
+  ef_status again = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_ota_write(c, img, 500, &again), EF_ERR_OTA_WRITE_FAILED);
+  assert_string_equal(again.detail, st.detail);
+  assert_int_equal(ef_ctrl_ota_flush(c, NULL), EF_ERR_OTA_WRITE_FAILED);
+  ef_status_clear(&again);
+  assert_int_equal(ef_ctrl_ota_end(c, &again), EF_ERR_OTA_WRITE_FAILED);
+  assert_string_equal(again.detail, st.detail);
   assert_int_equal(SEEN(f, ends), 0);
   assert_int_equal(SEEN(f, writes), sent);
   /* Answers to the abandoned writes are discarded; other requests work. */
   ef_fw_version v;
-  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v, NULL), EF_OK);
   /* A new OTA starts clean. */
   fake_set(f, &f->refuse_write, 0);
-  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
-  assert_int_equal(ef_ctrl_ota_write(c, img, 500), EF_OK);
-  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, img, 500, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_OK);
   ef_ctrl_close(c);
   fake_free(f);
 }
@@ -203,12 +217,15 @@ static void test_hangup_is_unavailable(void **state) {
   ef_ctrl *c = client(f, 3000, 1);
   static uint8_t img[3 * 100];
   fill(img, sizeof img, 4);
-  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
-  assert_int_equal(ef_ctrl_ota_write(c, img, 100), EF_OK);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, img, 100, NULL), EF_OK);
   int64_t t0 = mono_ms();
-  assert_int_equal(ef_ctrl_ota_write(c, img + 100, 100), EF_ERR_ESP_UNAVAILABLE);
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_ota_write(c, img + 100, 100, &st), EF_ERR_ESP_UNAVAILABLE);
   assert_true(mono_ms() - t0 < 2500); /* the hang-up, not the timeout */
-  assert_int_equal(ef_ctrl_ota_end(c), EF_ERR_ESP_UNAVAILABLE);
+  assert_true(st.retryable);
+  assert_non_null(strstr(st.detail, "Req_OTAWrite"));
+  assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_ERR_ESP_UNAVAILABLE);
   assert_int_equal(SEEN(f, writes), 2); /* never re-sent */
   assert_int_equal(SEEN(f, ends), 0);
   ef_ctrl_close(c);
@@ -224,21 +241,21 @@ static void test_reopen_after_reboot(void **state) {
   ef_ctrl_set_event_cb(c, on_event, &ev);
   static uint8_t img[1000];
   fill(img, sizeof img, 5);
-  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
-  assert_int_equal(ef_ctrl_ota_write(c, img, sizeof img), EF_OK);
-  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, img, sizeof img, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_OK);
   /* The fake hangs up, removes the node for 300 ms, makes a new pty at the
    * same path and answers the first GetFwVersion with ESPInit only. */
   ef_fw_version v;
   int64_t t0 = mono_ms();
-  assert_int_equal(ef_ctrl_wait_boot(c, 5000, &v), EF_OK);
+  assert_int_equal(ef_ctrl_wait_boot(c, 5000, &v, NULL), EF_OK);
   assert_true(mono_ms() - t0 < 4000);
   assert_string_equal(v.name, "FG");
   assert_int_equal(SEEN(f, recreated), 1);
   int inits = 0;
   for (int i = 0; i < ev.n; i++) inits += ev.id[i] == EF_CTRL_EVENT_ESP_INIT;
   assert_int_equal(inits, 1);
-  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v, NULL), EF_OK);
   ef_ctrl_close(c);
   fake_free(f);
 }
@@ -251,10 +268,10 @@ static void test_uid_zero_firmware(void **state) {
   static uint8_t img[7 * 300];
   fill(img, sizeof img, 6);
   ef_fw_version v;
-  assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_OK);
-  assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
-  for (int i = 0; i < 7; i++) assert_int_equal(ef_ctrl_ota_write(c, img + i * 300, 300), EF_OK);
-  assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+  assert_int_equal(ef_ctrl_get_fw_version(c, &v, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
+  for (int i = 0; i < 7; i++) assert_int_equal(ef_ctrl_ota_write(c, img + i * 300, 300, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_OK);
   assert_true(fake_got_image(f, img, sizeof img));
   ef_ctrl_close(c);
   fake_free(f);
@@ -271,10 +288,10 @@ static void test_large_image(void **state) {
     fake_start(f);
     ef_ctrl *c = client(f, 2000, window);
     int64_t t0 = mono_ms();
-    assert_int_equal(ef_ctrl_ota_begin(c), EF_OK);
+    assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
     for (size_t off = 0; off < size; off += chunk)
-      assert_int_equal(ef_ctrl_ota_write(c, img + off, size - off < chunk ? size - off : chunk), EF_OK);
-    assert_int_equal(ef_ctrl_ota_end(c), EF_OK);
+      assert_int_equal(ef_ctrl_ota_write(c, img + off, size - off < chunk ? size - off : chunk, NULL), EF_OK);
+    assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_OK);
     int64_t ms = mono_ms() - t0;
     print_message("window %d: %zu bytes in %lld ms\n", window, size, (long long)ms);
     assert_true(fake_got_image(f, img, size));
@@ -314,7 +331,7 @@ static void test_driver_refuses_write(void **state) {
   o.timeout_ms = 300;
   for (int partial = 0; partial <= 1; partial++) {
     ef_ctrl *c = NULL;
-    assert_int_equal(ef_ctrl_open(&o, &c), EF_OK);
+    assert_int_equal(ef_ctrl_open(&o, &c, NULL), EF_OK);
     /* the client's descriptor is the newest one open */
     int probe = open("/dev/null", O_RDONLY);
     assert_true(probe > 0);
@@ -324,7 +341,9 @@ static void test_driver_refuses_write(void **state) {
     refuse_calls = 0;
     int64_t t0 = mono_ms();
     ef_fw_version v;
-    assert_int_equal(ef_ctrl_get_fw_version(c, &v), EF_ERR_ESP_WRITE_REFUSED);
+    ef_status st = EF_STATUS_INIT;
+    assert_int_equal(ef_ctrl_get_fw_version(c, &v, &st), EF_ERR_ESP_WRITE_REFUSED);
+    assert_non_null(strstr(st.detail, partial ? "took 1500 of" : "took 0 of"));
     /* one attempt, no loop until the deadline */
     assert_int_equal(refuse_calls, 1);
     assert_true(mono_ms() - t0 < 200);
@@ -346,12 +365,17 @@ static void test_open_missing_device(void **state) {
   o.open_timeout_ms = 200;
   ef_ctrl *c = NULL;
   int64_t t0 = mono_ms();
-  assert_int_equal(ef_ctrl_open(&o, &c), EF_ERR_ESP_UNAVAILABLE);
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_open(&o, &c, &st), EF_ERR_ESP_UNAVAILABLE);
   assert_null(c);
   assert_true(mono_ms() - t0 >= 150);
+  /* the path and the system's reason */
+  assert_non_null(strstr(st.detail, path));
+  assert_non_null(strstr(st.detail, "No such file"));
+  assert_true(st.retryable);
   o.device = "/dev/null";
   o.window = EF_CTRL_MAX_WINDOW + 1;
-  assert_int_equal(ef_ctrl_open(&o, &c), EF_ERR_INVALID_ARG);
+  assert_int_equal(ef_ctrl_open(&o, &c, NULL), EF_ERR_INVALID_ARG);
   rmdir(dir);
 }
 

@@ -43,14 +43,22 @@ static ef_err validate(const uint8_t *data, size_t len, size_t chunk, ef_image_s
   ef_image_validator *v = NULL;
   assert_int_equal(ef_image_validator_new(&v), EF_OK);
   ef_err ferr = EF_OK;
+  ef_status st = EF_STATUS_INIT, fst = EF_STATUS_INIT;
   for (size_t off = 0; off < len && ferr == EF_OK; off += chunk) {
     size_t n = len - off < chunk ? len - off : chunk;
-    ferr = ef_image_feed(v, data + off, n);
+    ferr = ef_image_feed(v, data + off, n, &fst);
   }
   if (feed_err) *feed_err = ferr;
-  ef_err err = ef_image_finish(v, sum);
-  if (ferr != EF_OK) assert_int_equal(err, ferr);
-  if (err != EF_OK) assert_true(strlen(ef_image_detail(v)) > 10);
+  ef_err err = ef_image_finish(v, sum, &st);
+  assert_int_equal(st.code, err);
+  assert_int_equal(fst.code, ferr);
+  if (ferr != EF_OK) {
+    assert_int_equal(err, ferr);
+    /* the sticky defect is reported again with the same sentence */
+    assert_string_equal(st.detail, fst.detail);
+  }
+  if (err != EF_OK) assert_true(strlen(st.detail) > 10);
+  assert_false(st.retryable); /* a bad image stays bad */
   ef_image_validator_free(v);
   return err;
 }
@@ -87,7 +95,7 @@ static void test_desc_ready_after_288(void **state) {
   assert_int_equal(ef_image_validator_new(&v), EF_OK);
   for (size_t i = 0; i < EF_IMAGE_DESC_END; i++) {
     assert_false(ef_image_desc_ready(v));
-    assert_int_equal(ef_image_feed(v, b.data + i, 1), EF_OK);
+    assert_int_equal(ef_image_feed(v, b.data + i, 1, NULL), EF_OK);
   }
   assert_true(ef_image_desc_ready(v));
   const ef_image_header *h = ef_image_get_header(v);
@@ -105,8 +113,8 @@ static void test_desc_ready_after_288(void **state) {
   assert_string_equal(d->time, "00:00:00");
   assert_string_equal(d->date, "Jan  1 2026");
   assert_string_equal(d->idf_ver, "espfleet-mkimage");
-  assert_int_equal(ef_image_feed(v, b.data + EF_IMAGE_DESC_END, b.len - EF_IMAGE_DESC_END), EF_OK);
-  assert_int_equal(ef_image_finish(v, NULL), EF_OK);
+  assert_int_equal(ef_image_feed(v, b.data + EF_IMAGE_DESC_END, b.len - EF_IMAGE_DESC_END, NULL), EF_OK);
+  assert_int_equal(ef_image_finish(v, NULL, NULL), EF_OK);
   assert_int_equal(ef_image_get_header(v)->segment_count, 3);
   ef_image_validator_free(v);
   free(b.data);
@@ -119,11 +127,13 @@ static void test_bad_magic(void **state) {
   ef_image_validator *v = NULL;
   assert_int_equal(ef_image_validator_new(&v), EF_OK);
   /* Known from the first byte. */
-  assert_int_equal(ef_image_feed(v, b.data, 1), EF_ERR_IMAGE_BAD_MAGIC);
-  assert_non_null(strstr(ef_image_detail(v), "0x7f"));
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_image_feed(v, b.data, 1, &st), EF_ERR_IMAGE_BAD_MAGIC);
+  assert_int_equal(st.code, EF_ERR_IMAGE_BAD_MAGIC);
+  assert_non_null(strstr(st.detail, "0x7f"));
   /* Sticky. */
-  assert_int_equal(ef_image_feed(v, b.data + 1, 10), EF_ERR_IMAGE_BAD_MAGIC);
-  assert_int_equal(ef_image_finish(v, NULL), EF_ERR_IMAGE_BAD_MAGIC);
+  assert_int_equal(ef_image_feed(v, b.data + 1, 10, NULL), EF_ERR_IMAGE_BAD_MAGIC);
+  assert_int_equal(ef_image_finish(v, NULL, NULL), EF_ERR_IMAGE_BAD_MAGIC);
   ef_image_validator_free(v);
   free(b.data);
 }
@@ -178,9 +188,9 @@ static void test_segment_count(void **state) {
     b.data[1] = counts[i];
     ef_image_validator *v = NULL;
     assert_int_equal(ef_image_validator_new(&v), EF_OK);
-    assert_int_equal(ef_image_feed(v, b.data, 23), EF_OK);
+    assert_int_equal(ef_image_feed(v, b.data, 23, NULL), EF_OK);
     /* Known as soon as the header is complete. */
-    assert_int_equal(ef_image_feed(v, b.data + 23, 1), EF_ERR_IMAGE_SEGMENTS);
+    assert_int_equal(ef_image_feed(v, b.data + 23, 1, NULL), EF_ERR_IMAGE_SEGMENTS);
     ef_image_validator_free(v);
   }
   free(b.data);
@@ -213,8 +223,8 @@ static void test_bad_app_desc(void **state) {
   b.data[EF_APP_DESC_OFFSET] ^= 0xFF;
   ef_image_validator *v = NULL;
   assert_int_equal(ef_image_validator_new(&v), EF_OK);
-  assert_int_equal(ef_image_feed(v, b.data, 35), EF_OK);
-  assert_int_equal(ef_image_feed(v, b.data + 35, 1), EF_ERR_IMAGE_BAD_DESC);
+  assert_int_equal(ef_image_feed(v, b.data, 35, NULL), EF_OK);
+  assert_int_equal(ef_image_feed(v, b.data + 35, 1, NULL), EF_ERR_IMAGE_BAD_DESC);
   assert_false(ef_image_desc_ready(v));
   ef_image_validator_free(v);
   b.data[EF_APP_DESC_OFFSET] ^= 0xFF;
@@ -258,7 +268,7 @@ static void test_stream_sha256(void **state) {
     assert_int_equal(ef_image_validator_new(&v), EF_OK);
     for (size_t off = 0; off < total; off += chunks[c]) {
       size_t n = total - off < chunks[c] ? total - off : chunks[c];
-      assert_int_equal(ef_image_feed(v, d + off, n), EF_OK);
+      assert_int_equal(ef_image_feed(v, d + off, n, NULL), EF_OK);
       if (off == 0) {
         /* a peek in the middle does not disturb the stream */
         SHA256(d, n, want);
@@ -266,7 +276,7 @@ static void test_stream_sha256(void **state) {
         assert_memory_equal(got, want, 32);
       }
     }
-    assert_int_equal(ef_image_finish(v, NULL), EF_OK);
+    assert_int_equal(ef_image_finish(v, NULL, NULL), EF_OK);
     SHA256(d, total, want);
     assert_int_equal(ef_image_stream_sha256(v, got), EF_OK);
     assert_memory_equal(got, want, 32);
@@ -299,20 +309,25 @@ static void test_check_file(void **state) {
   ef_image_header h;
   ef_app_desc d;
   ef_image_summary s;
-  char detail[256];
-  assert_int_equal(ef_image_check_file(path, &h, &d, &s, detail, sizeof detail), EF_OK);
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_image_check_file(path, &h, &d, &s, &st), EF_OK);
   assert_int_equal(h.chip_id, 0x000D);
   assert_string_equal(d.version, "2.0.0");
   assert_int_equal(s.image_size, b.len);
-  assert_string_equal(detail, "");
+  assert_int_equal(st.code, EF_OK);
+  assert_string_equal(st.detail, "");
 
   /* Truncated file: the detail names the offset. */
   assert_int_equal(truncate(path, 100000), 0);
-  assert_int_equal(ef_image_check_file(path, &h, &d, &s, detail, sizeof detail), EF_ERR_IMAGE_TRUNCATED);
-  assert_non_null(strstr(detail, "100000"));
+  assert_int_equal(ef_image_check_file(path, &h, &d, &s, &st), EF_ERR_IMAGE_TRUNCATED);
+  assert_int_equal(st.code, EF_ERR_IMAGE_TRUNCATED);
+  assert_non_null(strstr(st.detail, "100000"));
   unlink(path);
-  assert_int_equal(ef_image_check_file(path, NULL, NULL, NULL, detail, sizeof detail), EF_ERR_IO);
-  assert_non_null(strstr(detail, path));
+  ef_status_clear(&st);
+  assert_int_equal(ef_image_check_file(path, NULL, NULL, NULL, &st), EF_ERR_IO);
+  assert_int_equal(st.code, EF_ERR_IO);
+  assert_non_null(strstr(st.detail, path));
+  assert_int_equal(ef_image_check_file(path, NULL, NULL, NULL, NULL), EF_ERR_IO);
   free(b.data);
 }
 
@@ -328,8 +343,7 @@ static void test_real_image(void **state) {
   ef_image_header h;
   ef_app_desc d;
   ef_image_summary s;
-  char detail[256];
-  assert_int_equal(ef_image_check_file(path, &h, &d, &s, detail, sizeof detail), EF_OK);
+  assert_int_equal(ef_image_check_file(path, &h, &d, &s, NULL), EF_OK);
   assert_int_equal(s.total_size, 1488032);
   assert_int_equal(s.image_size, 1488032);
   assert_int_equal(h.chip_id, 0x0009);

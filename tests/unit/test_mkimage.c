@@ -31,7 +31,7 @@ typedef struct {
 static ssize_t sink_write(void *cookie, const char *buf, size_t len) {
   sink *s = cookie;
   EVP_DigestUpdate(s->sha, buf, len);
-  if (s->feed_err == EF_OK) s->feed_err = ef_image_feed(s->v, (const uint8_t *)buf, len);
+  if (s->feed_err == EF_OK) s->feed_err = ef_image_feed(s->v, (const uint8_t *)buf, len, NULL);
   s->bytes += len;
   return (ssize_t)len;
 }
@@ -61,7 +61,7 @@ static result generate(uint16_t chip, const char *version, const char *project, 
       .chip_id = chip, .version = version, .project = project, .size = size, .secure_version = secure_version};
   r.write_err = ef_mkimage_write(&o, f, &r.written);
   assert_int_equal(fclose(f), 0);
-  r.valid_err = s.feed_err != EF_OK ? s.feed_err : ef_image_finish(s.v, NULL);
+  r.valid_err = s.feed_err != EF_OK ? s.feed_err : ef_image_finish(s.v, NULL, NULL);
   r.bytes = s.bytes;
   unsigned len = 0;
   EVP_DigestFinal_ex(s.sha, r.sha256, &len);

@@ -87,7 +87,7 @@ typedef struct {
   int reads;
 } mem_source;
 
-static ef_err mem_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got) {
+static ef_err mem_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got, ef_status *st) {
   mem_source *m = s->ctx;
   size_t n = m->len - m->off;
   m->reads++;
@@ -98,7 +98,7 @@ static ef_err mem_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got) {
     n = m->fail_at - m->off;
     if (n == 0) {
       *got = 0;
-      return m->fail_err;
+      return ef_status_fail(st, m->fail_err, "in-memory source failed");
     }
   }
   memcpy(buf, m->data + m->off, n);
@@ -107,14 +107,12 @@ static ef_err mem_read(ef_source *s, uint8_t *buf, size_t cap, size_t *got) {
   return EF_OK;
 }
 
-static const char *mem_detail(ef_source *s) { return "in-memory source failed"; }
-
 static ef_source mem_source_of(mem_source *m, const blob *b, size_t max_read) {
   memset(m, 0, sizeof *m);
   m->data = b->data;
   m->len = b->len;
   m->max_read = max_read;
-  return (ef_source){.read = mem_read, .detail = mem_detail, .ctx = m};
+  return (ef_source){.read = mem_read, .ctx = m};
 }
 
 /* ------------------------------------------------------------ a run */
@@ -137,7 +135,7 @@ typedef struct {
   int resumes;
 } observer;
 
-static ef_err on_image(void *arg, const ef_image_header *hdr, const ef_app_desc *desc) {
+static ef_err on_image(void *arg, const ef_image_header *hdr, const ef_app_desc *desc, ef_status *st) {
   observer *o = arg;
   o->images++;
   o->begins_at_on_image = SEEN(o->fake, begins);
@@ -162,7 +160,7 @@ static bool should_cancel(void *arg) {
   return o->cancel_after && o->cancel_polls >= o->cancel_after;
 }
 
-static bool resume(void *arg, ef_err err, const char *detail, uint64_t offset, ef_source *src) {
+static bool resume(void *arg, const ef_status *why, uint64_t offset, ef_source *src) {
   observer *o = arg;
   if (!o->resume_with || o->resumes) return false;
   o->resumes++;
@@ -177,6 +175,7 @@ typedef struct {
   observer obs;
   ef_ota_request req;
   ef_ota_result res;
+  ef_status st; /* ef_ota_run's */
 } rig;
 
 /* A fake ESP (behaviour set by @p setup, may be NULL), a client on it and a
@@ -191,7 +190,7 @@ static void rig_open(rig *r, int timeout_ms, void (*setup)(struct fake *)) {
   o.device = r->fake->link;
   o.timeout_ms = o.ota_begin_timeout_ms = o.ota_end_timeout_ms = timeout_ms;
   o.open_timeout_ms = 2000;
-  assert_int_equal(ef_ctrl_open(&o, &r->ctrl), EF_OK);
+  assert_int_equal(ef_ctrl_open(&o, &r->ctrl, NULL), EF_OK);
   r->obs.fake = r->fake;
   r->obs.begins_at_on_image = -1;
   ef_ota_request_init(&r->req);
@@ -207,14 +206,15 @@ static void rig_open(rig *r, int timeout_ms, void (*setup)(struct fake *)) {
 }
 
 static ef_err rig_run(rig *r, ef_source *src) {
-  ef_err err = ef_ota_run(r->ctrl, src, &r->req, &r->res);
-  assert_int_equal(r->res.err, err);
+  ef_err err = ef_ota_run(r->ctrl, src, &r->req, &r->res, &r->st);
+  assert_int_equal(r->st.code, err);
+  if (err != EF_OK) assert_true(r->st.detail[0] != '\0'); /* every failure says why */
   /* OTA writes may still be in flight (window): one request answered means
    * the fake has handled every request sent before it. Not after a hang-up,
    * where the device is gone for a while. */
   if (err != EF_ERR_ESP_UNAVAILABLE) {
     ef_fw_version v;
-    if (ef_ctrl_get_fw_version(r->ctrl, &v) != EF_OK) fail_msg("the fake ESP stopped answering");
+    if (ef_ctrl_get_fw_version(r->ctrl, &v, NULL) != EF_OK) fail_msg("the fake ESP stopped answering");
   }
   /* the result's flags tell the truth about what reached the ESP */
   if (r->res.ota_begin_sent) assert_true(SEEN(r->fake, begins) > 0);
@@ -508,8 +508,8 @@ static void test_no_end_flipped_segment_byte(void **state) {
   const ef_image_header *h;
   ef_image_validator *v = NULL;
   assert_int_equal(ef_image_validator_new(&v), EF_OK);
-  assert_int_equal(ef_image_feed(v, img.data, img.len), EF_OK);
-  assert_int_equal(ef_image_finish(v, NULL), EF_OK);
+  assert_int_equal(ef_image_feed(v, img.data, img.len, NULL), EF_OK);
+  assert_int_equal(ef_image_finish(v, NULL, NULL), EF_OK);
   h = ef_image_get_header(v);
   assert_true(h->segment_count >= 2);
   /* in the middle of the last segment, well after the app description */

@@ -71,7 +71,7 @@ static void *producer(void *arg) {
     off += n;
     if (rand_r(&seed) % 64 == 0) usleep(200); /* let the reader catch up and wait */
   }
-  ef_pipe_close(s->p, EF_OK, NULL);
+  ef_pipe_close(s->p, NULL);
   free(chunk);
   return NULL;
 }
@@ -91,7 +91,9 @@ static void run_stream(size_t capacity, uint64_t total, unsigned seed) {
     size_t want = (size_t)(rand_r(&rseed) % (4 * capacity)) + 1;
     size_t got = 0;
     /* alternate the direct call and the ef_source adapter */
-    ef_err rc = (off & 1) ? ef_pipe_read(s.p, buf, want, &got) : src.read(&src, buf, want, &got);
+    ef_status st = EF_STATUS_INIT;
+    ef_err rc = (off & 1) ? ef_pipe_read(s.p, buf, want, &got, &st) : src.read(&src, buf, want, &got, &st);
+    assert_int_equal(st.code, rc);
     assert_int_equal(rc, EF_OK);
     if (got == 0) break;
     assert_true(got <= want);
@@ -105,7 +107,6 @@ static void run_stream(size_t capacity, uint64_t total, unsigned seed) {
   join_within(t, 10000);
   assert_int_equal(s.write_rc, EF_OK);
   assert_int_equal(off, total);
-  assert_string_equal(ef_pipe_detail(s.p), "");
   ef_pipe_free(s.p);
   free(buf);
 }
@@ -125,22 +126,32 @@ static void test_error_after_buffered_data(void **state) {
   for (size_t i = 0; i < sizeof(in); i++) in[i] = pattern(i);
   assert_int_equal(ef_pipe_new(4096, &p), EF_OK);
   assert_int_equal(ef_pipe_write(p, in, sizeof(in)), EF_OK);
-  ef_pipe_close(p, EF_ERR_SIZE_MISMATCH, "server sent more than 1000 bytes");
-  ef_pipe_close(p, EF_OK, "second close is ignored");
+  ef_status why = EF_STATUS_INIT, st = EF_STATUS_INIT;
+  ef_status_fail_r(&why, EF_ERR_SIZE_MISMATCH, false, "server sent more than 1000 bytes");
+  ef_pipe_close(p, &why);
+  ef_status other = EF_STATUS_INIT;
+  ef_status_fail_r(&other, EF_ERR_DOWNLOAD_FAILED, true, "second close is ignored");
+  ef_pipe_close(p, &other);
   assert_int_equal(ef_pipe_write(p, in, 1), EF_ERR_INVALID_ARG);
 
   ef_pipe_source(p, &src);
   /* the bytes before the error are delivered first, intact */
-  assert_int_equal(src.read(&src, out, 600, &got), EF_OK);
+  assert_int_equal(src.read(&src, out, 600, &got, &st), EF_OK);
   assert_int_equal(got, 600);
-  assert_int_equal(src.read(&src, out + 600, sizeof(out) - 600, &got), EF_OK);
+  assert_int_equal(src.read(&src, out + 600, sizeof(out) - 600, &got, &st), EF_OK);
   assert_int_equal(got, 400);
   assert_memory_equal(in, out, sizeof(in));
-  /* then the error, every time it is asked */
-  assert_int_equal(src.read(&src, out, sizeof(out), &got), EF_ERR_SIZE_MISMATCH);
+  assert_int_equal(st.code, EF_OK);
+  /* then the error, every time it is asked, with the producer's status */
+  assert_int_equal(src.read(&src, out, sizeof(out), &got, &st), EF_ERR_SIZE_MISMATCH);
   assert_int_equal(got, 0);
-  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got), EF_ERR_SIZE_MISMATCH);
-  assert_string_equal(src.detail(&src), "server sent more than 1000 bytes");
+  assert_int_equal(st.code, EF_ERR_SIZE_MISMATCH);
+  assert_false(st.retryable);
+  assert_string_equal(st.detail, "server sent more than 1000 bytes");
+  ef_status_clear(&st);
+  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got, &st), EF_ERR_SIZE_MISMATCH);
+  assert_string_equal(st.detail, "server sent more than 1000 bytes");
+  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got, NULL), EF_ERR_SIZE_MISMATCH);
   ef_pipe_free(p);
 }
 
@@ -152,17 +163,17 @@ static void test_clean_end_after_wraparound(void **state) {
   for (size_t i = 0; i < sizeof(in); i++) in[i] = (uint8_t)i;
   assert_int_equal(ef_pipe_new(16, &p), EF_OK);
   assert_int_equal(ef_pipe_write(p, in, 10), EF_OK);
-  assert_int_equal(ef_pipe_read(p, out, 10, &got), EF_OK);
+  assert_int_equal(ef_pipe_read(p, out, 10, &got, NULL), EF_OK);
   assert_int_equal(got, 10);
   /* 10 more bytes wrap around the 16-byte ring */
   assert_int_equal(ef_pipe_write(p, in, 10), EF_OK);
-  ef_pipe_close(p, EF_OK, NULL);
-  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got), EF_OK);
+  ef_pipe_close(p, NULL);
+  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got, NULL), EF_OK);
   assert_int_equal(got, 10);
   assert_memory_equal(in, out, 10);
-  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got), EF_OK);
+  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got, NULL), EF_OK);
   assert_int_equal(got, 0);
-  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got), EF_OK);
+  assert_int_equal(ef_pipe_read(p, out, sizeof(out), &got, NULL), EF_OK);
   assert_int_equal(got, 0);
   ef_pipe_free(p);
 }
@@ -198,11 +209,11 @@ static void test_capacity_is_never_exceeded(void **state) {
   usleep(100 * 1000);
   /* the pipe holds CAP bytes; the writer must still be waiting to put the rest */
   assert_false(atomic_load(&w.done));
-  assert_int_equal(ef_pipe_read(w.p, out, sizeof(out), &got), EF_OK);
+  assert_int_equal(ef_pipe_read(w.p, out, sizeof(out), &got, NULL), EF_OK);
   assert_int_equal(got, CAP);
   join_within(t, 5000);
   assert_int_equal(w.rc, EF_OK);
-  assert_int_equal(ef_pipe_read(w.p, out + CAP, sizeof(out) - CAP, &got), EF_OK);
+  assert_int_equal(ef_pipe_read(w.p, out + CAP, sizeof(out) - CAP, &got, NULL), EF_OK);
   assert_int_equal(got, 123);
   for (size_t i = 0; i < CAP + 123; i++) assert_int_equal(out[i], pattern(i));
   ef_pipe_free(w.p);
@@ -225,7 +236,7 @@ static void test_abort_wakes_blocked_writer(void **state) {
   assert_true(ef_pipe_aborted(w.p));
   /* once aborted, every further write and read fails at once */
   assert_int_equal(ef_pipe_write(w.p, out, sizeof(out)), EF_ERR_CANCELED);
-  assert_int_equal(ef_pipe_read(w.p, out, sizeof(out), &got), EF_ERR_CANCELED);
+  assert_int_equal(ef_pipe_read(w.p, out, sizeof(out), &got, NULL), EF_ERR_CANCELED);
   ef_pipe_abort(w.p); /* idempotent */
   ef_pipe_free(w.p);
 }
@@ -233,13 +244,14 @@ static void test_abort_wakes_blocked_writer(void **state) {
 struct blocked_reader {
   ef_pipe *p;
   ef_err rc;
+  ef_status st;
 };
 
 static void *read_one(void *arg) {
   struct blocked_reader *r = arg;
   uint8_t buf[64];
   size_t got = 0;
-  r->rc = ef_pipe_read(r->p, buf, sizeof(buf), &got);
+  r->rc = ef_pipe_read(r->p, buf, sizeof(buf), &got, &r->st);
   return NULL;
 }
 
@@ -250,10 +262,14 @@ static void test_close_wakes_blocked_reader(void **state) {
   assert_int_equal(ef_pipe_new(64, &r.p), EF_OK);
   assert_int_equal(pthread_create(&t, NULL, read_one, &r), 0);
   usleep(50 * 1000);
-  ef_pipe_close(r.p, EF_ERR_DOWNLOAD_FAILED, "HTTP 404 from https://127.0.0.1:1");
+  ef_status why = EF_STATUS_INIT;
+  ef_status_fail_r(&why, EF_ERR_DOWNLOAD_FAILED, true, "HTTP 503 from https://127.0.0.1:1");
+  ef_pipe_close(r.p, &why);
   join_within(t, 2000);
   assert_int_equal(r.rc, EF_ERR_DOWNLOAD_FAILED);
-  assert_string_equal(ef_pipe_detail(r.p), "HTTP 404 from https://127.0.0.1:1");
+  assert_int_equal(r.st.code, EF_ERR_DOWNLOAD_FAILED);
+  assert_true(r.st.retryable);
+  assert_string_equal(r.st.detail, "HTTP 503 from https://127.0.0.1:1");
   ef_pipe_free(r.p);
 }
 

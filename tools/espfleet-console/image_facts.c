@@ -20,6 +20,7 @@ ef_err con_image_read(const char *path, con_image *img, char *detail, size_t n) 
   enum { READ_SIZE = 64 * 1024 };
   ef_err err = EF_ERR_NOMEM;
   ef_image_validator *v = NULL;
+  ef_status st = EF_STATUS_INIT;
   EVP_MD_CTX *sha = EVP_MD_CTX_new();
   uint8_t *buf = malloc(READ_SIZE);
   int fd = -1;
@@ -45,16 +46,16 @@ ef_err con_image_read(const char *path, con_image *img, char *detail, size_t n) 
       goto out;
     }
     if (got == 0) break;
-    if ((err = ef_image_feed(v, buf, (size_t)got)) != EF_OK) {
-      snprintf(detail, n, "%s: %s", path, ef_image_detail(v));
+    if ((err = ef_image_feed(v, buf, (size_t)got, &st)) != EF_OK) {
+      snprintf(detail, n, "%s: %s", path, st.detail);
       goto out;
     }
     err = EF_ERR_INTERNAL;
     if (EVP_DigestUpdate(sha, buf, (size_t)got) != 1) goto out;
     img->size += (uint64_t)got;
   }
-  if ((err = ef_image_finish(v, NULL)) != EF_OK) {
-    snprintf(detail, n, "%s: %s", path, ef_image_detail(v));
+  if ((err = ef_image_finish(v, NULL, &st)) != EF_OK) {
+    snprintf(detail, n, "%s: %s", path, st.detail);
     goto out;
   }
   uint8_t md[EVP_MAX_MD_SIZE];

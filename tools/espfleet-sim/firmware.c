@@ -145,6 +145,7 @@ static void hex32(const uint8_t *b, char *out) {
  */
 static ef_err check_written_image(sim_esp *s, sim_slot_info *info, char *why, size_t why_len) {
   ef_image_validator *v = NULL;
+  ef_status st = EF_STATUS_INIT;
   EVP_MD_CTX *all = EVP_MD_CTX_new(), *img = EVP_MD_CTX_new();
   ef_image_summary sum;
   uint8_t *buf = s->scratch;
@@ -164,11 +165,11 @@ static ef_err check_written_image(sim_esp *s, sim_slot_info *info, char *why, si
     if (err != EF_OK) goto out;
     if (off == 0 && !ef_mkimage_find_release(buf, n < 4096 ? n : 4096, release)) release[0] = '\0';
     EVP_DigestUpdate(all, buf, n);
-    err = ef_image_feed(v, buf, n);
+    err = ef_image_feed(v, buf, n, &st);
     if (err != EF_OK) goto out;
     off += n;
   }
-  err = ef_image_finish(v, &sum);
+  err = ef_image_finish(v, &sum, &st);
   if (err != EF_OK) goto out;
   const ef_image_header *hdr = ef_image_get_header(v);
   const ef_app_desc *desc = ef_image_get_app_desc(v);
@@ -201,8 +202,7 @@ static ef_err check_written_image(sim_esp *s, sim_slot_info *info, char *why, si
   EVP_DigestFinal_ex(all, info->written_sha256, &mdlen);
 out:
   if (err != EF_OK && why[0] == '\0')
-    snprintf(why, why_len, "%s%s%s", ef_err_name(err), v && ef_image_detail(v)[0] ? ": " : "",
-             v ? ef_image_detail(v) : "");
+    snprintf(why, why_len, "%s%s%s", ef_err_name(err), st.detail[0] ? ": " : "", st.detail);
   EVP_MD_CTX_free(all);
   EVP_MD_CTX_free(img);
   ef_image_validator_free(v);

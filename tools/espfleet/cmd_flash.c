@@ -118,7 +118,7 @@ int cmd_flash(int argc, char **argv) {
   uint64_t max_size = 0;
   bool wait = true;
   int c, rc = CLI_FAIL;
-  char detail[512] = "";
+  ef_status st = EF_STATUS_INIT;
   ef_err err;
 
   ef_ctrl_options_default(&co);
@@ -169,34 +169,27 @@ int cmd_flash(int argc, char **argv) {
   ef_image_header hdr;
   ef_app_desc desc;
   ef_image_summary sum;
-  err = ef_image_check_file(path, &hdr, &desc, &sum, detail, sizeof detail);
+  err = ef_image_check_file(path, &hdr, &desc, &sum, &st);
   if (err != EF_OK) goto out;
   const char *image_chip = ef_chip_name(hdr.chip_id);
   if (chip_id >= 0 && hdr.chip_id != chip_id) {
-    err = EF_ERR_CHIP_MISMATCH;
-    snprintf(detail, sizeof detail, "image is for %s (0x%04x), the ESP is %s (0x%04x)",
-             image_chip ? image_chip : "an unknown chip", hdr.chip_id, ef_chip_name((uint16_t)chip_id), chip_id);
+    err = ef_status_fail(&st, EF_ERR_CHIP_MISMATCH, "image is for %s (0x%04x), the ESP is %s (0x%04x)",
+                         image_chip ? image_chip : "an unknown chip", hdr.chip_id, ef_chip_name((uint16_t)chip_id),
+                         chip_id);
     goto out;
   }
   if (max_size && sum.total_size > max_size) {
-    err = EF_ERR_TOO_LARGE;
-    snprintf(detail, sizeof detail, "image has %" PRIu64 " bytes, --max-size is %" PRIu64, sum.total_size,
-             max_size);
+    err = ef_status_fail(&st, EF_ERR_TOO_LARGE, "image has %" PRIu64 " bytes, --max-size is %" PRIu64,
+                         sum.total_size, max_size);
     goto out;
   }
   fprintf(stderr, "image %s: %s (%s) for %s, %" PRIu64 " bytes\n", path, desc.version, desc.project_name,
           image_chip ? image_chip : "unknown chip", sum.total_size);
 
-  err = ef_ctrl_open(&co, &ctrl);
-  if (err != EF_OK) {
-    snprintf(detail, sizeof detail, "cannot open %s", co.device);
-    goto out;
-  }
-  err = ef_file_source_open(path, &src);
-  if (err != EF_OK) {
-    snprintf(detail, sizeof detail, "cannot open %s", path);
-    goto out;
-  }
+  err = ef_ctrl_open(&co, &ctrl, &st);
+  if (err != EF_OK) goto out;
+  err = ef_file_source_open(path, &src, &st);
+  if (err != EF_OK) goto out;
   src_open = true;
 
   flash_ui ui = {.device = co.device};
@@ -223,12 +216,9 @@ int cmd_flash(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
 
   ef_ota_result res;
-  err = ef_ota_run(ctrl, &src, &req, &res);
+  err = ef_ota_run(ctrl, &src, &req, &res, &st);
   cli_progress_end(&ui.progress);
-  if (err != EF_OK) {
-    snprintf(detail, sizeof detail, "%s", res.detail);
-    goto out;
-  }
+  if (err != EF_OK) goto out;
   /* Past OTA end a signal must not turn success into a cancel. */
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
@@ -241,10 +231,10 @@ int cmd_flash(int argc, char **argv) {
     fprintf(stderr, "OTA end accepted; waiting up to %ld ms for the ESP to reboot\n", boot_timeout);
     /* ef_ctrl_wait_boot waits for the reboot itself first: the old firmware
      * keeps answering until then. */
-    err = ef_ctrl_wait_boot(ctrl, boot_timeout > 0x7fffffff ? 0x7fffffff : (int)boot_timeout, &fw);
+    ef_status why = EF_STATUS_INIT;
+    err = ef_ctrl_wait_boot(ctrl, boot_timeout > 0x7fffffff ? 0x7fffffff : (int)boot_timeout, &fw, &why);
     if (err != EF_OK) {
-      snprintf(detail, sizeof detail, "OTA end was accepted, but the ESP did not come back within %ld ms",
-               boot_timeout);
+      ef_status_fail(&st, err, "OTA end was accepted, but %s", why.detail);
       goto out;
     }
     ef_fw_version_format(&fw, fw_text, sizeof fw_text);
@@ -255,6 +245,6 @@ int cmd_flash(int argc, char **argv) {
 out:
   if (src_open) ef_file_source_close(&src);
   ef_ctrl_close(ctrl);
-  if (rc != CLI_OK) cli_fail(err, detail);
+  if (rc != CLI_OK) cli_fail(err, st.detail);
   return rc;
 }

@@ -38,7 +38,7 @@ int cmd_info(int argc, char **argv) {
   bool json = false;
   long l;
   int c, rc = CLI_FAIL;
-  char detail[256] = "";
+  ef_status st = EF_STATUS_INIT;
   ef_err err;
 
   ef_ctrl_options_default(&co);
@@ -59,15 +59,12 @@ int cmd_info(int argc, char **argv) {
   }
   if (optind < argc) return cli_usage_error("info", "unexpected argument '%s'", argv[optind]);
 
-  err = ef_ctrl_open(&co, &ctrl);
-  if (err != EF_OK) {
-    snprintf(detail, sizeof detail, "cannot open %s", co.device);
-    goto out;
-  }
+  err = ef_ctrl_open(&co, &ctrl, &st);
+  if (err != EF_OK) goto out;
   ef_fw_version fw;
-  err = ef_ctrl_get_fw_version(ctrl, &fw);
+  err = ef_ctrl_get_fw_version(ctrl, &fw, &st);
   if (err != EF_OK) {
-    snprintf(detail, sizeof detail, "GetFwVersion on %s", co.device);
+    ef_status_prefix(&st, co.device);
     goto out;
   }
   char text[96];
@@ -92,6 +89,6 @@ int cmd_info(int argc, char **argv) {
   rc = CLI_OK;
 out:
   ef_ctrl_close(ctrl);
-  if (rc != CLI_OK) cli_fail(err, detail);
+  if (rc != CLI_OK) cli_fail(err, st.detail);
   return rc;
 }

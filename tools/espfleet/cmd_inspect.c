@@ -81,7 +81,8 @@ static void scan_file(const char *path, scan *s) {
     }
     if (n == 0) break;
     /* Keep hashing after a defect: the file's SHA-256 is still useful. */
-    if (feed_err == EF_OK) feed_err = ef_image_feed(v, buf, (size_t)n);
+    /* ef_image_finish reports a feed defect again, with its sentence */
+    if (feed_err == EF_OK) feed_err = ef_image_feed(v, buf, (size_t)n, NULL);
     if (EVP_DigestUpdate(sha, buf, (size_t)n) != 1) goto out;
     s->file_size += (uint64_t)n;
   }
@@ -89,8 +90,9 @@ static void scan_file(const char *path, scan *s) {
   unsigned md_len = 0;
   if (EVP_DigestFinal_ex(sha, md, &md_len) != 1) goto out;
   ef_hex(md, 32, s->sha256);
-  s->err = ef_image_finish(v, &s->sum);
-  if (s->err != EF_OK) snprintf(s->detail, sizeof s->detail, "%s", ef_image_detail(v));
+  ef_status st = EF_STATUS_INIT;
+  s->err = ef_image_finish(v, &s->sum, &st);
+  if (s->err != EF_OK) snprintf(s->detail, sizeof s->detail, "%s", st.detail);
 out:
   if (v) {
     s->hdr = *ef_image_get_header(v);
