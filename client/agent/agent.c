@@ -39,8 +39,10 @@ void publish_state_locked(ef_agent *a) {
 }
 
 void save_journal_locked(ef_agent *a) {
-  if (ef_journal_save(&a->journal) != EF_OK)
-    ef_error("could not save the journal in %s: %s", a->cfg.state_dir, strerror(errno));
+  ef_status st = EF_STATUS_INIT;
+  /* Nobody above the agent to hand it to: the operator must hear of it, and
+   * the daemon goes on (the state documents still tell the controller). */
+  if (ef_journal_save(&a->journal, &st) != EF_OK) ef_error("could not save the journal: %s", st.detail);
 }
 
 /*
@@ -181,8 +183,13 @@ static void refresh_driver_release_locked(ef_agent *a) {
   }
   char rel[EF_FW_RELEASE_MAX + 1];
   bool found = false;
-  ef_err err = ef_driver_release_read_log(a->cfg.esp.kernel_log, rel, sizeof rel, &found);
-  const char *why = err != EF_OK ? strerror(errno) : "no \"Driver supports Firmware version\" line";
+  ef_status st = EF_STATUS_INIT;
+  ef_err err = ef_driver_release_read_log(a->cfg.esp.kernel_log, rel, sizeof rel, &found, &st);
+  char why[EF_STATUS_DETAIL_MAX + EF_CONFIG_PATH_MAX];
+  if (err != EF_OK)
+    snprintf(why, sizeof why, "%s", st.detail);
+  else
+    snprintf(why, sizeof why, "%s: no \"Driver supports Firmware version\" line", a->cfg.esp.kernel_log);
   if (found) {
     if (s->driver_source != EF_DRIVER_SOURCE_KERNEL_LOG || strcmp(rel, s->driver_release) != 0)
       ef_info("the host driver accepts ESP-Hosted release %s (from %s)", rel, a->cfg.esp.kernel_log);
@@ -190,14 +197,71 @@ static void refresh_driver_release_locked(ef_agent *a) {
     s->driver_source = EF_DRIVER_SOURCE_KERNEL_LOG;
   } else if (s->driver_source == EF_DRIVER_SOURCE_KERNEL_LOG) {
     /* The kernel's ring buffer wrapped since the line was read: it still holds. */
-    ef_debug("%s: %s now; keeping the driver release %s read earlier", a->cfg.esp.kernel_log, why,
-             s->driver_release);
+    ef_debug("%s now; keeping the driver release %s read earlier", why, s->driver_release);
   } else if (!a->driver_unknown_logged) {
-    ef_warn("the host driver's ESP-Hosted release is unknown (%s: %s): jobs are not checked against it; "
+    ef_warn("the host driver's ESP-Hosted release is unknown (%s): jobs are not checked against it; "
             "set esp.driver_release",
-            a->cfg.esp.kernel_log, why);
+            why);
     a->driver_unknown_logged = true;
   }
+}
+
+/*
+ * What the device knows when it decides on a document with @p job_id: the
+ * facts ef_job_decide reads (gathering them is the only thing the agent
+ * does for a decision; the decision itself is the pure function's).
+ */
+static ef_job_facts facts_locked(const ef_agent *a, const char *job_id, bool starting) {
+  ef_job_facts f;
+  memset(&f, 0, sizeof f);
+  f.starting = starting;
+  f.device_id = a->cfg.device_id;
+  f.chip_id = a->cfg.esp.chip_id;
+  f.installed_version = a->journal.installed.version;
+  f.installed_sha256_hex = a->journal.installed.sha256_hex;
+  f.driver_release = a->state.driver_release;
+  f.driver_source = a->state.driver_source;
+  f.running = a->job_running ? &a->job : NULL;
+  f.waiting = a->has_pending ? &a->pending : NULL;
+  const ef_journal_result *rec = job_id[0] ? ef_journal_find_final(&a->journal, job_id) : NULL;
+  f.has_final = rec != NULL;
+  f.final_skipped = rec && rec->state == EF_STATE_SKIPPED;
+  f.final_fingerprint = rec ? rec->fingerprint : NULL;
+  f.now = time(NULL);
+  return f;
+}
+
+/*
+ * Carries out a decision that ends the job's intake without running it.
+ * Returns false for the decisions that go on (run, wait).
+ */
+static bool settle_locked(ef_agent *a, ef_job_decision d, const ef_job *job, const char *fp,
+                          const ef_status *st) {
+  switch (d) {
+    case EF_DECISION_SKIP:
+      report_final_locked(a, job->job_id, fp, EF_STATE_SKIPPED, EF_OK, "outside the rollout percentage", 0, true);
+      return true;
+    case EF_DECISION_INSTALLED:
+      report_final_locked(a, job->job_id, fp, EF_STATE_SUCCEEDED, EF_OK, "this image is already installed", 0,
+                          true);
+      return true;
+    case EF_DECISION_REJECT:
+    case EF_DECISION_REFUSE:
+      report_final_locked(a, job->job_id, fp, EF_STATE_REJECTED, st->code, st->detail, 0,
+                          d == EF_DECISION_REJECT);
+      return true;
+    case EF_DECISION_IGNORE:
+      ef_debug("job %s: duplicate delivery while it runs, ignored", job->job_id);
+      return true;
+    case EF_DECISION_REPEAT:
+      /* Finished before: never run twice, say again how it ended. */
+      republish_final_locked(a, ef_journal_find_final(&a->journal, job->job_id));
+      return true;
+    case EF_DECISION_RUN:
+    case EF_DECISION_WAIT:
+      break;
+  }
+  return false;
 }
 
 static void start_job_locked(ef_agent *a) {
@@ -209,46 +273,12 @@ static void start_job_locked(ef_agent *a) {
   if (!resume) ef_journal_set_waiting(&a->journal, NULL); /* saved with what follows */
   ef_job_fingerprint(&job, fp);
 
+  /* A job from the journal was decided on before the restart. */
   if (!resume) {
-    ef_err err = EF_OK;
-    if (job.chip_id >= 0 && a->cfg.esp.chip_id >= 0 && job.chip_id != a->cfg.esp.chip_id) {
-      char why[128];
-      snprintf(why, sizeof why, "job is for %s, this device has %s", job.chip, a->cfg.esp.chip);
-      report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_CHIP_MISMATCH, why, 0, true);
-      return;
-    }
+    ef_status st = EF_STATUS_INIT;
     refresh_driver_release_locked(a);
-    ef_job_decision d = ef_job_decide(&job, a->cfg.device_id, a->journal.installed.version,
-                                      a->journal.installed.sha256_hex, a->state.driver_release, time(NULL),
-                                      &err);
-    switch (d) {
-      case EF_DECISION_SKIP:
-        report_final_locked(a, job.job_id, fp, EF_STATE_SKIPPED, EF_OK,
-                            "outside the rollout percentage", 0, true);
-        return;
-      case EF_DECISION_INSTALLED:
-        report_final_locked(a, job.job_id, fp, EF_STATE_SUCCEEDED, EF_OK,
-                            "this image is already installed", 0, true);
-        return;
-      case EF_DECISION_REJECT: {
-        char why[256];
-        if (err == EF_ERR_DOWNGRADE_REFUSED)
-          snprintf(why, sizeof why, "installed %s is newer than %s", a->journal.installed.version,
-                   job.version);
-        else if (err == EF_ERR_DRIVER_INCOMPATIBLE)
-          snprintf(why, sizeof why,
-                   "the image carries %s, the host driver accepts %s (%s); with driver_update the job "
-                   "may install it",
-                   job.expect_fw_version, a->state.driver_release,
-                   ef_driver_source_name(a->state.driver_source));
-        else
-          snprintf(why, sizeof why, "%s", ef_err_message(err));
-        report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, err, why, 0, true);
-        return;
-      }
-      case EF_DECISION_RUN:
-        break;
-    }
+    ef_job_facts f = facts_locked(a, job.job_id, true);
+    if (settle_locked(a, ef_job_decide(&job, NULL, &f, &st), &job, fp, &st)) return;
   }
 
   a->job = job;
@@ -284,53 +314,12 @@ static void start_job_locked(ef_agent *a) {
 
 static void handle_job_locked(ef_agent *a, const inbox_msg *m) {
   ef_job job;
-  char reason[256] = "";
-  ef_err err;
-  memset(&job, 0, sizeof job);
-  if (!m->payload) {
-    err = EF_ERR_BAD_JOB;
-    snprintf(reason, sizeof reason, "payload too large (%zu bytes, limit %zu)", m->len, a->limits.max_payload);
-  } else {
-    err = ef_job_parse(m->payload, m->len, &a->limits, &job, reason, sizeof reason);
-  }
-  if (err != EF_OK) {
-    /* A refusal never overwrites the real result of a job that ran. */
-    bool known = job.job_id[0] && (ef_journal_find_final(&a->journal, job.job_id) ||
-                                   (a->job_running && strcmp(job.job_id, a->job.job_id) == 0));
-    report_final_locked(a, job.job_id, "", EF_STATE_REJECTED, err, reason, 0, !known);
-    return;
-  }
-  char fp[65];
-  ef_job_fingerprint(&job, fp);
-
-  if (a->job_running && strcmp(job.job_id, a->job.job_id) == 0) {
-    if (strcmp(fp, a->job_fingerprint) != 0)
-      report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_JOB_CONFLICT,
-                          "differs from the job with this job_id that is running", 0, false);
-    else
-      ef_debug("job %s: duplicate delivery while it runs, ignored", job.job_id);
-    return;
-  }
-  if (a->has_pending && strcmp(job.job_id, a->pending.job_id) == 0) {
-    char pfp[65];
-    ef_job_fingerprint(&a->pending, pfp);
-    if (strcmp(pfp, fp) != 0) {
-      report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_JOB_CONFLICT,
-                          "differs from the waiting job with this job_id", 0, false);
-      return;
-    }
-  }
-  const ef_journal_result *rec = ef_journal_find_final(&a->journal, job.job_id);
-  if (rec && rec->fingerprint[0] && strcmp(rec->fingerprint, fp) != 0) {
-    report_final_locked(a, job.job_id, fp, EF_STATE_REJECTED, EF_ERR_JOB_CONFLICT,
-                        "differs from an earlier job with this job_id", 0, false);
-    return;
-  }
-  if (rec && rec->state != EF_STATE_SKIPPED) {
-    /* Finished before: never run twice, say again how it ended. */
-    republish_final_locked(a, rec);
-    return;
-  }
+  ef_status parsed = EF_STATUS_INIT, st = EF_STATUS_INIT;
+  char fp[65] = ""; /* a document that did not parse has none */
+  /* An oversized payload was not kept (NULL): the parser refuses it by its length. */
+  if (ef_job_parse(m->payload, m->len, &a->limits, &job, &parsed) == EF_OK) ef_job_fingerprint(&job, fp);
+  ef_job_facts f = facts_locked(a, job.job_id, false);
+  if (settle_locked(a, ef_job_decide(&job, &parsed, &f, &st), &job, fp, &st)) return;
   if (a->has_pending && strcmp(a->pending.job_id, job.job_id) != 0)
     ef_info("job %s replaces waiting job %s", job.job_id, a->pending.job_id);
   a->pending = job;
@@ -466,11 +455,14 @@ static void resume_from_journal(ef_agent *a) {
   a->has_pending = true;
 }
 
-ef_err ef_agent_new(const ef_config *cfg, ef_agent **out) {
+ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
   ef_err err = EF_OK;
   bool recovered = false;
   ef_agent *a = calloc(1, sizeof *a);
-  if (!a) return EF_ERR_NOMEM;
+  if (!a) {
+    *out = NULL;
+    return ef_status_fail(st, EF_ERR_NOMEM, NULL);
+  }
   a->cfg = *cfg;
   ef_config_job_limits(cfg, &a->limits);
   pthread_mutex_init(&a->lock, NULL);
@@ -490,15 +482,11 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out) {
     snprintf(a->topic_groups[i], TOPIC_MAX, "%s/groups/%s/job", p, cfg->groups[i]);
 
   if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
-    ef_error("cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
-    err = EF_ERR_IO;
+    err = ef_status_fail(st, EF_ERR_IO, "cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
     goto out;
   }
-  err = ef_journal_load(&a->journal, cfg->state_dir, &recovered);
-  if (err != EF_OK) {
-    ef_error("cannot read the journal in %s", cfg->state_dir);
-    goto out;
-  }
+  err = ef_journal_load(&a->journal, cfg->state_dir, &recovered, st);
+  if (err != EF_OK) goto out;
   if (recovered) ef_warn("the journal was damaged; it was moved aside to %s.corrupt", EF_JOURNAL_FILE);
   ef_state_init(&a->state, cfg->device_id);
   a->state.app = a->journal.installed;
@@ -521,7 +509,7 @@ void ef_agent_request_stop(ef_agent *a) {
   pthread_mutex_unlock(&a->lock);
 }
 
-ef_err ef_agent_run(ef_agent *a) {
+ef_err ef_agent_run(ef_agent *a, ef_status *st) {
   ef_err err = EF_OK;
   char *will = NULL;
   ef_mqtt_subscription subs[2 + EF_CONFIG_MAX_GROUPS];
@@ -532,7 +520,7 @@ ef_err ef_agent_run(ef_agent *a) {
   subs[n++] = (ef_mqtt_subscription){a->topic_cancel, 1};
   for (size_t i = 0; i < a->cfg.n_groups; i++) subs[n++] = (ef_mqtt_subscription){a->topic_groups[i], 1};
   will = ef_report_offline_json(a->cfg.device_id);
-  if (!will) return EF_ERR_NOMEM;
+  if (!will) return ef_status_fail(st, EF_ERR_NOMEM, "cannot build the last will");
 
   ef_mqtt_options o = {
       .uri = a->cfg.mqtt.uri,
@@ -555,8 +543,13 @@ ef_err ef_agent_run(ef_agent *a) {
       .arg = a,
   };
   ef_mqtt *mqtt = NULL;
-  err = ef_mqtt_start(&o, &mqtt);
-  if (err != EF_OK) goto out;
+  ef_status why = EF_STATUS_INIT;
+  err = ef_mqtt_start(&o, &mqtt, &why);
+  if (err != EF_OK) {
+    ef_status_prefix(&why, "mqtt");
+    ef_status_copy(st, &why);
+    goto out;
+  }
 
   pthread_mutex_lock(&a->lock);
   a->mqtt = mqtt;

@@ -19,11 +19,17 @@ typedef struct {
   ef_config_problems *p;
   unsigned flags;
   size_t count; /* problems seen, also when p is NULL */
+  char first[EF_CONFIG_PROBLEM_LEN]; /* the first one, for the status */
 } ctx_t;
 
 static void problem(ctx_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void problem(ctx_t *c, const char *fmt, ...) {
-  c->count++;
+  if (c->count++ == 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->first, sizeof c->first, fmt, ap);
+    va_end(ap);
+  }
   if (!c->p) return;
   if (c->p->count >= EF_CONFIG_MAX_PROBLEMS) {
     c->p->dropped++;
@@ -391,19 +397,27 @@ out:
   return rc;
 }
 
-ef_err ef_config_parse(const char *json, size_t len, unsigned flags, ef_config *out,
-                       ef_config_problems *p) {
+/* The status of a load: the first problem stands for all of them. */
+static ef_err report(const ctx_t *c, ef_err rc, ef_status *st) {
+  if (rc == EF_OK) return EF_OK;
+  if (c->count > 1)
+    return ef_status_fail(st, rc, "%s (and %zu more problem%s)", c->first, c->count - 1, c->count > 2 ? "s" : "");
+  return ef_status_fail(st, rc, "%s", c->first);
+}
+
+ef_err ef_config_parse(const char *json, size_t len, unsigned flags, ef_config *out, ef_config_problems *p,
+                       ef_status *st) {
   ctx_t c = {.p = p, .flags = flags};
   if (p) memset(p, 0, sizeof *p);
   if (!json) {
     ef_config_defaults(out);
     problem(&c, "config: empty");
-    return EF_ERR_CONFIG;
+    return report(&c, EF_ERR_CONFIG, st);
   }
-  return parse(&c, json, len, out);
+  return report(&c, parse(&c, json, len, out), st);
 }
 
-ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p) {
+ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p, ef_status *st) {
   ctx_t c = {.p = p};
   char *buf = NULL;
   size_t used = 0;
@@ -432,5 +446,5 @@ ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p) {
 out:
   if (f) fclose(f);
   free(buf);
-  return rc;
+  return report(&c, rc, st);
 }

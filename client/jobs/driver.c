@@ -71,7 +71,7 @@ bool ef_driver_release_from_line(const char *line, size_t len, char *out, size_t
   return true;
 }
 
-ef_err ef_driver_release_read_log(const char *path, char *out, size_t n, bool *found) {
+ef_err ef_driver_release_read_log(const char *path, char *out, size_t n, bool *found, ef_status *st) {
   char buf[READ_BUF];
   char line[LINE_MAX_LEN];
   size_t used = 0, total = 0;
@@ -84,8 +84,8 @@ ef_err ef_driver_release_read_log(const char *path, char *out, size_t n, bool *f
    * the buffer is read, and a FIFO for a writer. */
   fd = path ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) : -1;
   if (fd < 0) {
-    if (!path) errno = EINVAL;
-    rc = EF_ERR_IO;
+    rc = path ? ef_status_fail(st, EF_ERR_IO, "cannot open %s: %s", path, strerror(errno))
+              : ef_status_fail(st, EF_ERR_IO, "no kernel log path");
     goto out;
   }
   for (;;) {
@@ -96,7 +96,7 @@ ef_err ef_driver_release_read_log(const char *path, char *out, size_t n, bool *f
       if (errno == EINTR) continue;
       if (errno == EPIPE) continue; /* /dev/kmsg: records overwritten meanwhile, read on */
       if (errno == EAGAIN || errno == EWOULDBLOCK) break; /* /dev/kmsg: nothing more now */
-      rc = EF_ERR_IO;
+      rc = ef_status_fail(st, EF_ERR_IO, "cannot read %s: %s", path, strerror(errno));
       goto out;
     }
     total += (size_t)got;
@@ -116,10 +116,6 @@ ef_err ef_driver_release_read_log(const char *path, char *out, size_t n, bool *f
   }
   if (!skipping && used > 0 && ef_driver_release_from_line(line, used, out, n)) *found = true;
 out:
-  if (fd >= 0) {
-    int saved = errno;
-    close(fd);
-    errno = saved;
-  }
+  if (fd >= 0) close(fd);
   return rc;
 }

@@ -299,29 +299,26 @@ static void job_clear(ef_job *j) {
   j->rollout_percent = -1;
 }
 
-ef_err ef_job_parse(const char *json, size_t len, const ef_job_limits *lim, ef_job *out,
-                    char *reason, size_t n) {
+ef_err ef_job_parse(const char *json, size_t len, const ef_job_limits *lim, ef_job *out, ef_status *st) {
   ef_job_limits deflim;
   char *copy = NULL;
   cJSON *root = NULL;
   bool failed = false, too_large = false;
   ef_err rc = EF_ERR_BAD_JOB;
+  char reason[EF_STATUS_DETAIL_MAX] = "";
+  const size_t n = sizeof reason;
 
   if (!lim) {
     ef_job_limits_default(&deflim);
     lim = &deflim;
   }
   job_clear(out);
-  if (reason && n) reason[0] = '\0';
-  if (!json) {
-    fail(reason, n, &failed, "payload: empty");
-    goto out;
-  }
+  /* Before the NULL check: a caller may drop an oversized payload unread. */
   if (len > lim->max_payload) {
     fail(reason, n, &failed, "payload: too large (%zu bytes, at most %zu)", len, lim->max_payload);
     goto out;
   }
-  if (len == 0) {
+  if (!json || len == 0) {
     fail(reason, n, &failed, "payload: empty");
     goto out;
   }
@@ -353,6 +350,7 @@ ef_err ef_job_parse(const char *json, size_t len, const ef_job_limits *lim, ef_j
 
 out:
   if (rc != EF_OK) {
+    ef_status_fail(st, rc, "%s", reason);
     /* Keep only the job_id so nobody runs a half-parsed job. */
     char id[sizeof out->job_id];
     memcpy(id, out->job_id, sizeof id);

@@ -29,26 +29,29 @@ static bool path_in(char *out, size_t n, const char *dir, const char *name) {
 }
 
 /* Reads the whole file; *buf is NULL with EF_OK when the file does not exist. */
-static ef_err read_file(const char *path, char **buf, size_t *len, bool *too_big) {
-  ef_err rc = EF_ERR_IO;
+static ef_err read_file(const char *path, char **buf, size_t *len, bool *too_big, ef_status *st) {
+  ef_err rc = EF_OK;
   char *data = NULL;
   size_t used = 0;
   *buf = NULL;
   *too_big = false;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) rc = EF_OK;
+    if (errno != ENOENT) rc = ef_status_fail(st, EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     goto out;
   }
   data = malloc(JOURNAL_MAX_BYTES + 1);
   if (!data) {
-    rc = EF_ERR_NOMEM;
+    rc = ef_status_fail(st, EF_ERR_NOMEM, "cannot read %s", path);
     goto out;
   }
   for (;;) {
     ssize_t r = read(fd, data + used, JOURNAL_MAX_BYTES + 1 - used);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) goto out;
+    if (r < 0) {
+      rc = ef_status_fail(st, EF_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+      goto out;
+    }
     if (r == 0) break;
     used += (size_t)r;
     if (used > JOURNAL_MAX_BYTES) {
@@ -90,7 +93,7 @@ static bool copy_str(char *dst, size_t n, const char *src) {
 static bool decode_job(const cJSON *doc, ef_job *out) {
   ef_job_limits lim = {.max_payload = SIZE_MAX, .max_image_size = UINT64_MAX, .allow_http = true};
   char *text = cJSON_IsObject(doc) ? cJSON_PrintUnformatted(doc) : NULL;
-  ef_err e = text ? ef_job_parse(text, strlen(text), &lim, out, NULL, 0) : EF_ERR_BAD_JOB;
+  ef_err e = text ? ef_job_parse(text, strlen(text), &lim, out, NULL) : EF_ERR_BAD_JOB;
   free(text);
   return e == EF_OK;
 }
@@ -161,7 +164,7 @@ static bool decode(const cJSON *root, ef_journal *j) {
   return true;
 }
 
-ef_err ef_journal_load(ef_journal *j, const char *state_dir, bool *recovered) {
+ef_err ef_journal_load(ef_journal *j, const char *state_dir, bool *recovered, ef_status *st) {
   char path[EF_JOURNAL_DIR_MAX + 32], aside[EF_JOURNAL_DIR_MAX + 48];
   char *buf = NULL;
   size_t len = 0;
@@ -174,10 +177,10 @@ ef_err ef_journal_load(ef_journal *j, const char *state_dir, bool *recovered) {
   if (!state_dir || !copy_str(j->dir, sizeof j->dir, state_dir) ||
       !path_in(path, sizeof path, state_dir, EF_JOURNAL_FILE) ||
       !path_in(aside, sizeof aside, state_dir, EF_JOURNAL_FILE ".corrupt")) {
-    rc = EF_ERR_INVALID_ARG;
+    rc = ef_status_fail(st, EF_ERR_INVALID_ARG, "state_dir is missing or too long");
     goto out;
   }
-  rc = read_file(path, &buf, &len, &too_big);
+  rc = read_file(path, &buf, &len, &too_big, st);
   if (rc != EF_OK || !buf) goto out;
   if (!too_big) root = cJSON_ParseWithLengthOpts(buf, len + 1, NULL, 1);
   if (root && decode(root, j)) goto out;
@@ -185,8 +188,7 @@ ef_err ef_journal_load(ef_journal *j, const char *state_dir, bool *recovered) {
   /* Keep the damaged file for a human to look at, and start over. */
   journal_empty(j);
   if (rename(path, aside) != 0) {
-    ef_error("journal: cannot move %s aside: %s", path, strerror(errno));
-    rc = EF_ERR_IO;
+    rc = ef_status_fail(st, EF_ERR_IO, "%s is damaged and cannot be moved aside: %s", path, strerror(errno));
     goto out;
   }
   ef_warn("journal: %s was corrupt; moved to %s, starting with an empty journal", path, aside);
@@ -258,42 +260,48 @@ static bool write_all(int fd, const char *p, size_t n) {
   return true;
 }
 
-ef_err ef_journal_save(const ef_journal *j) {
+ef_err ef_journal_save(const ef_journal *j, ef_status *st) {
   char path[EF_JOURNAL_DIR_MAX + 32], tmp[EF_JOURNAL_DIR_MAX + 48];
   ef_err rc = EF_ERR_IO;
   int fd = -1, dfd = -1;
   char *text = NULL;
   cJSON *root = NULL;
+  const char *step = NULL; /* what failed, with errno */
 
   if (!path_in(path, sizeof path, j->dir, EF_JOURNAL_FILE) ||
       !path_in(tmp, sizeof tmp, j->dir, EF_JOURNAL_FILE ".tmp")) {
-    rc = EF_ERR_INVALID_ARG;
+    rc = ef_status_fail(st, EF_ERR_INVALID_ARG, "state_dir is too long");
     goto out;
   }
   root = encode(j);
   text = root ? cJSON_Print(root) : NULL;
   if (!text) {
-    rc = EF_ERR_NOMEM;
+    rc = ef_status_fail(st, EF_ERR_NOMEM, "cannot encode the journal");
     goto out;
   }
   /* A fixed temp name: one daemon owns a state_dir, and a temp file left by a
    * crash is simply overwritten by the next save. */
+  step = "create";
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) goto fail;
+  step = "write";
   if (!write_all(fd, text, strlen(text)) || !write_all(fd, "\n", 1) || fsync(fd) != 0) goto fail;
   if (close(fd) != 0) {
     fd = -1;
     goto fail;
   }
   fd = -1;
+  step = "rename";
   if (rename(tmp, path) != 0) goto fail;
   /* The rename itself is durable only once the directory is synced. */
+  step = "sync the directory of";
   dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0 || fsync(dfd) != 0) goto fail;
   rc = EF_OK;
   goto out;
 fail:
-  ef_error("journal: cannot save %s: %s", path, strerror(errno));
+  /* errno is still the failed call's: nothing above touched it since */
+  rc = ef_status_fail(st, EF_ERR_IO, "cannot %s %s: %s", step, path, strerror(errno));
   if (fd >= 0) unlink(tmp);
 out:
   if (fd >= 0) close(fd);

@@ -1,6 +1,8 @@
 /* The job policy: canary gate, expiry, "already installed", downgrade and
- * driver compatibility.
- * Pure functions: the caller passes the time and the installed app. */
+ * driver compatibility, and the daemon's whole intake of a job built on
+ * them (ef_job_decide).
+ * Pure functions: the caller passes the time, the installed app and what
+ * runs and waits. */
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 
 #include "espfleet/image.h"
 #include "espfleet/job.h"
+#include "espfleet/report.h"
 
 uint32_t ef_canary_bucket(const char *job_id, const char *device_id) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -57,23 +60,97 @@ ef_err ef_job_check_driver(const ef_job *job, const char *driver_release) {
   return strcmp(job->expect_fw_version, driver_release) == 0 ? EF_OK : EF_ERR_DRIVER_INCOMPATIBLE;
 }
 
-ef_job_decision ef_job_decide(const ef_job *job, const char *device_id, const char *installed_version,
-                              const char *installed_sha256_hex, const char *driver_release, time_t now,
-                              ef_err *err) {
-  ef_err e = EF_OK;
-  ef_job_decision d = EF_DECISION_RUN;
-  if (ef_job_expired(job, now)) {
-    e = EF_ERR_EXPIRED;
-    d = EF_DECISION_REJECT;
-  } else if (!ef_canary_selected(ef_canary_bucket(job->job_id, device_id), job->rollout_percent)) {
-    d = EF_DECISION_SKIP;
-  } else if (ef_job_already_installed(job, installed_version, installed_sha256_hex)) {
-    d = EF_DECISION_INSTALLED;
-  } else if ((e = ef_job_check_downgrade(job, installed_version)) != EF_OK) {
-    d = EF_DECISION_REJECT;
-  } else if ((e = ef_job_check_driver(job, driver_release)) != EF_OK) {
-    d = EF_DECISION_REJECT;
+const char *ef_job_decision_name(ef_job_decision d) {
+  switch (d) {
+    case EF_DECISION_RUN: return "run";
+    case EF_DECISION_SKIP: return "skip";
+    case EF_DECISION_INSTALLED: return "installed";
+    case EF_DECISION_REJECT: return "reject";
+    case EF_DECISION_REFUSE: return "refuse";
+    case EF_DECISION_IGNORE: return "ignore";
+    case EF_DECISION_REPEAT: return "repeat";
+    case EF_DECISION_WAIT: return "wait";
   }
-  if (err) *err = e;
-  return d;
+  return "unknown";
+}
+
+static bool same_id(const ef_job *a, const ef_job *b) { return b && strcmp(a->job_id, b->job_id) == 0; }
+
+static bool same_content(const ef_job *a, const ef_job *b) {
+  char fa[65], fb[65];
+  ef_job_fingerprint(a, fa);
+  ef_job_fingerprint(b, fb);
+  return strcmp(fa, fb) == 0;
+}
+
+/* Decisions on the document itself: what arrived against what runs, waits
+ * and was recorded. Returns EF_DECISION_WAIT when the job may go on. */
+static ef_job_decision check_delivery(const ef_job *job, const ef_status *parsed, const ef_job_facts *f,
+                                      ef_status *st) {
+  if (parsed && parsed->code != EF_OK) {
+    /* A refusal never overwrites the real result of a job that ran. */
+    bool known = job->job_id[0] && (f->has_final || same_id(job, f->running));
+    ef_status_copy(st, parsed);
+    return known ? EF_DECISION_REFUSE : EF_DECISION_REJECT;
+  }
+  if (same_id(job, f->running)) {
+    if (same_content(job, f->running)) return EF_DECISION_IGNORE;
+    ef_status_fail(st, EF_ERR_JOB_CONFLICT, "differs from the job with this job_id that is running");
+    return EF_DECISION_REFUSE;
+  }
+  if (same_id(job, f->waiting) && !same_content(job, f->waiting)) {
+    ef_status_fail(st, EF_ERR_JOB_CONFLICT, "differs from the waiting job with this job_id");
+    return EF_DECISION_REFUSE;
+  }
+  if (f->has_final && f->final_fingerprint && f->final_fingerprint[0]) {
+    char fp[65];
+    ef_job_fingerprint(job, fp);
+    if (strcmp(fp, f->final_fingerprint) != 0) {
+      ef_status_fail(st, EF_ERR_JOB_CONFLICT, "differs from an earlier job with this job_id");
+      return EF_DECISION_REFUSE;
+    }
+  }
+  /* Finished before: never run twice, say again how it ended. A skipped
+   * job is evaluated again: a wider rollout may select it now. */
+  if (f->has_final && !f->final_skipped) return EF_DECISION_REPEAT;
+  return EF_DECISION_WAIT;
+}
+
+/* The policy when the job's turn comes: does it run on this device now? */
+static ef_job_decision check_policy(const ef_job *job, const ef_job_facts *f, ef_status *st) {
+  if (job->chip_id >= 0 && f->chip_id >= 0 && job->chip_id != f->chip_id) {
+    const char *mine = ef_chip_name((uint16_t)f->chip_id);
+    ef_status_fail(st, EF_ERR_CHIP_MISMATCH, "job is for %s, this device has %s", job->chip,
+                   mine ? mine : "an unknown chip");
+    return EF_DECISION_REJECT;
+  }
+  if (ef_job_expired(job, f->now)) {
+    char deadline[32];
+    ef_rfc3339_format((int64_t)job->not_after * 1000, deadline);
+    ef_status_fail(st, EF_ERR_EXPIRED, "not_after %s has passed", deadline);
+    return EF_DECISION_REJECT;
+  }
+  if (!ef_canary_selected(ef_canary_bucket(job->job_id, f->device_id ? f->device_id : ""), job->rollout_percent))
+    return EF_DECISION_SKIP;
+  if (ef_job_already_installed(job, f->installed_version, f->installed_sha256_hex)) return EF_DECISION_INSTALLED;
+  if (ef_job_check_downgrade(job, f->installed_version) != EF_OK) {
+    ef_status_fail(st, EF_ERR_DOWNGRADE_REFUSED, "installed %s is newer than %s", f->installed_version,
+                   job->version);
+    return EF_DECISION_REJECT;
+  }
+  if (ef_job_check_driver(job, f->driver_release) != EF_OK) {
+    ef_status_fail(st, EF_ERR_DRIVER_INCOMPATIBLE,
+                   "the image carries %s, the host driver accepts %s (%s); with driver_update the job may "
+                   "install it",
+                   job->expect_fw_version, f->driver_release, ef_driver_source_name(f->driver_source));
+    return EF_DECISION_REJECT;
+  }
+  return EF_DECISION_RUN;
+}
+
+ef_job_decision ef_job_decide(const ef_job *job, const ef_status *parsed, const ef_job_facts *f,
+                              ef_status *st) {
+  ef_job_decision d = check_delivery(job, parsed, f, st);
+  if (d != EF_DECISION_WAIT || !f->starting) return d;
+  return check_policy(job, f, st);
 }

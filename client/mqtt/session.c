@@ -329,7 +329,7 @@ static void unacked_resend(ef_mqtt *s) {
 
 /* Maps mqtt:// and mqtts:// (and Paho's own tcp:// and ssl://) to Paho's
  * form with an explicit port; rejects anything after host:port. */
-static ef_err parse_uri(const char *uri, char **paho_uri, bool *tls) {
+static ef_err parse_uri(const char *uri, char **paho_uri, bool *tls, ef_status *st) {
   static const struct {
     const char *prefix;
     const char *paho;
@@ -352,7 +352,7 @@ static ef_err parse_uri(const char *uri, char **paho_uri, bool *tls) {
     }
   }
   if (!rest) {
-    ef_error("mqtt: uri '%s' must start with mqtt:// or mqtts://", uri);
+    err = ef_status_fail(st, EF_ERR_CONFIG, "uri '%s' must start with mqtt:// or mqtts://", uri);
     goto out;
   }
 
@@ -393,66 +393,56 @@ static ef_err parse_uri(const char *uri, char **paho_uri, bool *tls) {
   int hlen = (int)(host_end - host);
   if (asprintf(paho_uri, "%s://%.*s:%u", schemes[i].paho, hlen, host, port) < 0) {
     *paho_uri = NULL;
-    err = EF_ERR_NOMEM;
+    err = ef_status_fail(st, EF_ERR_NOMEM, NULL);
     goto out;
   }
   *tls = schemes[i].tls;
   err = EF_OK;
   goto out;
 bad:
-  ef_error("mqtt: uri '%s' is not of the form mqtt[s]://host[:port]", uri);
+  err = ef_status_fail(st, EF_ERR_CONFIG, "uri '%s' is not of the form mqtt[s]://host[:port]", uri);
 out:
   return err;
 }
 
-static ef_err check_readable(const char *what, const char *path) {
-  ef_err err = EF_ERR_CONFIG;
-  struct stat st;
+static ef_err check_readable(const char *what, const char *path, ef_status *st) {
+  ef_err err = EF_OK;
+  struct stat sb;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    ef_error("mqtt: %s '%s' cannot be read: %s", what, path, strerror(errno));
+    err = ef_status_fail(st, EF_ERR_CONFIG, "%s '%s' cannot be read: %s", what, path, strerror(errno));
     goto out;
   }
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ef_error("mqtt: %s '%s' is not a regular file", what, path);
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    err = ef_status_fail(st, EF_ERR_CONFIG, "%s '%s' is not a regular file", what, path);
     goto out;
   }
-  err = EF_OK;
 out:
   if (fd >= 0)
     close(fd);
   return err;
 }
 
-static ef_err check_options(const ef_mqtt_options *o) {
-  if (!o->client_id || !*o->client_id) {
-    ef_error("mqtt: a client id is required");
-    return EF_ERR_CONFIG;
-  }
-  if (o->password && !o->username) {
-    ef_error("mqtt: a password needs a username");
-    return EF_ERR_CONFIG;
-  }
-  if (o->will_topic && (!*o->will_topic || !qos_ok(o->will_qos) || strpbrk(o->will_topic, "+#"))) {
-    ef_error("mqtt: invalid last will (topic '%s', qos %d)", o->will_topic, o->will_qos);
-    return EF_ERR_CONFIG;
-  }
-  if (o->n_subscriptions > EF_MQTT_MAX_SUBSCRIPTIONS || (o->n_subscriptions && !o->subscriptions)) {
-    ef_error("mqtt: at most %d subscriptions", EF_MQTT_MAX_SUBSCRIPTIONS);
-    return EF_ERR_CONFIG;
-  }
+/* A bad option is the caller's configuration: not retryable (EF_ERR_CONFIG). */
+static ef_err check_options(const ef_mqtt_options *o, ef_status *st) {
+  if (!o->uri || !*o->uri)
+    return ef_status_fail(st, EF_ERR_CONFIG, "a broker uri is required");
+  if (!o->client_id || !*o->client_id)
+    return ef_status_fail(st, EF_ERR_CONFIG, "a client id is required");
+  if (o->password && !o->username)
+    return ef_status_fail(st, EF_ERR_CONFIG, "a password needs a username");
+  if (o->will_topic && (!*o->will_topic || !qos_ok(o->will_qos) || strpbrk(o->will_topic, "+#")))
+    return ef_status_fail(st, EF_ERR_CONFIG, "invalid last will (topic '%s', qos %d)", o->will_topic, o->will_qos);
+  if (o->n_subscriptions > EF_MQTT_MAX_SUBSCRIPTIONS || (o->n_subscriptions && !o->subscriptions))
+    return ef_status_fail(st, EF_ERR_CONFIG, "at most %d subscriptions", EF_MQTT_MAX_SUBSCRIPTIONS);
   for (size_t i = 0; i < o->n_subscriptions; i++) {
     const ef_mqtt_subscription *sub = &o->subscriptions[i];
-    if (!sub->topic || !*sub->topic || !qos_ok(sub->qos)) {
-      ef_error("mqtt: invalid subscription %zu", i);
-      return EF_ERR_CONFIG;
-    }
+    if (!sub->topic || !*sub->topic || !qos_ok(sub->qos))
+      return ef_status_fail(st, EF_ERR_CONFIG, "invalid subscription %zu", i);
   }
   if (o->reconnect_min_ms < 0 || o->reconnect_max_ms < 0 || o->max_buffered < 0 || o->keepalive_s < 0 ||
-      o->connect_timeout_s < 0) {
-    ef_error("mqtt: negative interval or limit");
-    return EF_ERR_CONFIG;
-  }
+      o->connect_timeout_s < 0)
+    return ef_status_fail(st, EF_ERR_CONFIG, "negative interval or limit");
   return EF_OK;
 }
 
@@ -682,19 +672,16 @@ static void session_free(ef_mqtt *s) {
   free(s);
 }
 
-ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out) {
+ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
   ef_err err = EF_ERR_INVALID_ARG;
   ef_mqtt *s = NULL;
   bool sync_ready = false;
-  if (!o || !out)
-    goto out;
-  *out = NULL;
-  err = EF_ERR_CONFIG;
-  if (!o->uri || !*o->uri) {
-    ef_error("mqtt: a broker uri is required");
+  if (!o || !out) {
+    err = ef_status_fail(st, EF_ERR_INVALID_ARG, "no options or no place for the session");
     goto out;
   }
-  if ((err = check_options(o)) != EF_OK)
+  *out = NULL;
+  if ((err = check_options(o, st)) != EF_OK)
     goto out;
 
   err = EF_ERR_NOMEM;
@@ -709,20 +696,19 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out) {
   pthread_condattr_destroy(&ca);
   sync_ready = true;
 
-  if ((err = parse_uri(o->uri, &s->uri, &s->tls)) != EF_OK)
+  if ((err = parse_uri(o->uri, &s->uri, &s->tls, st)) != EF_OK)
     goto out;
-  err = EF_ERR_CONFIG;
   if (!s->tls && (o->ca_file || o->cert_file || o->key_file)) {
-    ef_error("mqtt: TLS files are set but uri '%s' is not mqtts://", o->uri);
+    err = ef_status_fail(st, EF_ERR_CONFIG, "TLS files are set but uri '%s' is not mqtts://", o->uri);
     goto out;
   }
   if (o->key_file && !o->cert_file) {
-    ef_error("mqtt: key_file needs cert_file");
+    err = ef_status_fail(st, EF_ERR_CONFIG, "key_file needs cert_file");
     goto out;
   }
-  if ((o->ca_file && check_readable("ca_file", o->ca_file) != EF_OK) ||
-      (o->cert_file && check_readable("cert_file", o->cert_file) != EF_OK) ||
-      (o->key_file && check_readable("key_file", o->key_file) != EF_OK))
+  if ((o->ca_file && (err = check_readable("ca_file", o->ca_file, st)) != EF_OK) ||
+      (o->cert_file && (err = check_readable("cert_file", o->cert_file, st)) != EF_OK) ||
+      (o->key_file && (err = check_readable("key_file", o->key_file, st)) != EF_OK))
     goto out;
 
   err = EF_ERR_NOMEM;
@@ -769,14 +755,14 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out) {
   int rc = MQTTAsync_createWithOptions(&s->client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
                                        &co);
   if (rc != MQTTASYNC_SUCCESS) {
-    ef_error("mqtt: cannot create client for %s: %s", s->uri, MQTTAsync_strerror(rc));
-    err = EF_ERR_MQTT;
+    err = ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot create a client for %s: %s", s->uri,
+                           MQTTAsync_strerror(rc));
     goto out;
   }
   s->client_created = true;
   rc = MQTTAsync_setCallbacks(s->client, s, on_connection_lost, on_message_arrived, NULL);
   if (rc != MQTTASYNC_SUCCESS) {
-    err = EF_ERR_MQTT;
+    err = ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot set the client's callbacks: %s", MQTTAsync_strerror(rc));
     goto out;
   }
 
@@ -818,7 +804,7 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out) {
   s->state = ST_WAITING;
   clock_gettime(CLOCK_MONOTONIC, &s->next_attempt); /* first attempt at once */
   if (pthread_create(&s->supervisor, NULL, supervise, s) != 0) {
-    err = EF_ERR_INTERNAL;
+    err = ef_status_fail(st, EF_ERR_INTERNAL, "cannot start the connection thread");
     goto out;
   }
   ef_info("mqtt: connecting to %s as '%s'", s->uri, s->client_id);
@@ -826,6 +812,8 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out) {
   s = NULL;
   err = EF_OK;
 out:
+  if (err != EF_OK)
+    ef_status_fail(st, err, NULL); /* out of memory: the code says it all */
   if (s) {
     if (sync_ready)
       session_free(s);

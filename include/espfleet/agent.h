@@ -14,25 +14,31 @@
 
 #include "espfleet/config.h"
 #include "espfleet/error.h"
+#include "espfleet/status.h"
 
 typedef struct ef_agent ef_agent;
 
 /**
  * Creates the agent: loads (or recovers) the journal from cfg->state_dir.
  * Nothing is connected yet.
+ * @param st why it failed ("cannot create state_dir /x: Permission
+ *        denied"); may be NULL
  * @return EF_OK; EF_ERR_IO when state_dir cannot be created or the journal
  *         cannot be read; EF_ERR_NOMEM.
  */
-ef_err ef_agent_new(const ef_config *cfg, ef_agent **out) EF_MUST_CHECK;
+ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Connects to the broker and serves until ef_agent_request_stop. A job
  * interrupted by an earlier crash is resumed first. Broker loss is not an
  * error: the session reconnects and the update in progress continues.
+ * What happens to jobs is reported in state documents and the log, not here.
+ * @param st why it could not serve ("mqtt: ca_file '/x' cannot be read:
+ *        ..."); may be NULL
  * @return EF_OK after a requested stop; EF_ERR_CONFIG when the MQTT options
- *         are unusable.
+ *         are unusable; EF_ERR_NOMEM; EF_ERR_MQTT; EF_ERR_INTERNAL.
  */
-ef_err ef_agent_run(ef_agent *a) EF_MUST_CHECK;
+ef_err ef_agent_run(ef_agent *a, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Asks ef_agent_run to return. A transfer in progress is abandoned and stays

@@ -19,6 +19,7 @@
 #include "espfleet/driver.h"
 #include "espfleet/error.h"
 #include "espfleet/job.h"
+#include "espfleet/status.h"
 
 #define EF_CONFIG_PATH_MAX 1024
 #define EF_CONFIG_STR_MAX 256
@@ -103,18 +104,21 @@ void ef_config_defaults(ef_config *c);
 /**
  * Reads and validates the configuration file at @p path (files it names are
  * read too: the MQTT password; CA, certificate and key files must be readable).
- * @param p receives every problem (may be NULL)
+ * @param p  receives every problem (may be NULL)
+ * @param st the overall failure for a caller that wants one line: the first
+ *        problem, and how many more there are ("esp.window: must be 1..4
+ *        (and 2 more problems)"); may be NULL
  * @return EF_OK with no problems; EF_ERR_CONFIG when there are problems
- *         (@p out then holds defaults where a value was wrong).
+ *         (@p out then holds defaults where a value was wrong); EF_ERR_NOMEM.
  */
-ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p) EF_MUST_CHECK;
+ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Validates a configuration given as text. @p flags: EF_CONFIG_SKIP_FILES.
  * @return as ef_config_load.
  */
-ef_err ef_config_parse(const char *json, size_t len, unsigned flags, ef_config *out,
-                       ef_config_problems *p) EF_MUST_CHECK;
+ef_err ef_config_parse(const char *json, size_t len, unsigned flags, ef_config *out, ef_config_problems *p,
+                       ef_status *st) EF_MUST_CHECK;
 
 /** Job limits implied by the configuration (max image size, allow_http). */
 void ef_config_job_limits(const ef_config *c, ef_job_limits *lim);

@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "espfleet/error.h"
+#include "espfleet/status.h"
 
 #define EF_FW_RELEASE_MAX 63          /**< characters in a release string */
 #define EF_DRIVER_DEFAULT_KERNEL_LOG "/dev/kmsg"
@@ -70,9 +71,12 @@ bool ef_driver_release_from_line(const char *line, size_t len, char *out, size_t
  * @param out    receives the release of the last matching line
  * @param n      size of @p out
  * @param found  set to whether a line was found
+ * @param st     why @p path could not be opened or read ("cannot open
+ *               /dev/kmsg: Operation not permitted"); may be NULL
  * @return EF_OK (with or without a line); EF_ERR_IO when @p path cannot be
- *         opened or read (errno tells why).
+ *         opened or read.
  */
-ef_err ef_driver_release_read_log(const char *path, char *out, size_t n, bool *found) EF_MUST_CHECK;
+ef_err ef_driver_release_read_log(const char *path, char *out, size_t n, bool *found,
+                                  ef_status *st) EF_MUST_CHECK;
 
 #endif

@@ -10,7 +10,9 @@
  *
  * The policy functions are pure: they take the current time as an argument and
  * read no clock, file or global, so the daemon and the tests get the same
- * answer for the same inputs.
+ * answer for the same inputs. ef_job_decide is the daemon's whole intake of
+ * a job in one such function: what it does with a document when it arrives
+ * and when its turn comes.
  */
 #ifndef ESPFLEET_JOB_H
 #define ESPFLEET_JOB_H
@@ -20,7 +22,9 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "espfleet/driver.h"
 #include "espfleet/error.h"
+#include "espfleet/status.h"
 
 #define EF_JOB_ID_MAX 64            /**< characters in a job_id */
 #define EF_JOB_URL_MAX 2048         /**< characters in a url */
@@ -60,20 +64,24 @@ void ef_job_limits_default(ef_job_limits *lim);
 
 /**
  * Parses and validates a job document.
- * @param json    payload bytes; need not be NUL-terminated
+ * @param json    payload bytes; need not be NUL-terminated; may be NULL when
+ *                @p len is above lim->max_payload (a payload the caller did
+ *                not keep: it is refused as too large all the same)
  * @param len     payload length
  * @param lim     limits (NULL = ef_job_limits_default)
  * @param out     the job; on failure out->job_id still holds the document's
  *                job_id when that one key was present and valid ("" otherwise),
  *                so the refusal can be reported against it
- * @param reason  on failure, one sentence naming the key ("url: must be https")
- * @param n       size of @p reason
+ * @param st      on failure, one sentence naming the key ("url: must be
+ *                https", "payload: too large (20000 bytes, at most 16384)");
+ *                never retryable; may be NULL
  * @return EF_OK; EF_ERR_TOO_LARGE when `size` exceeds lim->max_image_size and
  *         nothing else is wrong; EF_ERR_BAD_JOB for anything else (payload too
- *         large, invalid UTF-8 or JSON, not an object, missing or wrong key).
+ *         large, invalid UTF-8 or JSON, not an object, missing or wrong key);
+ *         EF_ERR_NOMEM.
  */
 ef_err ef_job_parse(const char *json, size_t len, const ef_job_limits *lim, ef_job *out,
-                    char *reason, size_t n) EF_MUST_CHECK;
+                    ef_status *st) EF_MUST_CHECK;
 
 /**
  * SHA-256 (lower-case hex) of a canonical form of the job's content: every
@@ -143,24 +151,82 @@ ef_err ef_job_check_downgrade(const ef_job *job, const char *installed_version) 
  */
 ef_err ef_job_check_driver(const ef_job *job, const char *driver_release) EF_MUST_CHECK;
 
-/** What the daemon does with an accepted job. */
+/** What the daemon does with a job document (ef_job_decide). */
 typedef enum {
-  EF_DECISION_RUN,          /**< download and flash */
-  EF_DECISION_SKIP,         /**< outside the canary rollout: report skipped */
-  EF_DECISION_INSTALLED,    /**< already installed: report succeeded at once */
-  EF_DECISION_REJECT,       /**< report rejected with the returned error */
+  EF_DECISION_RUN,       /**< download and flash */
+  EF_DECISION_SKIP,      /**< outside the canary rollout: report skipped */
+  EF_DECISION_INSTALLED, /**< already installed: report succeeded at once */
+  EF_DECISION_REJECT,    /**< report rejected with the status, and record it as the job's result */
+  EF_DECISION_REFUSE,    /**< report rejected with the status, but do not record it: this job_id
+                              has a result of its own (finished, or running) that must stand */
+  EF_DECISION_IGNORE,    /**< a repeated delivery of the running job: nothing to do */
+  EF_DECISION_REPEAT,    /**< finished before (not skipped): report its recorded final state again */
+  EF_DECISION_WAIT,      /**< acceptable: queue it for its turn (replacing a job that waits) */
 } ef_job_decision;
 
+/** Name of a decision ("run", "wait", ...), for logs and tests. */
+const char *ef_job_decision_name(ef_job_decision d);
+
 /**
- * The policy in one call, in this order: expired (reject EF_ERR_EXPIRED),
- * canary gate (skip), already installed (installed), downgrade (reject
- * EF_ERR_DOWNGRADE_REFUSED), driver compatibility (reject
- * EF_ERR_DRIVER_INCOMPATIBLE, see ef_job_check_driver), else run.
- * @param driver_release the host driver's release, "" or NULL when unknown
- * @param err set to the rejection code for EF_DECISION_REJECT, EF_OK otherwise
+ * What a device knows when it decides on a job: its configuration, the jobs
+ * it runs and keeps waiting, what its journal recorded, the time. The caller
+ * gathers these facts; ef_job_decide reads nothing else. Strings may be NULL
+ * or "" for "unknown".
  */
-ef_job_decision ef_job_decide(const ef_job *job, const char *device_id, const char *installed_version,
-                              const char *installed_sha256_hex, const char *driver_release, time_t now,
-                              ef_err *err);
+typedef struct {
+  bool starting;               /**< false: the document just arrived (an acceptable job
+                                    waits); true: its turn came and nothing runs */
+  const char *device_id;       /**< for the canary bucket */
+  int chip_id;                 /**< esp.chip_id: the device's chip, -1 = any */
+  const char *installed_version;     /**< the app this client installed last (journal) */
+  const char *installed_sha256_hex;
+  const char *driver_release;  /**< the release the host driver accepts */
+  ef_driver_source driver_source; /**< where driver_release comes from, for the sentence */
+  const ef_job *running;       /**< the job that runs now, NULL when none */
+  const ef_job *waiting;       /**< the job that waits for its turn, NULL when none */
+  /** The journal's final result for this document's job_id, if any. */
+  bool has_final;
+  bool final_skipped;          /**< it ended skipped (evaluated again when delivered again) */
+  const char *final_fingerprint; /**< its fingerprint; "" when that delivery never parsed */
+  time_t now;
+} ef_job_facts;
+
+/**
+ * The daemon's intake of a job in one pure call: every decision on a
+ * document, in this order.
+ *
+ * When it arrives (facts->starting false):
+ *  1. it did not parse (@p parsed holds the error): reject with that status;
+ *     refuse instead (no record) when its job_id has a recorded result or
+ *     is running, so a bad copy never overwrites the real result;
+ *  2. the running job's job_id: different content (fingerprint) is refused
+ *     with EF_ERR_JOB_CONFLICT, the same content ignored;
+ *  3. the waiting job's job_id with different content: refused, EF_ERR_JOB_CONFLICT;
+ *  4. a recorded result of this job_id with different content: refused,
+ *     EF_ERR_JOB_CONFLICT (the first job's result stands);
+ *  5. a recorded result that is not skipped: repeat it (idempotence);
+ *  6. otherwise wait for its turn.
+ * When its turn comes (facts->starting true) the same checks run, then the
+ * policy:
+ *  7. the job names a chip (chip_id) and the device has another: reject,
+ *     EF_ERR_CHIP_MISMATCH;
+ *  8. expired (not_after before facts->now): reject, EF_ERR_EXPIRED;
+ *  9. outside the canary rollout: skip;
+ * 10. same version and SHA-256 as the installed app: installed;
+ * 11. older than the installed version without allow_downgrade: reject,
+ *     EF_ERR_DOWNGRADE_REFUSED;
+ * 12. driver compatibility (ef_job_check_driver): reject,
+ *     EF_ERR_DRIVER_INCOMPATIBLE;
+ * 13. otherwise run.
+ * @param job    the job as ef_job_parse left it (on a parse failure only
+ *               job_id, and only when it was valid)
+ * @param parsed ef_job_parse's status for it; NULL or EF_OK when it parsed
+ * @param f      the device's facts
+ * @param st     for REJECT and REFUSE, the code and a sentence with the
+ *               specifics ("installed 2.0 is newer than 1.10.0"); untouched
+ *               otherwise; may be NULL
+ */
+ef_job_decision ef_job_decide(const ef_job *job, const ef_status *parsed, const ef_job_facts *f,
+                              ef_status *st);
 
 #endif

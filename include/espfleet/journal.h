@@ -59,16 +59,20 @@ typedef struct {
  * renamed to journal.json.corrupt (replacing an older one) and the journal
  * starts empty, so a damaged file never stops the daemon.
  * @param recovered set true when a corrupt file was moved aside (may be NULL)
+ * @param st why it failed (the path and the system's reason); may be NULL
  * @return EF_OK; EF_ERR_INVALID_ARG for a too long path; EF_ERR_IO when the
- *         file exists but cannot be read or moved aside.
+ *         file exists but cannot be read or moved aside; EF_ERR_NOMEM.
  */
-ef_err ef_journal_load(ef_journal *j, const char *state_dir, bool *recovered) EF_MUST_CHECK;
+ef_err ef_journal_load(ef_journal *j, const char *state_dir, bool *recovered, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Writes the journal atomically to the directory given at load.
- * @return EF_OK, EF_ERR_IO (logged with the reason), EF_ERR_NOMEM, EF_ERR_INVALID_ARG (path too long).
+ * @param st why it failed ("cannot rename /var/lib/espfleet/journal.json:
+ *        No space left on device"); may be NULL. Nothing is logged here:
+ *        the caller decides what a failed save means.
+ * @return EF_OK, EF_ERR_IO, EF_ERR_NOMEM, EF_ERR_INVALID_ARG (path too long).
  */
-ef_err ef_journal_save(const ef_journal *j) EF_MUST_CHECK;
+ef_err ef_journal_save(const ef_journal *j, ef_status *st) EF_MUST_CHECK;
 
 /** Records @p job as the job in progress at @p attempt, in @p phase. */
 void ef_journal_set_current(ef_journal *j, const ef_job *job, int attempt, ef_job_state phase);

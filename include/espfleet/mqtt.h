@@ -31,6 +31,8 @@
  * returns.
  *
  * Logging: connection changes are logged (info/warn); messages are not.
+ * Start-up failures are not logged: ef_mqtt_start reports them to the
+ * caller in its ef_status.
  */
 #ifndef ESPFLEET_MQTT_H
 #define ESPFLEET_MQTT_H
@@ -39,6 +41,7 @@
 #include <stddef.h>
 
 #include "espfleet/error.h"
+#include "espfleet/status.h"
 
 /** Most subscriptions a session accepts. */
 #define EF_MQTT_MAX_SUBSCRIPTIONS 64
@@ -107,12 +110,15 @@ typedef struct ef_mqtt ef_mqtt;
  * session keeps retrying). All strings in @p o are copied.
  * @param o options; see ef_mqtt_options for defaults.
  * @param out receives the session on success.
+ * @param st why the session could not start ("uri 'http://x' must start
+ *        with mqtt:// or mqtts://", "ca_file '/etc/x.pem' cannot be read: No
+ *        such file or directory"); may be NULL
  * @return EF_OK; EF_ERR_CONFIG for a bad URI, missing client id, unreadable
  *         CA/cert/key file, TLS files on a plain URI, bad QoS or too many
  *         subscriptions; EF_ERR_NOMEM; EF_ERR_MQTT when the MQTT library
  *         refuses to create the client.
  */
-ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out) EF_MUST_CHECK;
+ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Queues one message; never waits for the network. While disconnected,

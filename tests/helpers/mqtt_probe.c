@@ -154,8 +154,12 @@ int main(int argc, char **argv) {
   o.on_disconnected = on_disconnected;
 
   double deadline = now_s() + timeout_s;
-  if (ef_mqtt_start(&o, &s) != EF_OK)
-    goto out; /* rc 2: the session logged why */
+  ef_status st = EF_STATUS_INIT;
+  if (ef_mqtt_start(&o, &s, &st) != EF_OK) {
+    char line[EF_STATUS_DETAIL_MAX + 64];
+    fprintf(stderr, "mqtt_probe: cannot start the MQTT session: %s\n", ef_status_text(&st, line, sizeof line));
+    goto out; /* rc 2 */
+  }
 
   rc = 3;
   while (wait_connected && !ef_mqtt_is_connected(s)) {

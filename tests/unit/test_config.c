@@ -45,7 +45,7 @@ static const char *write_tmp(const char *name, const char *text) {
 }
 
 static ef_err parse(const char *json, ef_config *c, ef_config_problems *p) {
-  return ef_config_parse(json, strlen(json), 0, c, p);
+  return ef_config_parse(json, strlen(json), 0, c, p, NULL);
 }
 
 static bool has_problem(const ef_config_problems *p, const char *prefix) {
@@ -256,7 +256,7 @@ static void test_tls_with_plain_uri(void **state) {
   ef_config *c = malloc(sizeof *c);
   ef_config_problems *p = malloc(sizeof *p);
   const char *json = "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\",\"ca_file\":\"/x\"}}";
-  assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p), EF_ERR_CONFIG);
+  assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_ERR_CONFIG);
   assert_true(has_problem(p, "mqtt.uri: TLS files are configured but the uri is mqtt://"));
   assert_int_equal(p->count, 1);
   free(c);
@@ -270,7 +270,7 @@ static void test_window_of_esp32c2(void **state) {
   ef_config *c = malloc(sizeof *c);
   ef_config_problems *p = malloc(sizeof *p);
   const char *ok = "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chip\":\"esp32c2\",\"window\":4}}";
-  assert_int_equal(ef_config_parse(ok, strlen(ok), EF_CONFIG_SKIP_FILES, c, p), EF_OK);
+  assert_int_equal(ef_config_parse(ok, strlen(ok), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_OK);
   assert_int_equal(c->esp.window, 4);
   free(c);
   free(p);
@@ -288,13 +288,13 @@ static void test_chunk_size_limit(void **state) {
            EF_CTRL_MAX_CHUNK, EF_CTRL_FW_MSG_MAX);
   snprintf(json, sizeof json, "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chunk_size\":%d}}",
            EF_CTRL_MAX_CHUNK);
-  assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p), EF_OK);
+  assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_OK);
   assert_int_equal(c->esp.chunk_size, EF_CTRL_MAX_CHUNK);
   const int too_big[] = {EF_CTRL_MAX_CHUNK + 1, 4096, 16000, 16384, 32768};
   for (size_t i = 0; i < sizeof too_big / sizeof too_big[0]; i++) {
     snprintf(json, sizeof json, "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chunk_size\":%d}}",
              too_big[i]);
-    assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p), EF_ERR_CONFIG);
+    assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_ERR_CONFIG);
     assert_int_equal(p->count, 1);
     assert_string_equal(p->lines[0], want);
     assert_int_equal(c->esp.chunk_size, EF_CONFIG_DEFAULT_CHUNK_SIZE);
@@ -312,15 +312,30 @@ static void test_load_file_and_password(void **state) {
   snprintf(json, sizeof json,
            "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h:1\",\"username\":\"u\",\"password_file\":\"%s\"}}", pw);
   const char *path = write_tmp("config.json", json);
-  assert_int_equal(ef_config_load(path, c, p), EF_OK);
+  assert_int_equal(ef_config_load(path, c, p, NULL), EF_OK);
   assert_true(c->mqtt.has_password);
   assert_string_equal(c->mqtt.password, "pa ss");
 
   char missing[512];
   snprintf(missing, sizeof missing, "%s/nope.json", tmpdir);
-  assert_int_equal(ef_config_load(missing, c, p), EF_ERR_CONFIG);
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_config_load(missing, c, p, &st), EF_ERR_CONFIG);
   assert_int_equal(p->count, 1);
   assert_true(has_problem(p, "config: cannot read"));
+  /* the status is the one problem, for a caller that wants one line */
+  assert_int_equal(st.code, EF_ERR_CONFIG);
+  assert_string_equal(st.detail, p->lines[0]);
+  /* several problems: the first, and how many more */
+  const char *two = "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"bogus\":1,\"other\":2}";
+  ef_status_clear(&st);
+  assert_int_equal(ef_config_parse(two, strlen(two), EF_CONFIG_SKIP_FILES, c, p, &st), EF_ERR_CONFIG);
+  assert_int_equal(p->count, 2);
+  char want[EF_CONFIG_PROBLEM_LEN + 32];
+  snprintf(want, sizeof want, "%s (and 1 more problem)", p->lines[0]);
+  assert_string_equal(st.detail, want);
+  ef_status_clear(&st);
+  assert_int_equal(ef_config_parse(NULL, 0, 0, c, p, &st), EF_ERR_CONFIG);
+  assert_string_equal(st.detail, "config: empty");
   free(pw);
   free(c);
   free(p);
@@ -341,14 +356,14 @@ static void test_example_config(void **state) {
   fclose(f);
   ef_config *c = malloc(sizeof *c);
   ef_config_problems *p = malloc(sizeof *p);
-  ef_err e = ef_config_parse(text, n, EF_CONFIG_SKIP_FILES, c, p);
+  ef_err e = ef_config_parse(text, n, EF_CONFIG_SKIP_FILES, c, p, NULL);
   dump(p);
   assert_int_equal(e, EF_OK);
   assert_string_equal(c->device_id, "gw-0042");
   assert_int_equal(c->n_groups, 2);
   assert_string_equal(c->mqtt.uri, "mqtts://mqtt.example.com:8883");
   /* and through the file loader, only the files it names can be missing */
-  e = ef_config_load(path, c, p);
+  e = ef_config_load(path, c, p, NULL);
   for (size_t i = 0; i < p->count; i++)
     if (!strstr(p->lines[i], ": cannot read /etc/espfleet/")) fail_msg("unexpected problem: %s", p->lines[i]);
   free(c);

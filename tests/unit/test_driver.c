@@ -118,20 +118,20 @@ static void test_read_log_file(void **state) {
                                "6,900,9051234,-;esp32_spi: check_esp_version: Driver supports Firmware version: FG-1.0.4.0.0\n"
                                "3,901,9051300,-;esp32_spi: check_esp_version: Incompatible ESP firmware release detected\n"
                                "6,902,9051301,-;last line without a newline: Driver supports Firmware version: oops");
-  assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found), EF_OK);
+  assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found, NULL), EF_OK);
   assert_true(found);
   assert_string_equal(out, "FG-1.0.4.0.0");
 
   /* nothing there */
   write_tmp("kmsg", "6,1,100,-;Linux version 6.1\n");
-  assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found), EF_OK);
+  assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found, NULL), EF_OK);
   assert_false(found);
   write_tmp("kmsg", "");
-  assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found), EF_OK);
+  assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found, NULL), EF_OK);
   assert_false(found);
   /* a final line without a newline still counts */
   write_tmp("kmsg", "Driver supports Firmware version: FG-2.0.0.0.0");
-  assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found), EF_OK);
+  assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found, NULL), EF_OK);
   assert_true(found);
   assert_string_equal(out, "FG-2.0.0.0.0");
 
@@ -142,13 +142,17 @@ static void test_read_log_file(void **state) {
   snprintf(big + 69000, 1000, " Driver supports Firmware version: FG-7.0.0.0.0\nDriver supports Firmware version: FG-3.0.0.0.0\n");
   write_tmp("long", big);
   free(big);
-  assert_int_equal(ef_driver_release_read_log(tmp_path("long"), out, sizeof out, &found), EF_OK);
+  assert_int_equal(ef_driver_release_read_log(tmp_path("long"), out, sizeof out, &found, NULL), EF_OK);
   assert_true(found);
   assert_string_equal(out, "FG-3.0.0.0.0");
 
   /* unreadable: an I/O error, not "not found" */
-  assert_int_equal(ef_driver_release_read_log(tmp_path("missing"), out, sizeof out, &found), EF_ERR_IO);
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_driver_release_read_log(tmp_path("missing"), out, sizeof out, &found, &st), EF_ERR_IO);
   assert_false(found);
+  /* why, for the caller (no errno side channel) */
+  assert_non_null(strstr(st.detail, tmp_path("missing")));
+  assert_non_null(strstr(st.detail, "No such file or directory"));
 }
 
 static double now_s(void) {
@@ -165,14 +169,14 @@ static void test_read_log_never_hangs(void **state) {
   /* a FIFO without a writer: a blocking open would wait forever */
   assert_int_equal(mkfifo(tmp_path("fifo"), 0600), 0);
   double t0 = now_s();
-  assert_int_equal(ef_driver_release_read_log(tmp_path("fifo"), out, sizeof out, &found), EF_OK);
+  assert_int_equal(ef_driver_release_read_log(tmp_path("fifo"), out, sizeof out, &found, NULL), EF_OK);
   assert_false(found);
   /* an endless device: bounded read */
-  assert_int_equal(ef_driver_release_read_log("/dev/zero", out, sizeof out, &found), EF_OK);
+  assert_int_equal(ef_driver_release_read_log("/dev/zero", out, sizeof out, &found, NULL), EF_OK);
   assert_false(found);
   /* the real kernel log, when readable: read to its end, then return */
   if (access("/dev/kmsg", R_OK) == 0) {
-    ef_err e = ef_driver_release_read_log("/dev/kmsg", out, sizeof out, &found);
+    ef_err e = ef_driver_release_read_log("/dev/kmsg", out, sizeof out, &found, NULL);
     assert_true(e == EF_OK || e == EF_ERR_IO); /* EPERM under dmesg_restrict */
   }
   assert_true(now_s() - t0 < 10.0);

@@ -21,10 +21,23 @@ static const char *full_job =
     "\"not_after\":\"2030-01-02T03:04:05Z\",\"expect_fw_version\":\"FG-1.0.4.0.0\","
     "\"comment\":\"unknown keys are ignored\"}";
 
+/* ef_job_parse, with its status's detail copied to @p reason; the status
+ * must agree with the result and a refusal is never retryable. */
+static ef_err parse_with(const char *json, size_t len, const ef_job_limits *lim, ef_job *job, char *reason,
+                         size_t n) {
+  ef_status st = EF_STATUS_INIT;
+  ef_err e = ef_job_parse(json, len, lim, job, &st);
+  assert_int_equal(st.code, e);
+  assert_false(st.retryable);
+  if (e != EF_OK) assert_true(st.detail[0] != '\0');
+  snprintf(reason, n, "%s", st.detail);
+  return e;
+}
+
 static ef_err parse(const char *json, ef_job *job, char *reason, size_t n) {
   ef_job_limits lim;
   ef_job_limits_default(&lim);
-  return ef_job_parse(json, strlen(json), &lim, job, reason, n);
+  return parse_with(json, strlen(json), &lim, job, reason, n);
 }
 
 static void test_full_job(void **state) {
@@ -174,7 +187,7 @@ static void test_embedded_nul(void **state) {
   ef_job j;
   char reason[256];
   const char doc[] = "{\"job_id\":\"j1\"}\0{\"x\":1}";
-  assert_int_equal(ef_job_parse(doc, sizeof doc - 1, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_int_equal(parse_with(doc, sizeof doc - 1, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
   assert_string_equal(reason, "payload: not valid UTF-8 text");
 }
 
@@ -185,7 +198,7 @@ static void test_not_null_terminated(void **state) {
   char buf[512];
   size_t n = (size_t)snprintf(buf, sizeof buf, "{\"job_id\":\"a\"," GOOD_REST "}");
   buf[n] = 'X'; /* garbage just past the length must not be read */
-  assert_int_equal(ef_job_parse(buf, n, NULL, &j, reason, sizeof reason), EF_OK);
+  assert_int_equal(parse_with(buf, n, NULL, &j, reason, sizeof reason), EF_OK);
   assert_string_equal(j.job_id, "a");
 }
 
@@ -198,15 +211,15 @@ static void test_too_large(void **state) {
   lim.max_image_size = 1000;
   const char *doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
                     "\",\"size\":1001,\"version\":\"1\"}";
-  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_TOO_LARGE);
+  assert_int_equal(parse_with(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_TOO_LARGE);
   assert_string_equal(reason, "size: 1001 bytes is larger than esp.max_image_size (1000)");
   assert_string_equal(j.job_id, "big");
   /* at the limit it is fine */
   doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1000,\"version\":\"1\"}";
-  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_OK);
+  assert_int_equal(parse_with(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_OK);
   /* too large and malformed elsewhere: the malformation wins */
   doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":5000}";
-  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_int_equal(parse_with(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
   assert_string_equal(reason, "version: required");
 }
 
@@ -223,11 +236,16 @@ static void test_huge_payload(void **state) {
   doc[n - 2] = '"';
   doc[n - 1] = '}';
   doc[n] = '\0';
-  assert_int_equal(ef_job_parse(doc, n, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_int_equal(parse_with(doc, n, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
   assert_true(strncmp(reason, "payload: too large", 18) == 0);
+  /* a caller that dropped the oversized payload unread gets the same answer */
+  assert_int_equal(parse_with(NULL, n, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_string_equal(reason, "payload: too large (1048576 bytes, at most 16384)");
+  assert_int_equal(parse_with(NULL, 0, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_string_equal(reason, "payload: empty");
   /* deeply nested arrays within the limit do not crash the parser */
   memset(doc, '[', 16000);
-  assert_int_equal(ef_job_parse(doc, 16000, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_int_equal(parse_with(doc, 16000, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
   assert_true(strncmp(reason, "payload: not valid JSON", 23) == 0);
   free(doc);
 }
@@ -241,10 +259,10 @@ static void test_allow_http(void **state) {
   lim.allow_http = true;
   const char *doc = "{\"job_id\":\"a\",\"url\":\"http://127.0.0.1:8080/x\",\"sha256\":\"" SHA_A
                     "\",\"size\":1,\"version\":\"1\"}";
-  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_OK);
+  assert_int_equal(parse_with(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_OK);
   assert_string_equal(j.url, "http://127.0.0.1:8080/x");
   lim.allow_http = false;
-  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+  assert_int_equal(parse_with(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
   assert_string_equal(reason, "url: must be https (https://host/...)");
 }
 
@@ -345,11 +363,39 @@ static ef_job policy_job(void) {
   return j;
 }
 
+/* A device "dev-1" of any chip with nothing installed, running, waiting or
+ * recorded, at @p now; @p starting as in ef_job_facts. */
+static ef_job_facts facts_at(time_t now, bool starting) {
+  ef_job_facts f;
+  memset(&f, 0, sizeof f);
+  f.starting = starting;
+  f.device_id = "dev-1";
+  f.chip_id = -1;
+  f.now = now;
+  return f;
+}
+
+/* ef_job_decide on a fresh status; the status holds an error exactly for
+ * REJECT and REFUSE, always with a sentence, never retryable. */
+static ef_job_decision decide(const ef_job *j, const ef_status *parsed, const ef_job_facts *f, ef_status *st) {
+  ef_status_clear(st);
+  ef_job_decision d = ef_job_decide(j, parsed, f, st);
+  if (d == EF_DECISION_REJECT || d == EF_DECISION_REFUSE) {
+    assert_int_not_equal(st->code, EF_OK);
+    assert_true(st->detail[0] != '\0');
+    assert_false(st->retryable);
+  } else {
+    assert_int_equal(st->code, EF_OK);
+  }
+  return d;
+}
+
 static void test_policy(void **state) {
   (void)state;
   ef_job j = policy_job();
   time_t before = 1893456000 - 1, after = 1893456000 + 1;
-  ef_err e;
+  ef_job_facts f = facts_at(before, true);
+  ef_status st;
   assert_false(ef_job_expired(&j, 1893456000));
   assert_false(ef_job_expired(&j, before));
   assert_true(ef_job_expired(&j, after));
@@ -367,23 +413,196 @@ static void test_policy(void **state) {
   assert_int_equal(ef_job_check_downgrade(&j, "1.11.0"), EF_OK);
   j.allow_downgrade = false;
 
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_RUN);
-  assert_int_equal(e, EF_OK);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", after, &e), EF_DECISION_REJECT);
-  assert_int_equal(e, EF_ERR_EXPIRED);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "2.0", SHA_B, "", before, &e), EF_DECISION_REJECT);
-  assert_int_equal(e, EF_ERR_DOWNGRADE_REFUSED);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "1.10.0", SHA_A, "", before, &e), EF_DECISION_INSTALLED);
-  assert_int_equal(e, EF_OK);
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
+  f.now = after;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_EXPIRED);
+  assert_string_equal(st.detail, "not_after 2030-01-01T00:00:00.000Z has passed");
+  f.now = before;
+  f.installed_version = "2.0";
+  f.installed_sha256_hex = SHA_B;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_DOWNGRADE_REFUSED);
+  assert_string_equal(st.detail, "installed 2.0 is newer than 1.10.0");
+  f.installed_version = "1.10.0";
+  f.installed_sha256_hex = SHA_A;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_INSTALLED);
+  f.installed_version = f.installed_sha256_hex = NULL;
   /* bucket of job-1/dev-1 is 2792: percent 27 skips, 28 runs */
   j.rollout_percent = 27;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_SKIP);
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_SKIP);
   j.rollout_percent = 28;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_RUN);
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
   j.rollout_percent = 0;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_SKIP);
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_SKIP);
   j.rollout_percent = 100;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_RUN);
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
+  /* the same job when it arrives: the policy waits for its turn */
+  f.starting = false;
+  f.now = after;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_WAIT);
+}
+
+/* The chip check: a job that names a chip runs only on a device of that
+ * chip, and it comes first among the policy's rules. */
+static void test_intake_chip(void **state) {
+  (void)state;
+  ef_job j = policy_job();
+  time_t before = 1893456000 - 1, after = 1893456000 + 1;
+  ef_job_facts f = facts_at(before, true);
+  ef_status st;
+  assert_int_equal(j.chip_id, -1);
+  f.chip_id = 0x0009; /* esp32s3 */
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN); /* no chip named: any device */
+  snprintf(j.chip, sizeof j.chip, "esp32s3");
+  j.chip_id = 0x0009;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
+  f.chip_id = 0x0005; /* esp32c3 */
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_CHIP_MISMATCH);
+  assert_string_equal(st.detail, "job is for esp32s3, this device has esp32c3");
+  /* before expiry, canary, installed, downgrade and driver */
+  f.now = after;
+  j.rollout_percent = 0;
+  f.installed_version = "9.0";
+  f.driver_release = "FG-1.0.0.0.0";
+  snprintf(j.expect_fw_version, sizeof j.expect_fw_version, "FG-1.0.4.0.0");
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_CHIP_MISMATCH);
+  /* a device configured for any chip takes it (the image header is checked
+   * before OTA begin anyway) */
+  f.chip_id = -1;
+  f.now = before;
+  j.rollout_percent = -1;
+  f.installed_version = NULL;
+  f.driver_release = NULL;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
+  /* when it arrives, the chip is not looked at yet: it waits its turn */
+  f.chip_id = 0x0005;
+  f.starting = false;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_WAIT);
+}
+
+/* The job policy_job() with another url: same job_id, other content. */
+static ef_job conflicting_job(void) {
+  ef_job j = policy_job();
+  snprintf(j.url, sizeof j.url, "https://h/other");
+  return j;
+}
+
+/* What arrives against what runs, waits and was recorded. */
+static void test_intake_delivery(void **state) {
+  (void)state;
+  ef_job j = policy_job(), other = conflicting_job(), unrelated = policy_job();
+  snprintf(unrelated.job_id, sizeof unrelated.job_id, "job-2");
+  time_t now = 1893456000 - 1;
+  ef_job_facts f = facts_at(now, false);
+  ef_status st;
+  char fp[65], other_fp[65];
+  ef_job_fingerprint(&j, fp);
+  ef_job_fingerprint(&other, other_fp);
+
+  /* nothing runs, waits or is recorded: it waits for its turn */
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_WAIT);
+  /* another job runs or waits: still waits (and replaces the waiting one) */
+  f.running = &unrelated;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_WAIT);
+  f.running = NULL;
+  f.waiting = &unrelated;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_WAIT);
+
+  /* the running job again: ignored; with other content: a conflict that
+   * is not recorded (the running job's result will be) */
+  f.waiting = NULL;
+  f.running = &j;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_IGNORE);
+  assert_int_equal(decide(&other, NULL, &f, &st), EF_DECISION_REFUSE);
+  assert_int_equal(st.code, EF_ERR_JOB_CONFLICT);
+  assert_string_equal(st.detail, "differs from the job with this job_id that is running");
+
+  /* the waiting job again: waits (same content), or a conflict */
+  f.running = NULL;
+  f.waiting = &j;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_WAIT);
+  assert_int_equal(decide(&other, NULL, &f, &st), EF_DECISION_REFUSE);
+  assert_int_equal(st.code, EF_ERR_JOB_CONFLICT);
+  assert_string_equal(st.detail, "differs from the waiting job with this job_id");
+  f.waiting = NULL;
+
+  /* a recorded result: repeated for the same content, a conflict for other
+   * content; the first job's result stands */
+  f.has_final = true;
+  f.final_fingerprint = fp;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REPEAT);
+  assert_int_equal(decide(&other, NULL, &f, &st), EF_DECISION_REFUSE);
+  assert_int_equal(st.code, EF_ERR_JOB_CONFLICT);
+  assert_string_equal(st.detail, "differs from an earlier job with this job_id");
+  /* ... also when its turn comes: never run twice */
+  f.starting = true;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REPEAT);
+  f.starting = false;
+  /* a recorded refusal of a document that never parsed has no fingerprint:
+   * no conflict, its result is said again */
+  f.final_fingerprint = "";
+  assert_int_equal(decide(&other, NULL, &f, &st), EF_DECISION_REPEAT);
+  /* a skipped job is evaluated again: a wider rollout may select it */
+  f.final_fingerprint = fp;
+  f.final_skipped = true;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_WAIT);
+  f.starting = true;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
+  j.rollout_percent = 27; /* bucket 2792 */
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_SKIP);
+  /* ... but not with other content */
+  assert_int_equal(decide(&other, NULL, &f, &st), EF_DECISION_REFUSE);
+  assert_int_equal(st.code, EF_ERR_JOB_CONFLICT);
+}
+
+/* The parse result: a document that did not parse is rejected with the
+ * parser's status, and recorded unless its job_id has a result of its own. */
+static void test_intake_parse_result(void **state) {
+  (void)state;
+  ef_job_facts f = facts_at(1893456000 - 1, false);
+  ef_job bad, running = policy_job();
+  ef_status parsed = EF_STATUS_INIT, st;
+
+  /* no valid job_id: rejected and recorded as a job without id */
+  assert_int_equal(ef_job_parse("{\"url\":1}", 10, NULL, &bad, &parsed), EF_ERR_BAD_JOB);
+  assert_string_equal(bad.job_id, "");
+  assert_int_equal(decide(&bad, &parsed, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_BAD_JOB);
+  assert_string_equal(st.detail, parsed.detail);
+
+  /* a valid job_id nobody knows: rejected against that job_id */
+  ef_status_clear(&parsed);
+  const char *doc = "{\"job_id\":\"job-1\",\"url\":\"ftp://h/x\"}";
+  assert_int_equal(ef_job_parse(doc, strlen(doc), NULL, &bad, &parsed), EF_ERR_BAD_JOB);
+  assert_string_equal(bad.job_id, "job-1");
+  assert_int_equal(decide(&bad, &parsed, &f, &st), EF_DECISION_REJECT);
+  /* the running job's id, or one with a recorded result: reported, but the
+   * real result stands (not recorded) */
+  f.running = &running;
+  assert_int_equal(decide(&bad, &parsed, &f, &st), EF_DECISION_REFUSE);
+  assert_int_equal(st.code, EF_ERR_BAD_JOB);
+  f.running = NULL;
+  f.has_final = true;
+  f.final_fingerprint = "";
+  assert_int_equal(decide(&bad, &parsed, &f, &st), EF_DECISION_REFUSE);
+  f.has_final = false;
+
+  /* too large for this device: rejected with too_large */
+  ef_job_limits lim;
+  ef_job_limits_default(&lim);
+  lim.max_image_size = 5;
+  ef_status_clear(&parsed);
+  doc = "{\"job_id\":\"job-3\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}";
+  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &bad, &parsed), EF_ERR_TOO_LARGE);
+  assert_int_equal(decide(&bad, &parsed, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_TOO_LARGE);
+  /* a parse status of EF_OK is the same as none */
+  ef_status ok = EF_STATUS_INIT;
+  assert_int_equal(decide(&running, &ok, &f, &st), EF_DECISION_WAIT);
+  assert_string_equal(ef_job_decision_name(EF_DECISION_REFUSE), "refuse");
 }
 
 /* The driver gate: a job whose image carries another ESP-Hosted release
@@ -393,7 +612,8 @@ static void test_driver_gate(void **state) {
   (void)state;
   ef_job j = policy_job();
   time_t before = 1893456000 - 1;
-  ef_err e;
+  ef_job_facts f = facts_at(before, true);
+  ef_status st;
   /* no expect_fw_version: nothing to compare */
   assert_int_equal(ef_job_check_driver(&j, "FG-1.0.0.0.0"), EF_OK);
   snprintf(j.expect_fw_version, sizeof j.expect_fw_version, "FG-1.0.4.0.0");
@@ -404,22 +624,29 @@ static void test_driver_gate(void **state) {
   assert_int_equal(ef_job_check_driver(&j, ""), EF_OK);
   assert_int_equal(ef_job_check_driver(&j, NULL), EF_OK);
 
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "FG-1.0.3.0.0", before, &e), EF_DECISION_REJECT);
-  assert_int_equal(e, EF_ERR_DRIVER_INCOMPATIBLE);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "FG-1.0.4.0.0", before, &e), EF_DECISION_RUN);
-  assert_int_equal(e, EF_OK);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "", before, &e), EF_DECISION_RUN);
+  f.driver_release = "FG-1.0.3.0.0";
+  f.driver_source = EF_DRIVER_SOURCE_KERNEL_LOG;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_DRIVER_INCOMPATIBLE);
+  assert_string_equal(st.detail, "the image carries FG-1.0.4.0.0, the host driver accepts FG-1.0.3.0.0 "
+                                 "(kernel_log); with driver_update the job may install it");
+  f.driver_release = "FG-1.0.4.0.0";
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
+  f.driver_release = "";
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
   /* earlier rules first: a skipped or installed job needs no gate */
+  f.driver_release = "FG-1.0.3.0.0";
   j.rollout_percent = 0;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "FG-1.0.3.0.0", before, &e), EF_DECISION_SKIP);
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_SKIP);
   j.rollout_percent = -1;
-  assert_int_equal(ef_job_decide(&j, "dev-1", "1.10.0", SHA_A, "FG-1.0.3.0.0", before, &e),
-                   EF_DECISION_INSTALLED);
+  f.installed_version = "1.10.0";
+  f.installed_sha256_hex = SHA_A;
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_INSTALLED);
+  f.installed_version = f.installed_sha256_hex = NULL;
   /* the host driver is updated in the same rollout */
   j.driver_update = true;
   assert_int_equal(ef_job_check_driver(&j, "FG-1.0.3.0.0"), EF_OK);
-  assert_int_equal(ef_job_decide(&j, "dev-1", "", "", "FG-1.0.3.0.0", before, &e), EF_DECISION_RUN);
-  assert_int_equal(e, EF_OK);
+  assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
 }
 
 /* driver_update: a boolean, only with expect_fw_version; part of the
@@ -482,7 +709,8 @@ int main(void) {
       cmocka_unit_test(test_fingerprint),    cmocka_unit_test(test_to_json_round_trip),
       cmocka_unit_test(test_canary_bucket),  cmocka_unit_test(test_policy),
       cmocka_unit_test(test_id_valid),       cmocka_unit_test(test_driver_gate),
-      cmocka_unit_test(test_driver_update_key),
+      cmocka_unit_test(test_driver_update_key), cmocka_unit_test(test_intake_chip),
+      cmocka_unit_test(test_intake_delivery), cmocka_unit_test(test_intake_parse_result),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,12 +52,11 @@ static bool exists(const char *name) {
 
 static ef_job sample_job(void) {
   ef_job j;
-  char reason[256];
   const char *doc = "{\"job_id\":\"job-7\",\"url\":\"https://h:8443/fw.bin\",\"sha256\":\"" SHA_A
                     "\",\"size\":123456,\"version\":\"2.0.1\",\"project\":\"proj\",\"chip\":\"esp32c3\","
                     "\"rollout\":{\"percent\":40},\"not_after\":\"2031-05-06T07:08:09Z\","
                     "\"expect_fw_version\":\"FG-1.0.5.0.0\",\"allow_downgrade\":true}";
-  assert_int_equal(ef_job_parse(doc, strlen(doc), NULL, &j, reason, sizeof reason), EF_OK);
+  assert_int_equal(ef_job_parse(doc, strlen(doc), NULL, &j, NULL), EF_OK);
   return j;
 }
 
@@ -78,7 +77,7 @@ static void test_missing_file_is_empty(void **state) {
   (void)state;
   ef_journal *j = malloc(sizeof *j);
   bool recovered = true;
-  assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+  assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
   assert_false(recovered);
   assert_false(j->has_current);
   assert_int_equal(j->n_results, 0);
@@ -91,7 +90,7 @@ static void test_round_trip(void **state) {
   (void)state;
   ef_journal *j = malloc(sizeof *j), *k = malloc(sizeof *k);
   bool recovered;
-  assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+  assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
   ef_job job = sample_job();
   ef_journal_set_current(j, &job, 2, EF_STATE_DOWNLOADING);
   ef_job next = sample_job();
@@ -104,10 +103,10 @@ static void test_round_trip(void **state) {
   r2.attempt = 3;
   ef_journal_record_final(j, &r1);
   ef_journal_record_final(j, &r2);
-  assert_int_equal(ef_journal_save(j), EF_OK);
+  assert_int_equal(ef_journal_save(j, NULL), EF_OK);
   assert_false(exists("journal.json.tmp"));
 
-  assert_int_equal(ef_journal_load(k, tmpdir, &recovered), EF_OK);
+  assert_int_equal(ef_journal_load(k, tmpdir, &recovered, NULL), EF_OK);
   assert_false(recovered);
   assert_true(k->has_current);
   char *want = ef_job_to_json(&job), *got = ef_job_to_json(&k->current);
@@ -141,8 +140,8 @@ static void test_round_trip(void **state) {
   /* clearing the current job survives a save too */
   ef_journal_clear_current(k);
   ef_journal_set_waiting(k, NULL);
-  assert_int_equal(ef_journal_save(k), EF_OK);
-  assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+  assert_int_equal(ef_journal_save(k, NULL), EF_OK);
+  assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
   assert_false(j->has_current);
   assert_false(j->has_waiting);
   assert_int_equal(j->n_results, 2);
@@ -157,13 +156,13 @@ static void test_stale_temp_file(void **state) {
   ef_journal *j = malloc(sizeof *j);
   bool recovered;
   write_text("journal.json.tmp", "{\"format\":1,\"cur");
-  assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+  assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
   assert_false(recovered);
   ef_journal_result r = result("x", EF_STATE_CANCELED, EF_OK, 5);
   ef_journal_record_final(j, &r);
-  assert_int_equal(ef_journal_save(j), EF_OK);
+  assert_int_equal(ef_journal_save(j, NULL), EF_OK);
   assert_false(exists("journal.json.tmp"));
-  assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+  assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
   assert_non_null(ef_journal_find_final(j, "x"));
   free(j);
 }
@@ -184,15 +183,15 @@ static void test_corrupt_file(void **state) {
     ef_journal *j = malloc(sizeof *j);
     bool recovered = false;
     write_text("journal.json", bad[i]);
-    assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+    assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
     if (!recovered) fail_msg("case %zu not detected as corrupt: %s", i, bad[i]);
     assert_false(j->has_current);
     assert_int_equal(j->n_results, 0);
     assert_false(exists("journal.json"));
     assert_true(exists("journal.json.corrupt"));
     /* the empty journal can be saved over it */
-    assert_int_equal(ef_journal_save(j), EF_OK);
-    assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+    assert_int_equal(ef_journal_save(j, NULL), EF_OK);
+    assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
     assert_false(recovered);
     free(j);
   }
@@ -203,7 +202,7 @@ static void test_results_bounded_and_replaced(void **state) {
   ef_journal *j = malloc(sizeof *j);
   bool recovered;
   char id[32];
-  assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+  assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
   for (int i = 0; i < EF_JOURNAL_MAX_RESULTS + 10; i++) {
     snprintf(id, sizeof id, "job-%d", i);
     ef_journal_result r = result(id, EF_STATE_SUCCEEDED, EF_OK, i);
@@ -221,8 +220,8 @@ static void test_results_bounded_and_replaced(void **state) {
   assert_string_equal(j->results[EF_JOURNAL_MAX_RESULTS - 1].job_id, "job-10");
   assert_non_null(ef_journal_find_final(j, "job-11"));
   /* and it survives a save */
-  assert_int_equal(ef_journal_save(j), EF_OK);
-  assert_int_equal(ef_journal_load(j, tmpdir, &recovered), EF_OK);
+  assert_int_equal(ef_journal_save(j, NULL), EF_OK);
+  assert_int_equal(ef_journal_load(j, tmpdir, &recovered, NULL), EF_OK);
   assert_int_equal(j->n_results, EF_JOURNAL_MAX_RESULTS);
   assert_string_equal(j->results[0].job_id, "job-11");
   assert_int_equal(ef_journal_find_final(j, "job-10")->error, EF_ERR_INTERRUPTED);
@@ -235,8 +234,15 @@ static void test_unwritable_dir(void **state) {
   char missing[512];
   bool recovered;
   snprintf(missing, sizeof missing, "%s/does-not-exist", tmpdir);
-  assert_int_equal(ef_journal_load(j, missing, &recovered), EF_OK);
-  assert_int_equal(ef_journal_save(j), EF_ERR_IO);
+  assert_int_equal(ef_journal_load(j, missing, &recovered, NULL), EF_OK);
+  /* the caller is told what failed and why, not only the log */
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_journal_save(j, &st), EF_ERR_IO);
+  assert_int_equal(st.code, EF_ERR_IO);
+  assert_non_null(strstr(st.detail, "cannot create"));
+  assert_non_null(strstr(st.detail, missing));
+  assert_non_null(strstr(st.detail, "No such file or directory"));
+  assert_int_equal(ef_journal_save(j, NULL), EF_ERR_IO);
   free(j);
 }
 

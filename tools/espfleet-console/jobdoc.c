@@ -69,8 +69,12 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, char **json, e
   ef_job_limits_default(&lim);
   lim.max_image_size = UINT64_MAX;
   lim.allow_http = o->allow_http;
-  err = ef_job_parse(text, strlen(text), &lim, &parsed, reason, n);
-  if (err != EF_OK) goto out;
+  ef_status st = EF_STATUS_INIT;
+  err = ef_job_parse(text, strlen(text), &lim, &parsed, &st);
+  if (err != EF_OK) {
+    snprintf(reason, n, "%s", st.detail);
+    goto out;
+  }
   if (job) *job = parsed;
   *json = text;
   text = NULL;

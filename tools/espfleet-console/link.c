@@ -146,9 +146,10 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
       .on_message = on_message,
       .arg = l,
   };
-  err = ef_mqtt_start(&o, &l->session);
+  ef_status st = EF_STATUS_INIT;
+  err = ef_mqtt_start(&o, &l->session, &st);
   if (err != EF_OK) {
-    con_fail(err, "cannot start an MQTT session for %s", c->broker);
+    con_fail(err, "cannot start an MQTT session for %s: %s", c->broker, st.detail);
     goto out;
   }
   int64_t deadline = con_now_ms() + (int64_t)(connect_timeout_s * 1000);

@@ -79,7 +79,8 @@ int main(int argc, char **argv) {
 
   static ef_config cfg;
   static ef_config_problems problems;
-  if (ef_config_load(config_path, &cfg, &problems) != EF_OK) {
+  /* The problem list, not the status: --check-config shows every problem. */
+  if (ef_config_load(config_path, &cfg, &problems, NULL) != EF_OK) {
     for (size_t i = 0; i < problems.count; i++) fprintf(stderr, "%s: %s\n", config_path, problems.lines[i]);
     if (problems.dropped) fprintf(stderr, "%s: ... and %zu more problems\n", config_path, problems.dropped);
     if (problems.count == 0) fprintf(stderr, "%s: the configuration is invalid\n", config_path);
@@ -103,7 +104,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   ef_agent *agent = NULL;
-  if (ef_agent_new(&cfg, &agent) != EF_OK) return 1;
+  ef_status st = EF_STATUS_INIT;
+  char line[EF_STATUS_DETAIL_MAX + 64];
+  if (ef_agent_new(&cfg, &agent, &st) != EF_OK) {
+    ef_error("%s", ef_status_text(&st, line, sizeof line));
+    return 1;
+  }
   struct signal_waiter w = {set, agent};
   pthread_t sig_thread;
   if (pthread_create(&sig_thread, NULL, wait_signals, &w) != 0) {
@@ -113,10 +119,10 @@ int main(int argc, char **argv) {
   }
   pthread_detach(sig_thread);
   ef_info("espfleetd %s starting for device %s", ESPFLEET_VERSION, cfg.device_id);
-  ef_err err = ef_agent_run(agent);
+  ef_err err = ef_agent_run(agent, &st);
   ef_agent_free(agent);
   if (err != EF_OK) {
-    ef_error("%s: %s", ef_err_name(err), ef_err_message(err));
+    ef_error("%s (%s)", ef_status_text(&st, line, sizeof line), ef_err_message(err));
     return 1;
   }
   ef_info("stopped");
