@@ -28,8 +28,9 @@
 static void publish_doc_locked(ef_agent *a, const ef_state *s) {
   char *json = ef_report_state_json(s);
   if (!json) return;
-  if (a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_state, json, strlen(json), 1, true) != EF_OK)
-    ef_warn("could not queue the state document");
+  ef_status st = EF_STATUS_INIT;
+  if (a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_state, json, strlen(json), 1, true, &st) != EF_OK)
+    ef_warn("could not queue the state document: %s", st.detail);
   free(json);
 }
 
@@ -367,7 +368,7 @@ void progress_tick_locked(ef_agent *a) {
   if (!ef_progress_due(&a->progress, ef_mono_ms(), done, a->job.size)) return;
   char *json = ef_report_progress_json(a->cfg.device_id, a->job.job_id, done, a->job.size, ef_wall_ms());
   /* QoS 0: a lost progress document is replaced by the next one. */
-  if (json && a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_progress, json, strlen(json), 0, false) != EF_OK)
+  if (json && a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_progress, json, strlen(json), 0, false, NULL) != EF_OK)
     ef_debug("progress document not queued");
   free(json);
 }

@@ -9,6 +9,7 @@
  */
 #include "espfleet/mkimage.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -186,7 +187,7 @@ static ef_err write_random(writer *w, uint64_t *rng, uint64_t len) {
   return EF_OK;
 }
 
-ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *written) {
+ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *written, ef_status *st) {
   ef_err err = EF_ERR_INVALID_ARG;
   writer w = {out, NULL, 0xEF, 0};
   uint8_t seed[32];
@@ -194,13 +195,29 @@ ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *writte
   plan pl;
 
   if (written) *written = 0;
-  if (!o || !out || !o->version || !o->project || strlen(o->version) > 31 || strlen(o->project) > 31 ||
-      o->chip_id == EF_CHIP_INVALID ||
-      (o->hosted_release && (!*o->hosted_release || strlen(o->hosted_release) > EF_MKIMAGE_RELEASE_MAX)))
+  if (!o || !out) {
+    ef_status_fail(st, err, "no options or no output");
     goto out;
+  }
+  if (!o->version || !o->project || strlen(o->version) > 31 || strlen(o->project) > 31) {
+    ef_status_fail(st, err, "version and project must be at most 31 characters");
+    goto out;
+  }
+  if (o->chip_id == EF_CHIP_INVALID) {
+    ef_status_fail(st, err, "chip id 0x%04x is not a chip", o->chip_id);
+    goto out;
+  }
+  if (o->hosted_release && (!*o->hosted_release || strlen(o->hosted_release) > EF_MKIMAGE_RELEASE_MAX)) {
+    ef_status_fail(st, err, "hosted_release must be 1-%d characters", EF_MKIMAGE_RELEASE_MAX);
+    goto out;
+  }
   uint32_t seg0_len = EF_APP_DESC_SIZE + (o->hosted_release ? EF_MKIMAGE_RELEASE_RECORD_SIZE : 0);
   err = make_plan(o->size, seg0_len, &pl);
-  if (err != EF_OK) goto out;
+  if (err != EF_OK) {
+    ef_status_fail(st, err, "size %llu is outside %u..%llu bytes", (unsigned long long)o->size, EF_MKIMAGE_MIN_SIZE,
+                   (unsigned long long)EF_MKIMAGE_MAX_SIZE);
+    goto out;
+  }
   err = options_hash(o, seed);
   if (err != EF_OK) goto out;
   for (int i = 0; i < 8; i++) rng |= (uint64_t)seed[i] << (8 * i);
@@ -241,6 +258,9 @@ ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *writte
   w.written += md_len;
   err = EF_OK;
 out:
+  /* errno is still the failed write's: nothing since has touched it */
+  if (err == EF_ERR_IO) ef_status_fail(st, err, "write failed: %s", strerror(errno));
+  if (err != EF_OK) ef_status_fail(st, err, NULL);
   if (written) *written = w.written;
   EVP_MD_CTX_free(w.sha);
   return err;

@@ -823,9 +823,12 @@ out:
   return err;
 }
 
-ef_err ef_mqtt_publish(ef_mqtt *s, const char *topic, const void *payload, size_t len, int qos, bool retain) {
+ef_err ef_mqtt_publish(ef_mqtt *s, const char *topic, const void *payload, size_t len, int qos, bool retain,
+                       ef_status *st) {
   if (!s || !topic || !*topic || strpbrk(topic, "+#") || !qos_ok(qos) || len > INT_MAX || (len && !payload))
-    return EF_ERR_INVALID_ARG;
+    return ef_status_fail(st, EF_ERR_INVALID_ARG, "topic '%s', qos %d or a %zu-byte payload is invalid",
+                          topic ? topic : "", qos, len);
+  int rc;
   if (qos == 0) {
     /* Progress-like QoS 0 traffic is stale by the time we reconnect;
      * keeping it would only push state reports out of the buffer. */
@@ -836,13 +839,18 @@ ef_err ef_mqtt_publish(ef_mqtt *s, const char *topic, const void *payload, size_
     m.payloadlen = (int)len;
     m.retained = retain ? 1 : 0;
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    return MQTTAsync_sendMessage(s->client, topic, &m, &ro) == MQTTASYNC_SUCCESS ? EF_OK : EF_ERR_MQTT;
+    rc = MQTTAsync_sendMessage(s->client, topic, &m, &ro);
+  } else {
+    struct unacked *u = unacked_add(s, topic, payload, len, qos, retain);
+    if (!u)
+      return ef_status_fail(st, EF_ERR_NOMEM, "cannot keep a copy of the message for %s", topic);
+    rc = unacked_send(s, u, true);
   }
-  struct unacked *u = unacked_add(s, topic, payload, len, qos, retain);
-  if (!u)
-    return EF_ERR_NOMEM;
-  int rc = unacked_send(s, u, true);
-  return rc == MQTTASYNC_SUCCESS ? EF_OK : EF_ERR_MQTT;
+  /* The library refused this message (not the network: that is buffered). */
+  if (rc != MQTTASYNC_SUCCESS)
+    return ef_status_fail_r(st, EF_ERR_MQTT, false, "the MQTT library refused the message for %s: %s", topic,
+                            MQTTAsync_strerror(rc));
+  return EF_OK;
 }
 
 bool ef_mqtt_is_connected(ef_mqtt *s) {
@@ -863,9 +871,9 @@ static bool has_pending(ef_mqtt *s) {
   return pending;
 }
 
-ef_err ef_mqtt_flush(ef_mqtt *s, int timeout_ms) {
+ef_err ef_mqtt_flush(ef_mqtt *s, int timeout_ms, ef_status *st) {
   if (!s)
-    return EF_ERR_INVALID_ARG;
+    return ef_status_fail(st, EF_ERR_INVALID_ARG, "no session");
   struct timespec deadline = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
   for (;;) {
     pthread_mutex_lock(&s->mu);
@@ -874,7 +882,7 @@ ef_err ef_mqtt_flush(ef_mqtt *s, int timeout_ms) {
     if (!ours && !has_pending(s))
       return EF_OK;
     if (ts_reached(&deadline))
-      return EF_ERR_MQTT;
+      return ef_status_fail(st, EF_ERR_MQTT, "messages still unacknowledged by %s after %d ms", s->uri, timeout_ms);
     struct timespec nap = {0, 20 * 1000000L};
     nanosleep(&nap, NULL);
   }
@@ -895,7 +903,7 @@ static void on_disconnect_failed(void *ctx, MQTTAsync_failureData *r) { on_disco
 void ef_mqtt_stop(ef_mqtt *s, int flush_ms) {
   if (!s)
     return;
-  if (flush_ms > 0 && ef_mqtt_flush(s, flush_ms) != EF_OK)
+  if (flush_ms > 0 && ef_mqtt_flush(s, flush_ms, NULL) != EF_OK)
     ef_warn("mqtt: stopping with messages not yet delivered to %s", s->uri);
 
   pthread_mutex_lock(&s->mu);

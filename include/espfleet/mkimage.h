@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "espfleet/error.h"
+#include "espfleet/status.h"
 
 typedef struct {
   uint16_t chip_id;
@@ -59,10 +60,12 @@ bool ef_mkimage_find_release(const uint8_t *data, size_t len, char *text);
  * the same bytes, a different version gives different bytes. Streams:
  * memory does not grow with the size.
  * @param written total bytes written (may be NULL).
+ * @param st which option is wrong, or why a write failed ("write failed:
+ *        No space left on device"); may be NULL
  * @return EF_OK; EF_ERR_INVALID_ARG (size outside EF_MKIMAGE_MIN_SIZE..
  *         EF_MKIMAGE_MAX_SIZE, strings too long or NULL, chip 0xFFFF);
- *         EF_ERR_IO (a write failed).
+ *         EF_ERR_IO (a write failed); EF_ERR_NOMEM; EF_ERR_INTERNAL.
  */
-ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *written) EF_MUST_CHECK;
+ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *written, ef_status *st) EF_MUST_CHECK;
 
 #endif

@@ -130,13 +130,14 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) EF_
  * @param len payload length.
  * @param qos 0, 1 or 2.
  * @param retain ask the broker to retain the message.
+ * @param st why it was refused (the library's reason); may be NULL
  * @return EF_OK (also for a dropped QoS 0 message); EF_ERR_INVALID_ARG for a
  *         bad topic, QoS or length; EF_ERR_NOMEM; EF_ERR_MQTT when the
- *         library refuses it (e.g. a topic that is not UTF-8); the message
- *         is then not sent.
+ *         library refuses it (e.g. a topic that is not UTF-8; not
+ *         retryable); the message is then not sent.
  */
-ef_err ef_mqtt_publish(ef_mqtt *s, const char *topic, const void *payload, size_t len, int qos,
-                       bool retain) EF_MUST_CHECK;
+ef_err ef_mqtt_publish(ef_mqtt *s, const char *topic, const void *payload, size_t len, int qos, bool retain,
+                       ef_status *st) EF_MUST_CHECK;
 
 /** True while connected with the subscriptions in place. */
 bool ef_mqtt_is_connected(ef_mqtt *s);
@@ -145,10 +146,11 @@ bool ef_mqtt_is_connected(ef_mqtt *s);
  * Waits up to @p timeout_ms until every publish accepted so far has been
  * handed to the broker (QoS 1: acknowledged). Reconnecting continues
  * meanwhile.
+ * @param st when messages are still pending, says so (retryable); may be NULL
  * @return EF_OK when nothing is pending; EF_ERR_MQTT when messages are still
  *         pending at the deadline.
  */
-ef_err ef_mqtt_flush(ef_mqtt *s, int timeout_ms) EF_MUST_CHECK;
+ef_err ef_mqtt_flush(ef_mqtt *s, int timeout_ms, ef_status *st) EF_MUST_CHECK;
 
 /**
  * Flushes for up to @p flush_ms (see ef_mqtt_flush; pending messages left

@@ -172,8 +172,9 @@ int main(int argc, char **argv) {
     char payload[64];
     int n = snprintf(payload, sizeof payload, "{\"seq\":%d,\"of\":%d}", i, count);
     bool r = retain || (retain_last && i == count);
-    if (ef_mqtt_publish(s, pub_topic, payload, (size_t)n, qos, r) != EF_OK) {
-      fprintf(stderr, "mqtt_probe: publish %d refused\n", i);
+    ef_status pst = EF_STATUS_INIT;
+    if (ef_mqtt_publish(s, pub_topic, payload, (size_t)n, qos, r, &pst) != EF_OK) {
+      fprintf(stderr, "mqtt_probe: publish %d refused: %s\n", i, pst.detail);
       rc = 4;
       goto out;
     }
@@ -184,7 +185,7 @@ int main(int argc, char **argv) {
     printf("published %d\n", count);
     double left_ms = (deadline - now_s()) * 1000.0;
     int budget = flush_ms < left_ms ? flush_ms : (left_ms > 0 ? (int)left_ms : 0);
-    if (ef_mqtt_flush(s, budget) != EF_OK) {
+    if (ef_mqtt_flush(s, budget, NULL) != EF_OK) {
       rc = 5;
       goto out;
     }

@@ -30,7 +30,7 @@ static blob make_image(uint16_t chip, const char *version, uint64_t size) {
   assert_non_null(f);
   ef_mkimage_options o = {.chip_id = chip, .version = version, .project = "unit-test", .size = size};
   uint64_t written = 0;
-  assert_int_equal(ef_mkimage_write(&o, f, &written), EF_OK);
+  assert_int_equal(ef_mkimage_write(&o, f, &written, NULL), EF_OK);
   assert_int_equal(fclose(f), 0);
   assert_int_equal(written, len);
   b.data = (uint8_t *)buf;

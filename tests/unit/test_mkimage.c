@@ -59,7 +59,7 @@ static result generate(uint16_t chip, const char *version, const char *project, 
   assert_non_null(f);
   ef_mkimage_options o = {
       .chip_id = chip, .version = version, .project = project, .size = size, .secure_version = secure_version};
-  r.write_err = ef_mkimage_write(&o, f, &r.written);
+  r.write_err = ef_mkimage_write(&o, f, &r.written, NULL);
   assert_int_equal(fclose(f), 0);
   r.valid_err = s.feed_err != EF_OK ? s.feed_err : ef_image_finish(s.v, NULL, NULL);
   r.bytes = s.bytes;
@@ -135,8 +135,13 @@ static void test_invalid_args(void **state) {
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     uint64_t written = 1;
-    assert_int_equal(ef_mkimage_write(&bad[i], f, &written), EF_ERR_INVALID_ARG);
+    ef_status st = EF_STATUS_INIT;
+    assert_int_equal(ef_mkimage_write(&bad[i], f, &written, &st), EF_ERR_INVALID_ARG);
     assert_int_equal(written, 0);
+    /* each refusal names what is wrong */
+    static const char *const why[] = {"size 511", "size", "version and project", "version and project",
+                                      "version and project", "chip id 0xffff"};
+    assert_non_null(strstr(st.detail, why[i]));
     fclose(f);
     assert_int_equal(len, 0);
     free(buf);

@@ -174,12 +174,13 @@ out:
 }
 
 ef_err con_link_publish(con_link *l, const char *topic, const char *payload, bool retain, double timeout_s) {
-  ef_err err = ef_mqtt_publish(l->session, topic, payload, strlen(payload), 1, retain);
+  ef_status st = EF_STATUS_INIT;
+  ef_err err = ef_mqtt_publish(l->session, topic, payload, strlen(payload), 1, retain, &st);
   if (err != EF_OK) {
-    con_fail(err, "cannot publish to %s", topic);
+    con_fail(err, "cannot publish to %s: %s", topic, st.detail);
     goto out;
   }
-  err = ef_mqtt_flush(l->session, (int)(timeout_s * 1000));
+  err = ef_mqtt_flush(l->session, (int)(timeout_s * 1000), NULL);
   if (err != EF_OK) con_fail(err, "%s did not acknowledge the message on %s within %g s", l->uri, topic, timeout_s);
 out:
   return err;

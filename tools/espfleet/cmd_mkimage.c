@@ -118,10 +118,10 @@ int cmd_mkimage(int argc, char **argv) {
       goto out;
     }
   }
-  err = ef_mkimage_write(&o, f, &written);
+  ef_status st = EF_STATUS_INIT;
+  err = ef_mkimage_write(&o, f, &written, &st);
   if (err != EF_OK) {
-    snprintf(detail, sizeof detail, "writing %s: %s", to_stdout ? "stdout" : out_path,
-             err == EF_ERR_IO ? strerror(errno) : "generator failed");
+    snprintf(detail, sizeof detail, "writing %s: %s", to_stdout ? "stdout" : out_path, st.detail);
     goto out;
   }
   if (!to_stdout) {
