@@ -62,3 +62,23 @@ assert_eq "esp-idf: v4.4.7 38eeba213a" "$(jq -r .app.version "$d/real.json")" "r
 assert_eq arduino-lib-builder "$(jq -r .app.project "$d/real.json")" "real image project"
 assert_eq 1488000 "$(jq -r .hashed_size "$d/real.json")" "real image hashed size"
 pass "the real image's facts"
+
+# Release keys: keygen, sign, verify; a changed manifest or another image is refused.
+espfleet keygen "$d/rel" >/dev/null || fail "keygen"
+assert_eq 600 "$(stat -c %a "$d/rel.key")" "private key mode"
+status=0; espfleet keygen "$d/rel" >/dev/null 2>&1 || status=$?
+assert_eq 1 "$status" "keygen over an existing key"
+mkimage "$d/sig.bin" 1.2.3 demo 64K
+espfleet sign "$d/sig.bin" --key "$d/rel.key" --key-id rel-1 --hosted-release FG-1.2.3.0.0 -o "$d/sig.json" ||
+  fail "sign"
+jq -e '.version == "1.2.3" and .project == "demo" and .chip == "esp32s3" and .key_id == "rel-1"' "$d/sig.json" \
+  >/dev/null || fail "manifest content: $(cat "$d/sig.json")"
+espfleet verify "$d/sig.json" --pub "$d/rel.pub" --image "$d/sig.bin" >/dev/null || fail "verify of a good manifest"
+jq '.allow_downgrade = true' "$d/sig.json" >"$d/forged.json"
+espfleet verify "$d/forged.json" --pub "$d/rel.pub" >/dev/null 2>"$d/err" && fail "a changed manifest verified"
+assert_eq release_bad_signature "$(cli_error_code "$d/err")" "changed manifest"
+mkimage "$d/other.bin" 1.2.3 demo 65K
+espfleet verify "$d/sig.json" --pub "$d/rel.pub" --image "$d/other.bin" >/dev/null 2>"$d/err" &&
+  fail "another image verified"
+assert_eq hash_mismatch "$(cli_error_code "$d/err")" "another image"
+pass "keygen (0600, never over a key), sign, verify; a changed manifest and another image are refused"

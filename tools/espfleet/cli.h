@@ -39,10 +39,16 @@ int cmd_inspect(int argc, char **argv);
 int cmd_mkimage(int argc, char **argv);
 int cmd_flash(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_sign(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 extern const char cli_inspect_usage[];
 extern const char cli_mkimage_usage[];
 extern const char cli_flash_usage[];
 extern const char cli_info_usage[];
+extern const char cli_keygen_usage[];
+extern const char cli_sign_usage[];
+extern const char cli_verify_usage[];
 
 #endif

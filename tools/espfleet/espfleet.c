@@ -1,6 +1,7 @@
 /*
  * espfleet: the local CLI. Inspect and generate ESP application images,
- * flash one over ESP-Hosted, ask the ESP for its firmware version.
+ * flash one over ESP-Hosted, ask the ESP for its firmware version, sign
+ * releases.
  * Each subcommand lives in its own file; this one only dispatches.
  */
 #include <stdio.h>
@@ -20,6 +21,9 @@ static const char main_usage[] =
     "  mkimage   write a valid, deterministic test image\n"
     "  flash     write an image to the ESP over the ESP-Hosted control path\n"
     "  info      print the ESP's firmware version\n"
+    "  keygen    write a new Ed25519 release key pair\n"
+    "  sign      print the signed release manifest of an image\n"
+    "  verify    check a manifest's signature (and an image against it)\n"
     "\n"
     "Run 'espfleet COMMAND --help' for a command's options.\n"
     "\n"
@@ -36,6 +40,9 @@ static const struct {
     {"mkimage", cmd_mkimage, cli_mkimage_usage},
     {"flash", cmd_flash, cli_flash_usage},
     {"info", cmd_info, cli_info_usage},
+    {"keygen", cmd_keygen, cli_keygen_usage},
+    {"sign", cmd_sign, cli_sign_usage},
+    {"verify", cmd_verify, cli_verify_usage},
 };
 
 int main(int argc, char **argv) {
