@@ -24,7 +24,9 @@ CANCEL_TOPIC=$PREFIX/devices/$DEV/cancel
 # fleet_start [SIM_ARGS...]: starts broker, web server, simulator and daemon.
 # FLEET_CONFIG_UPDATE, when set, is a jq filter applied to the daemon's
 # config (e.g. '.esp.window = 4'); FLEET_MQTT_TLS=1 connects the daemon to
-# the broker over TLS (mqtts://). Sets LINK, FLASH, WWW, PKI, URL_BASE, CONFIG, DAEMON_PID, DAEMON_LOG.
+# the broker over TLS (mqtts://); NGINX_RATE (bytes/s) slows the web server
+# and NGINX_SERVER_CONF adds directives to its server block (e.g.
+# 'max_ranges 0;'). Sets LINK, FLASH, WWW, PKI, URL_BASE, CONFIG, DAEMON_PID, DAEMON_LOG.
 fleet_start() {
   require_bin espfleet espfleet-sim espfleetd
   require_cmd mosquitto mosquitto_pub mosquitto_sub nginx openssl jq
@@ -46,7 +48,8 @@ fleet_start() {
     restart_mosquitto "$EF_TMP/mqtt"
     uri=mqtts://127.0.0.1:$MQTT_TLS_PORT
   fi
-  nginx_start --dir "$EF_TMP/nginx" --root "$WWW" --certs "$PKI" ${NGINX_RATE:+--rate "$NGINX_RATE"}
+  nginx_start --dir "$EF_TMP/nginx" --root "$WWW" --certs "$PKI" ${NGINX_RATE:+--rate "$NGINX_RATE"} \
+    ${NGINX_SERVER_CONF:+--server-conf "$NGINX_SERVER_CONF"}
   at_exit "nginx_stop"
   URL_BASE=https://127.0.0.1:$NGINX_PORT
   start_sim "$LINK" "$FLASH" --reboot-delay-ms 200 --slot-size 16777216 "$@"
