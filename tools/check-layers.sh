@@ -35,15 +35,15 @@ declare -A LAYER=(
 
 # Module owning each public header (docs/architecture.md's module table).
 declare -A OWNER=(
-  [error.h]=common [log.h]=common [status.h]=common [clock.h]=common
+  [error.h]=common [log.h]=common [status.h]=common [clock.h]=common [hex.h]=common
   [tlv.h]=ctrl [transport.h]=ctrl [ctrl.h]=ctrl
   [image.h]=image [mkimage.h]=image
   [pipe.h]=download [download.h]=download
   [source.h]=ota [ota.h]=ota
   [mqtt.h]=mqtt
   [release.h]=release
-  [job.h]=jobs [journal.h]=jobs [report.h]=jobs [config.h]=jobs [driver.h]=jobs
-  [agent.h]=agent
+  [job.h]=jobs [journal.h]=jobs [report.h]=jobs [driver.h]=jobs
+  [agent.h]=agent [config.h]=agent
 )
 
 # Private headers generated into a module's build folder.

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "espfleet/hex.h"
 #include "espfleet/image.h"
-#include "espfleet/ota.h"
 
 /* Largest integer a JSON number (IEEE double in cJSON) carries exactly. */
 #define EF_JSON_MAX_EXACT_INT 9007199254740992.0

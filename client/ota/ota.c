@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "espfleet/hex.h"
 #include "espfleet/log.h"
 
 /* Enough to hold the header and app description before OTA begin. */

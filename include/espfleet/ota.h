@@ -87,10 +87,4 @@ void ef_ota_request_init(ef_ota_request *r);
 ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_ota_result *res,
                   ef_status *st);
 
-/** Lower-case hex of @p len bytes into @p out (2*len+1 bytes). */
-void ef_hex(const uint8_t *bytes, size_t len, char *out);
-
-/** Parses 64 hex digits into 32 bytes. @return EF_OK or EF_ERR_INVALID_ARG. */
-ef_err ef_hex_to_sha256(const char *hex, uint8_t out[32]) EF_MUST_CHECK;
-
 #endif

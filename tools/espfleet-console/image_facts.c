@@ -13,8 +13,8 @@
 #include <openssl/evp.h>
 
 #include "console.h"
+#include "espfleet/hex.h"
 #include "espfleet/image.h"
-#include "espfleet/ota.h"
 
 ef_err con_image_read(const char *path, con_image *img, char *detail, size_t n) {
   enum { READ_SIZE = 64 * 1024 };

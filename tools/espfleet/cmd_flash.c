@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "espfleet/ctrl.h"
+#include "espfleet/hex.h"
 #include "espfleet/image.h"
 #include "espfleet/ota.h"
 #include "espfleet/source.h"

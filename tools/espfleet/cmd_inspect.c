@@ -12,8 +12,8 @@
 #include <openssl/evp.h>
 
 #include "cli.h"
+#include "espfleet/hex.h"
 #include "espfleet/image.h"
-#include "espfleet/ota.h"
 
 const char cli_inspect_usage[] =
     "Usage: espfleet inspect IMAGE [--json]\n"

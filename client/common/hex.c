@@ -1,7 +1,4 @@
-#include <stddef.h>
-#include <stdint.h>
-
-#include "espfleet/ota.h"
+#include "espfleet/hex.h"
 
 void ef_hex(const uint8_t *bytes, size_t len, char *out) {
   static const char digits[] = "0123456789abcdef";
