@@ -181,12 +181,42 @@ static bool url_ok(const char *url, bool allow_http) {
   return true;
 }
 
+/* "release": {"key_id", "signature", "secure_version", "allow_downgrade"} */
+static void parse_release(const cJSON *root, ef_job *out, char *reason, size_t n, bool *failed) {
+  static const char *const known[] = {"key_id", "signature", "secure_version", "allow_downgrade"};
+  bool dup = false;
+  const cJSON *r = get_unique(root, "release", &dup);
+  if (!r) return;
+  if (!cJSON_IsObject(r)) {
+    fail(reason, n, failed, "release: must be an object {key_id, signature, secure_version, allow_downgrade}");
+    return;
+  }
+  for (const cJSON *c = r->child; c; c = c->next) {
+    bool ok = false;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) ok = ok || strcmp(c->string, known[i]) == 0;
+    /* the release object is signed content: nothing unknown may ride along */
+    if (!ok) fail(reason, n, failed, "release.%s: unknown key", c->string);
+  }
+  const cJSON *id = get_unique(r, "key_id", &dup), *sig = get_unique(r, "signature", &dup);
+  const cJSON *sv = get_unique(r, "secure_version", &dup), *dg = get_unique(r, "allow_downgrade", &dup);
+  if (!cJSON_IsString(id) || !ef_release_key_id_valid(id->valuestring))
+    fail(reason, n, failed, "release.key_id: must be 1-64 characters of [A-Za-z0-9._:-]");
+  else snprintf(out->release_key_id, sizeof out->release_key_id, "%s", id->valuestring);
+  if (!cJSON_IsString(sig) || !ef_release_sig_from_base64(sig->valuestring, out->release_signature))
+    fail(reason, n, failed, "release.signature: must be the base64 of a 64-byte Ed25519 signature");
+  if (!is_uint(sv, 4294967295.0)) fail(reason, n, failed, "release.secure_version: must be an integer 0..4294967295");
+  else out->secure_version = (uint32_t)sv->valuedouble;
+  if (dg && !cJSON_IsBool(dg)) fail(reason, n, failed, "release.allow_downgrade: must be true or false");
+  else out->signed_downgrade = cJSON_IsTrue(dg);
+  out->has_release = true;
+}
+
 static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason,
                          size_t n, bool *failed, bool *too_large) {
   static const char *const known[] = {"job_id",  "url",  "sha256",          "size",
                                       "version", "project", "chip",          "allow_downgrade",
                                       "rollout", "not_after", "expect_fw_version",
-                                      "driver_update"};
+                                      "driver_update", "release"};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
     bool dup = false;
     (void)get_unique(root, known[i], &dup);
@@ -291,6 +321,23 @@ static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *ou
     if (out->driver_update && !get_unique(root, "expect_fw_version", &edup))
       fail(reason, n, failed, "driver_update: needs expect_fw_version (the release the updated driver accepts)");
   }
+
+  parse_release(root, out, reason, n, failed);
+}
+
+void ef_job_manifest(const ef_job *job, ef_manifest *out) {
+  memset(out, 0, sizeof *out);
+  memcpy(out->rel.sha256_hex, job->sha256_hex, sizeof out->rel.sha256_hex);
+  out->rel.size = job->size;
+  snprintf(out->rel.version, sizeof out->rel.version, "%s", job->version);
+  snprintf(out->rel.project, sizeof out->rel.project, "%s", job->project);
+  snprintf(out->rel.chip, sizeof out->rel.chip, "%s", job->chip);
+  out->rel.secure_version = job->secure_version;
+  snprintf(out->rel.hosted_release, sizeof out->rel.hosted_release, "%s", job->expect_fw_version);
+  out->rel.driver_update = job->driver_update;
+  out->rel.allow_downgrade = job->signed_downgrade;
+  snprintf(out->key_id, sizeof out->key_id, "%s", job->release_key_id);
+  memcpy(out->sig, job->release_signature, sizeof out->sig);
 }
 
 static void job_clear(ef_job *j) {
@@ -397,6 +444,15 @@ void ef_job_fingerprint(const ef_job *job, char out[65]) {
   /* Only when set, so jobs without the key keep the fingerprints recorded
    * in journals before it existed. */
   if (job->driver_update) fp_field(ctx, "driver_update", "true");
+  if (job->has_release) {
+    char sig[89];
+    ef_release_sig_to_base64(job->release_signature, sig);
+    fp_field(ctx, "release.key_id", job->release_key_id);
+    fp_field(ctx, "release.signature", sig);
+    snprintf(num, sizeof num, "%" PRIu32, job->secure_version);
+    fp_field(ctx, "release.secure_version", num);
+    fp_field(ctx, "release.allow_downgrade", job->signed_downgrade ? "true" : "false");
+  }
   if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) goto out;
   ef_hex(md, 32, out);
 out:
@@ -429,6 +485,15 @@ char *ef_job_to_json(const ef_job *job) {
   if (ok && job->expect_fw_version[0])
     ok = cJSON_AddStringToObject(o, "expect_fw_version", job->expect_fw_version);
   if (ok && job->driver_update) ok = cJSON_AddTrueToObject(o, "driver_update");
+  if (ok && job->has_release) {
+    char sig[89];
+    cJSON *r = cJSON_AddObjectToObject(o, "release");
+    ef_release_sig_to_base64(job->release_signature, sig);
+    ok = r && cJSON_AddStringToObject(r, "key_id", job->release_key_id) &&
+         cJSON_AddStringToObject(r, "signature", sig) &&
+         cJSON_AddNumberToObject(r, "secure_version", job->secure_version) &&
+         cJSON_AddBoolToObject(r, "allow_downgrade", job->signed_downgrade);
+  }
   if (ok) s = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return s;

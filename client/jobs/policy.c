@@ -3,6 +3,7 @@
  * them (ef_job_decide).
  * Pure functions: the caller passes the time, the installed app and what
  * runs and waits. */
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
@@ -116,8 +117,32 @@ static ef_job_decision check_delivery(const ef_job *job, const ef_status *parsed
   return EF_DECISION_WAIT;
 }
 
+/* Signed releases: with release keys configured, only what a trusted key
+ * signed runs, and never below the secure_version floor. */
+static ef_job_decision check_release(const ef_job *job, const ef_job_facts *f, ef_status *st) {
+  bool keys = f->keyring && f->keyring->n_keys > 0;
+  if (keys && !job->has_release) {
+    ef_status_fail(st, EF_ERR_RELEASE_UNSIGNED, "this device installs only releases signed by its release keys");
+    return EF_DECISION_REJECT;
+  }
+  if (keys) {
+    ef_manifest m;
+    ef_job_manifest(job, &m);
+    if (ef_keyring_verify(f->keyring, &m, st) != EF_OK) return EF_DECISION_REJECT;
+  }
+  if (job->has_release && f->has_floor && job->secure_version < f->secure_floor) {
+    ef_status_fail(st, EF_ERR_SECURE_VERSION_ROLLBACK,
+                   "secure_version %" PRIu32 " is below %" PRIu32 ", the highest this device installed",
+                   job->secure_version, f->secure_floor);
+    return EF_DECISION_REJECT;
+  }
+  return EF_DECISION_WAIT;
+}
+
 /* The policy when the job's turn comes: does it run on this device now? */
 static ef_job_decision check_policy(const ef_job *job, const ef_job_facts *f, ef_status *st) {
+  ef_job_decision d = check_release(job, f, st);
+  if (d != EF_DECISION_WAIT) return d;
   if (job->chip_id >= 0 && f->chip_id >= 0 && job->chip_id != f->chip_id) {
     const char *mine = ef_chip_name((uint16_t)f->chip_id);
     ef_status_fail(st, EF_ERR_CHIP_MISMATCH, "job is for %s, this device has %s", job->chip,
@@ -133,7 +158,10 @@ static ef_job_decision check_policy(const ef_job *job, const ef_job_facts *f, ef
   if (!ef_canary_selected(ef_canary_bucket(job->job_id, f->device_id ? f->device_id : ""), job->rollout_percent))
     return EF_DECISION_SKIP;
   if (ef_job_already_installed(job, f->installed_version, f->installed_sha256_hex)) return EF_DECISION_INSTALLED;
-  if (ef_job_check_downgrade(job, f->installed_version) != EF_OK) {
+  /* With release keys only the signed permission to downgrade counts. */
+  ef_job eff = *job;
+  if (f->keyring && f->keyring->n_keys > 0) eff.allow_downgrade = job->signed_downgrade;
+  if (ef_job_check_downgrade(&eff, f->installed_version) != EF_OK) {
     ef_status_fail(st, EF_ERR_DOWNGRADE_REFUSED, "installed %s is newer than %s", f->installed_version,
                    job->version);
     return EF_DECISION_REJECT;

@@ -56,9 +56,9 @@ size_t ef_release_canonical(const ef_release *r, char *out, size_t n, ef_status 
   }
   int len = snprintf(out, n,
                      EF_RELEASE_FORMAT "\nsha256=%s\nsize=%" PRIu64 "\nversion=%s\nproject=%s\nchip=%s\n"
-                     "secure_version=%" PRIu32 "\nhosted_release=%s\nallow_downgrade=%s\n",
+                     "secure_version=%" PRIu32 "\nhosted_release=%s\ndriver_update=%s\nallow_downgrade=%s\n",
                      r->sha256_hex, r->size, r->version, r->project, r->chip, r->secure_version,
-                     r->hosted_release, r->allow_downgrade ? "yes" : "no");
+                     r->hosted_release, r->driver_update ? "yes" : "no", r->allow_downgrade ? "yes" : "no");
   if (len < 0 || (size_t)len >= n) {
     ef_status_fail(st, EF_ERR_INVALID_ARG, "the release text does not fit %zu bytes", n);
     return 0;
@@ -251,6 +251,7 @@ char *ef_manifest_to_json(const ef_manifest *m) {
             cJSON_AddStringToObject(o, "chip", m->rel.chip) &&
             cJSON_AddNumberToObject(o, "secure_version", m->rel.secure_version) &&
             (!m->rel.hosted_release[0] || cJSON_AddStringToObject(o, "hosted_release", m->rel.hosted_release)) &&
+            cJSON_AddBoolToObject(o, "driver_update", m->rel.driver_update) &&
             cJSON_AddBoolToObject(o, "allow_downgrade", m->rel.allow_downgrade);
   if (ok) text = cJSON_Print(o);
   cJSON_Delete(o);
@@ -283,7 +284,7 @@ static bool get_uint(const cJSON *o, const char *key, double max, uint64_t *dst,
 ef_err ef_manifest_parse(const char *json, size_t len, ef_manifest *out, ef_status *st) {
   static const char *const known[] = {"format", "key_id", "signature", "sha256", "size", "version",
                                       "project", "chip", "secure_version", "hosted_release",
-                                      "allow_downgrade"};
+                                      "driver_update", "allow_downgrade"};
   ef_err err = EF_ERR_BAD_JOB;
   char sig[100], format[32];
   uint64_t size = 0, secv = 0;
@@ -317,8 +318,9 @@ ef_err ef_manifest_parse(const char *json, size_t len, ef_manifest *out, ef_stat
       !get_text(o, "hosted_release", false, out->rel.hosted_release, sizeof out->rel.hosted_release, st))
     goto out;
   const cJSON *dg = cJSON_GetObjectItemCaseSensitive(o, "allow_downgrade");
-  if (!cJSON_IsBool(dg)) {
-    ef_status_fail(st, err, "allow_downgrade: must be true or false");
+  const cJSON *du = cJSON_GetObjectItemCaseSensitive(o, "driver_update");
+  if (!cJSON_IsBool(dg) || !cJSON_IsBool(du)) {
+    ef_status_fail(st, err, "%s: must be true or false", cJSON_IsBool(dg) ? "driver_update" : "allow_downgrade");
     goto out;
   }
   if (!ef_release_sig_from_base64(sig, out->sig)) {
@@ -332,6 +334,7 @@ ef_err ef_manifest_parse(const char *json, size_t len, ef_manifest *out, ef_stat
   out->rel.size = size;
   out->rel.secure_version = (uint32_t)secv;
   out->rel.allow_downgrade = cJSON_IsTrue(dg);
+  out->rel.driver_update = cJSON_IsTrue(du);
   err = EF_OK;
 out:
   cJSON_Delete(o);

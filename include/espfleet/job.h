@@ -24,6 +24,7 @@
 
 #include "espfleet/driver.h"
 #include "espfleet/error.h"
+#include "espfleet/release.h"
 #include "espfleet/status.h"
 
 #define EF_JOB_ID_MAX 64            /**< characters in a job_id */
@@ -57,7 +58,23 @@ typedef struct {
   time_t not_after;                      /**< 0 = no deadline */
   char expect_fw_version[EF_JOB_FW_VERSION_MAX + 1]; /**< "" = not given */
   bool driver_update;  /**< the host driver is updated to accept expect_fw_version in the same rollout */
+  /** The release signature (docs/security.md): the job's sha256, size,
+   *  version, project, chip and expect_fw_version, with these, signed by a
+   *  release key. has_release false = an unsigned job. */
+  bool has_release;
+  char release_key_id[65];
+  uint8_t release_signature[64];
+  uint32_t secure_version;  /**< signed: the image's app description secure_version */
+  bool signed_downgrade;    /**< signed: may replace a newer version */
 } ef_job;
+
+/**
+ * The signed release a job stands for (its manifest), built from the job's
+ * own fields: sha256, size, version, project, chip, expect_fw_version as the
+ * hosted release, and the release object's secure_version, allow_downgrade,
+ * key id and signature. Only meaningful when job->has_release.
+ */
+void ef_job_manifest(const ef_job *job, ef_manifest *out);
 
 /** Default limits: 16 KiB payload, 16 MiB image, https only. */
 void ef_job_limits_default(ef_job_limits *lim);
@@ -182,6 +199,9 @@ typedef struct {
   const char *installed_sha256_hex;
   const char *driver_release;  /**< the release the host driver accepts */
   ef_driver_source driver_source; /**< where driver_release comes from, for the sentence */
+  const ef_keyring *keyring;   /**< security.release_keys; NULL or empty = unsigned jobs run */
+  bool has_floor;              /**< a secure_version was ever installed (journal) */
+  uint32_t secure_floor;       /**< the highest secure_version installed */
   const ef_job *running;       /**< the job that runs now, NULL when none */
   const ef_job *waiting;       /**< the job that waits for its turn, NULL when none */
   /** The journal's final result for this document's job_id, if any. */
@@ -208,13 +228,20 @@ typedef struct {
  *  6. otherwise wait for its turn.
  * When its turn comes (facts->starting true) the same checks run, then the
  * policy:
+ *  6a. signed releases (facts->keyring has keys): an unsigned job is
+ *     rejected EF_ERR_RELEASE_UNSIGNED; a signed one is checked by
+ *     ef_keyring_verify (EF_ERR_RELEASE_KEY_REVOKED, EF_ERR_RELEASE_KEY_UNKNOWN,
+ *     EF_ERR_RELEASE_BAD_SIGNATURE);
+ *  6b. a signed secure_version below the device's floor: reject,
+ *     EF_ERR_SECURE_VERSION_ROLLBACK, whatever else the job says;
  *  7. the job names a chip (chip_id) and the device has another: reject,
  *     EF_ERR_CHIP_MISMATCH;
  *  8. expired (not_after before facts->now): reject, EF_ERR_EXPIRED;
  *  9. outside the canary rollout: skip;
  * 10. same version and SHA-256 as the installed app: installed;
  * 11. older than the installed version without allow_downgrade: reject,
- *     EF_ERR_DOWNGRADE_REFUSED;
+ *     EF_ERR_DOWNGRADE_REFUSED; with signed releases only the signed
+ *     permission counts, the job's own allow_downgrade is ignored;
  * 12. driver compatibility (ef_job_check_driver): reject,
  *     EF_ERR_DRIVER_INCOMPATIBLE;
  * 13. otherwise run.

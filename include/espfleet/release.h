@@ -21,6 +21,7 @@
  *   chip=<canonical chip name, e.g. esp32s3>\n
  *   secure_version=<decimal>\n
  *   hosted_release=<text, empty when unknown>\n
+ *   driver_update=<yes|no>\n
  *   allow_downgrade=<yes|no>\n
  *
  * Texts are printable ASCII (0x20-0x7E); anything else makes the manifest
@@ -49,6 +50,8 @@ typedef struct {
   char chip[16];
   uint32_t secure_version;
   char hosted_release[64]; /**< "" = not stated */
+  bool driver_update;      /**< the hosts' driver is updated to accept hosted_release
+                                (lifts the driver-compatibility gate) */
   bool allow_downgrade;
 } ef_release;
 

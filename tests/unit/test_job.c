@@ -689,6 +689,113 @@ static void test_driver_update_key(void **state) {
   assert_string_equal(reason, "driver_update: needs expect_fw_version (the release the updated driver accepts)");
 }
 
+/* ---- signed releases: the test key and vectors of docs/security.md ---- */
+static const char rel_pub_pem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MCowBQYDK2VwAyEAKeOgkGhuxmJGuOVMjN7Iak4WJ4YqMpKMppEbidtDxMs=\n"
+    "-----END PUBLIC KEY-----\n";
+/* vector 1 as a job; %s: extra top-level keys (or ""), then the release object's */
+#define SIGNED_JOB                                                                                 \
+  "{\"job_id\":\"s-1\",\"url\":\"https://h/x\",\"sha256\":"                                     \
+  "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\",\"size\":307200,"             \
+  "\"version\":\"%s\",\"project\":\"demo\",\"chip\":\"esp32s3\",\"expect_fw_version\":\"FG-1.0.3.0.0\"%s," \
+  "\"release\":{\"key_id\":\"%s\",\"secure_version\":2,\"allow_downgrade\":false,\"signature\":"       \
+  "\"UerNmIYhVBhxi5/ntSvxDLfoguY25eeVstbM93EzS+jMtG7a4gANJWWQfDec2wRGAmUfmJ4ais+NsaRiGKwdDg==\"}}"
+
+static ef_job signed_job(const char *version, const char *extra, const char *key_id) {
+  char doc[2048], reason[256];
+  ef_job j;
+  snprintf(doc, sizeof doc, SIGNED_JOB, version, extra, key_id);
+  assert_int_equal(parse(doc, &j, reason, sizeof reason), EF_OK);
+  return j;
+}
+
+static void test_signed_releases(void **state) {
+  (void)state;
+  ef_keyring kr;
+  ef_status st = EF_STATUS_INIT;
+  ef_release_key *k = NULL;
+  memset(&kr, 0, sizeof kr);
+  assert_int_equal(ef_release_key_parse(rel_pub_pem, strlen(rel_pub_pem), &k, &st), EF_OK);
+  assert_int_equal(ef_keyring_add(&kr, "test-2026", k, &st), EF_OK);
+  ef_job_facts f = facts_at(1000, true);
+  f.keyring = &kr;
+  f.chip_id = 0x0009; /* esp32s3 */
+
+  ef_job good = signed_job("1.2.3", "", "test-2026");
+  assert_true(good.has_release);
+  assert_int_equal(decide(&good, NULL, &f, &st), EF_DECISION_RUN);
+  /* the job round-trips with its release */
+  char *text = ef_job_to_json(&good);
+  ef_job back;
+  char reason[256];
+  assert_int_equal(parse(text, &back, reason, sizeof reason), EF_OK);
+  free(text);
+  assert_memory_equal(&back, &good, sizeof back);
+
+  /* unsigned, unknown key, revoked key, a signed field changed */
+  ef_job unsigned_job;
+  assert_int_equal(parse("{\"job_id\":\"u-1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+                         "\",\"size\":10,\"version\":\"1.0.0\"}",
+                         &unsigned_job, reason, sizeof reason),
+                   EF_OK);
+  assert_int_equal(decide(&unsigned_job, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_RELEASE_UNSIGNED);
+  ef_job other_key = signed_job("1.2.3", "", "rel-9");
+  assert_int_equal(decide(&other_key, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_RELEASE_KEY_UNKNOWN);
+  ef_job changed = signed_job("1.2.4", "", "test-2026");
+  assert_int_equal(decide(&changed, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_RELEASE_BAD_SIGNATURE);
+  ef_job lifted = signed_job("1.2.3", ",\"driver_update\":true", "test-2026");
+  assert_int_equal(decide(&lifted, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_RELEASE_BAD_SIGNATURE);
+
+  /* allow_downgrade added to a signed job does not permit a downgrade */
+  ef_job down = signed_job("1.2.3", ",\"allow_downgrade\":true", "test-2026");
+  f.installed_version = "2.0.0";
+  assert_int_equal(decide(&down, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_DOWNGRADE_REFUSED);
+  f.installed_version = NULL;
+
+  /* below the floor: refused with every permission there is */
+  f.has_floor = true;
+  f.secure_floor = 3;
+  assert_int_equal(decide(&good, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_SECURE_VERSION_ROLLBACK);
+  f.keyring = NULL; /* even on a device without keys */
+  assert_int_equal(decide(&down, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_SECURE_VERSION_ROLLBACK);
+  f.secure_floor = 2;
+  f.keyring = &kr;
+  assert_int_equal(decide(&good, NULL, &f, &st), EF_DECISION_RUN);
+
+  /* rotation: a second key; revocation wins over trust */
+  assert_int_equal(ef_keyring_revoke(&kr, "test-2026", &st), EF_OK);
+  assert_int_equal(decide(&good, NULL, &f, &st), EF_DECISION_REJECT);
+  assert_int_equal(st.code, EF_ERR_RELEASE_KEY_REVOKED);
+
+  /* without keys an unsigned job runs as before */
+  f.keyring = NULL;
+  f.has_floor = false;
+  f.chip_id = -1;
+  assert_int_equal(decide(&unsigned_job, NULL, &f, &st), EF_DECISION_RUN);
+  ef_keyring_free(&kr);
+
+  /* the release object is strict */
+  const char *bad[] = {"{\"key_id\":\"k\"}", "[]", "{\"key_id\":\"k\",\"signature\":\"AA==\",\"secure_version\":1}"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char doc[1024];
+    ef_job j;
+    snprintf(doc, sizeof doc,
+             "{\"job_id\":\"b\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1,\"version\":\"1\","
+             "\"release\":%s}",
+             bad[i]);
+    assert_int_equal(parse(doc, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
+    assert_non_null(strstr(reason, "release"));
+  }
+}
+
 static void test_id_valid(void **state) {
   (void)state;
   assert_true(ef_id_valid("A-z_0.9:x"));
@@ -711,6 +818,7 @@ int main(void) {
       cmocka_unit_test(test_id_valid),       cmocka_unit_test(test_driver_gate),
       cmocka_unit_test(test_driver_update_key), cmocka_unit_test(test_intake_chip),
       cmocka_unit_test(test_intake_delivery), cmocka_unit_test(test_intake_parse_result),
+      cmocka_unit_test(test_signed_releases),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

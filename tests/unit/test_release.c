@@ -41,9 +41,10 @@ static const char v1_text[] =
     "chip=esp32s3\n"
     "secure_version=2\n"
     "hosted_release=FG-1.0.3.0.0\n"
+    "driver_update=no\n"
     "allow_downgrade=no\n";
 static const char v1_sig[] =
-    "FhIgvA9uyQ/jKTi6jmXk9/oqrZBwB0QrB/2YeyrD4ZbyzgzHOgZvx83+ACOqMJ77cDOmAOYJ4n2z64QqrQqVCQ==";
+    "UerNmIYhVBhxi5/ntSvxDLfoguY25eeVstbM93EzS+jMtG7a4gANJWWQfDec2wRGAmUfmJ4ais+NsaRiGKwdDg==";
 
 /* Vector 2: a signed downgrade, no ESP-Hosted release stated. */
 static const ef_release v2 = {
@@ -51,7 +52,7 @@ static const ef_release v2 = {
     .size = 307200, .version = "1.2.2", .project = "demo", .chip = "esp32s3",
     .secure_version = 2, .hosted_release = "", .allow_downgrade = true};
 static const char v2_sig[] =
-    "V2nYQczZAQar2HjwLlPCdSXAghGsDn+8P51QwJFeTLi6FHYJK8XZPg/ZGe7hexXWOk7YhAFrhCxMR6n2tZbyDA==";
+    "mQdcXSWa5Mbo0EI/vEUYIQ8c1m7nymDAtMeCyUnAqVPeDubW82d026hoqjrNE/kB9mMR/GfEvC0gPfub6WtdDQ==";
 
 static ef_release_key *key(const char *pem) {
   ef_release_key *k = NULL;
@@ -104,7 +105,7 @@ static void test_every_field_is_bound(void **state) {
   ef_release_key *pk = key(pub_pem);
   ef_manifest m = {.rel = v1, .key_id = "test-2026"};
   assert_true(ef_release_sig_from_base64(v1_sig, m.sig));
-  for (int field = 0; field < 8; field++) {
+  for (int field = 0; field < 9; field++) {
     ef_manifest t = m;
     ef_status st = EF_STATUS_INIT;
     switch (field) {
@@ -116,6 +117,7 @@ static void test_every_field_is_bound(void **state) {
     case 5: t.rel.secure_version = 1; break;
     case 6: strcpy(t.rel.hosted_release, "FG-1.0.4.0.0"); break;
     case 7: t.rel.allow_downgrade = true; break;
+    case 8: t.rel.driver_update = true; break;
     }
     if (ef_release_verify(&t, pk, &st) != EF_ERR_RELEASE_BAD_SIGNATURE) fail_msg("field %d is not signed", field);
   }

@@ -26,7 +26,7 @@ const char cli_keygen_usage[] =
 
 const char cli_sign_usage[] =
     "Usage: espfleet sign IMAGE --key KEY.key --key-id ID [--hosted-release R]\n"
-    "                     [--allow-downgrade] [-o MANIFEST]\n"
+    "                     [--driver-update] [--allow-downgrade] [-o MANIFEST]\n"
     "\n"
     "Validates IMAGE and prints its signed release manifest (JSON): SHA-256,\n"
     "size, version, project, chip and secure_version read from the image\n"
@@ -37,6 +37,8 @@ const char cli_sign_usage[] =
     "  --key KEY.key        the private release key (espfleet keygen)\n"
     "  --key-id ID          the key's id, as devices list it (1-64 of [A-Za-z0-9._:-])\n"
     "  --hosted-release R   the ESP-Hosted release the image carries (FG-1.0.3.0.0)\n"
+    "  --driver-update      the hosts' ESP-Hosted driver is updated to accept R\n"
+    "                       (lifts the driver-compatibility gate; needs R)\n"
     "  --allow-downgrade    allow this image to replace a newer version\n"
     "  -o, --output FILE    write the manifest there instead of stdout\n";
 
@@ -118,14 +120,15 @@ int cmd_keygen(int argc, char **argv) {
 }
 
 int cmd_sign(int argc, char **argv) {
-  enum { O_KEY = 256, O_ID, O_REL, O_DOWN };
+  enum { O_KEY = 256, O_ID, O_REL, O_DOWN, O_DRIVER };
   static const struct option opts[] = {
       {"key", required_argument, NULL, O_KEY},       {"key-id", required_argument, NULL, O_ID},
       {"hosted-release", required_argument, NULL, O_REL}, {"allow-downgrade", no_argument, NULL, O_DOWN},
-      {"output", required_argument, NULL, 'o'},     {NULL, 0, NULL, 0},
+      {"driver-update", no_argument, NULL, O_DRIVER}, {"output", required_argument, NULL, 'o'},
+      {NULL, 0, NULL, 0},
   };
   const char *key_path = NULL, *key_id = NULL, *rel = NULL, *out_path = NULL;
-  bool downgrade = false;
+  bool downgrade = false, driver_update = false;
   ef_release_key *k = NULL;
   ef_status st = EF_STATUS_INIT;
   ef_manifest m;
@@ -140,6 +143,7 @@ int cmd_sign(int argc, char **argv) {
     case O_ID: key_id = optarg; break;
     case O_REL: rel = optarg; break;
     case O_DOWN: downgrade = true; break;
+    case O_DRIVER: driver_update = true; break;
     case 'o': out_path = optarg; break;
     case ':': return cli_usage_error("sign", "option '%s' needs a value", argv[optind - 1]);
     default: return cli_usage_error("sign", "unknown option '%s'", argv[optind - 1]);
@@ -148,6 +152,7 @@ int cmd_sign(int argc, char **argv) {
   if (optind != argc - 1 || !key_path || !key_id)
     return cli_usage_error("sign", "IMAGE, --key and --key-id are required");
   ef_fw_version fw;
+  if (driver_update && !rel) return cli_usage_error("sign", "--driver-update needs --hosted-release");
   if (rel && ef_fw_version_parse(rel, &fw) != EF_OK)
     return cli_usage_error("sign", "bad --hosted-release '%s' (NAME-a.b.c.d.e)", rel);
   memset(&m, 0, sizeof m);
@@ -159,6 +164,7 @@ int cmd_sign(int argc, char **argv) {
   if (err != EF_OK) return cli_fail(err, why);
   if (rel) snprintf(m.rel.hosted_release, sizeof m.rel.hosted_release, "%s", rel);
   m.rel.allow_downgrade = downgrade;
+  m.rel.driver_update = driver_update;
   if (ef_release_key_load(key_path, &k, &st) != EF_OK || ef_release_sign(&m, k, &st) != EF_OK) {
     rc = cli_fail(st.code, st.detail);
     goto out;
