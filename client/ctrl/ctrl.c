@@ -52,10 +52,10 @@ struct ef_ctrl {
 
 void ef_ctrl_options_default(ef_ctrl_options *o) {
   o->device = EF_DEFAULT_DEVICE;
-  o->timeout_ms = 5000;
-  o->ota_begin_timeout_ms = 60000;
-  o->ota_end_timeout_ms = 30000;
-  o->open_timeout_ms = 5000;
+  o->timeout_ms = EF_CTRL_DEFAULT_TIMEOUT_MS;
+  o->ota_begin_timeout_ms = EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS;
+  o->ota_end_timeout_ms = EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS;
+  o->open_timeout_ms = EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS;
   o->window = EF_CTRL_DEFAULT_WINDOW;
 }
 

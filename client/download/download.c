@@ -19,8 +19,6 @@
 #include "espfleet/log.h"
 
 enum {
-  DEFAULT_CONNECT_TIMEOUT_S = 15,
-  DEFAULT_STALL_TIMEOUT_S = 30,
   MAX_REDIRECTS = 5,
   /* curl reads the socket in chunks of this size (plain HTTP); TLS hands
    * over one record (16 KiB) at a time whatever we set. */
@@ -350,8 +348,8 @@ ef_err ef_download_start(const ef_download_options *o, ef_pipe *sink, ef_downloa
   d = calloc(1, sizeof(*d));
   if (!d) goto out;
   d->sink = sink;
-  d->connect_timeout_s = o->connect_timeout_s > 0 ? o->connect_timeout_s : DEFAULT_CONNECT_TIMEOUT_S;
-  d->stall_timeout_s = o->stall_timeout_s > 0 ? o->stall_timeout_s : DEFAULT_STALL_TIMEOUT_S;
+  d->connect_timeout_s = o->connect_timeout_s > 0 ? o->connect_timeout_s : EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S;
+  d->stall_timeout_s = o->stall_timeout_s > 0 ? o->stall_timeout_s : EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S;
   d->allow_http = o->allow_http;
   d->max_bytes = o->max_bytes;
   d->offset = o->offset;

@@ -21,7 +21,7 @@
 
 void ef_job_limits_default(ef_job_limits *lim) {
   lim->max_payload = EF_JOB_MAX_PAYLOAD;
-  lim->max_image_size = 16u * 1024 * 1024;
+  lim->max_image_size = EF_JOB_DEFAULT_MAX_IMAGE_SIZE;
   lim->allow_http = false;
 }
 

@@ -735,12 +735,12 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
       s->n_subs++;
     }
   }
-  s->min_ms = o->reconnect_min_ms ? o->reconnect_min_ms : 1000;
-  s->max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : 30000;
+  s->min_ms = o->reconnect_min_ms ? o->reconnect_min_ms : EF_MQTT_DEFAULT_RECONNECT_MIN_MS;
+  s->max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : EF_MQTT_DEFAULT_RECONNECT_MAX_MS;
   if (s->max_ms < s->min_ms)
     s->max_ms = s->min_ms;
   s->delay_ms = s->min_ms;
-  s->max_unacked = o->max_buffered ? o->max_buffered : 1000;
+  s->max_unacked = o->max_buffered ? o->max_buffered : EF_MQTT_DEFAULT_MAX_BUFFERED;
   s->on_message = o->on_message;
   s->on_connected = o->on_connected;
   s->on_disconnected = o->on_disconnected;
@@ -767,9 +767,9 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
   }
 
   MQTTAsync_connectOptions c = MQTTAsync_connectOptions_initializer;
-  c.keepAliveInterval = o->keepalive_s ? o->keepalive_s : 30;
+  c.keepAliveInterval = o->keepalive_s ? o->keepalive_s : EF_MQTT_DEFAULT_KEEPALIVE_S;
   c.cleansession = o->clean_session ? 1 : 0;
-  c.connectTimeout = o->connect_timeout_s ? o->connect_timeout_s : 10;
+  c.connectTimeout = o->connect_timeout_s ? o->connect_timeout_s : EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S;
   c.retryInterval = 0;
   c.MQTTVersion = MQTTVERSION_3_1_1;
   c.automaticReconnect = 0;

@@ -16,10 +16,14 @@
 #include <stdint.h>
 
 #include "espfleet/ctrl.h"
+#include "espfleet/download.h"
 #include "espfleet/driver.h"
 #include "espfleet/error.h"
 #include "espfleet/job.h"
+#include "espfleet/mqtt.h"
+#include "espfleet/report.h"
 #include "espfleet/status.h"
+#include "espfleet/transport.h"
 
 #define EF_CONFIG_PATH_MAX 1024
 #define EF_CONFIG_STR_MAX 256
@@ -28,19 +32,23 @@
 #define EF_CONFIG_PROBLEM_LEN 256
 #define EF_CONFIG_MAX_BYTES (256 * 1024)
 
-/* Defaults (documented in docs/configuration.md). */
-#define EF_CONFIG_DEFAULT_TOPIC_PREFIX "espfleet"
-#define EF_CONFIG_DEFAULT_KEEPALIVE_S 30
-#define EF_CONFIG_DEFAULT_DEVICE "/dev/esps0"
+/* Defaults (documented in docs/configuration.md). Where a library module
+ * has the default, the configuration takes it from there, so each value is
+ * defined once. */
+#define EF_CONFIG_DEFAULT_TOPIC_PREFIX EF_DEFAULT_TOPIC_PREFIX
+#define EF_CONFIG_DEFAULT_KEEPALIVE_S EF_MQTT_DEFAULT_KEEPALIVE_S
+#define EF_CONFIG_DEFAULT_DEVICE EF_DEFAULT_DEVICE
 /* The control client's defaults, the measured best legal setting
  * (docs/performance.md): the daemon and the CLI flash alike. */
 #define EF_CONFIG_DEFAULT_CHUNK_SIZE EF_CTRL_DEFAULT_CHUNK
 #define EF_CONFIG_DEFAULT_WINDOW EF_CTRL_DEFAULT_WINDOW
-#define EF_CONFIG_DEFAULT_MAX_IMAGE_SIZE (16u * 1024 * 1024)
+#define EF_CONFIG_DEFAULT_MAX_IMAGE_SIZE EF_JOB_DEFAULT_MAX_IMAGE_SIZE
+/* The daemon waits longer for the reboot than the CLI does (a fleet device
+ * may boot slowly; someone at the CLI wants an answer). */
 #define EF_CONFIG_DEFAULT_BOOT_TIMEOUT_S 60
-#define EF_CONFIG_DEFAULT_BEGIN_TIMEOUT_S 60
-#define EF_CONFIG_DEFAULT_CONNECT_TIMEOUT_S 15
-#define EF_CONFIG_DEFAULT_STALL_TIMEOUT_S 30
+#define EF_CONFIG_DEFAULT_BEGIN_TIMEOUT_S (EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS / 1000)
+#define EF_CONFIG_DEFAULT_CONNECT_TIMEOUT_S EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S
+#define EF_CONFIG_DEFAULT_STALL_TIMEOUT_S EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S
 #define EF_CONFIG_DEFAULT_MAX_ATTEMPTS 3
 #define EF_CONFIG_DEFAULT_STATE_DIR "/var/lib/espfleet"
 

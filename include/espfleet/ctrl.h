@@ -89,12 +89,19 @@ _Static_assert(EF_CTRL_MAX_CHUNK == EF_CTRL_FW_MSG_MAX - EF_CTRL_OTA_WRITE_OVERH
 /** Default OTA writes in flight (measured best, docs/performance.md). */
 #define EF_CTRL_DEFAULT_WINDOW 2
 
+/* Default timeouts of ef_ctrl_options (literals, so help texts can quote
+ * them with EF_STR). */
+#define EF_CTRL_DEFAULT_TIMEOUT_MS 5000
+#define EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS 60000
+#define EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS 30000
+#define EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS 5000
+
 typedef struct {
   const char *device;       /**< device node; default EF_DEFAULT_DEVICE */
-  int timeout_ms;           /**< ordinary requests; default 5000 */
-  int ota_begin_timeout_ms; /**< OTA begin erases a whole slot; default 60000 */
-  int ota_end_timeout_ms;   /**< OTA end validates the image; default 30000 */
-  int open_timeout_ms;      /**< waiting for the node to (re)appear; default 5000 */
+  int timeout_ms;           /**< ordinary requests; default EF_CTRL_DEFAULT_TIMEOUT_MS */
+  int ota_begin_timeout_ms; /**< OTA begin erases a whole slot; default EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS */
+  int ota_end_timeout_ms;   /**< OTA end validates the image; default EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS */
+  int open_timeout_ms;      /**< waiting for the node to (re)appear; default EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS */
   int window;               /**< OTA writes in flight, 1..EF_CTRL_MAX_WINDOW; default EF_CTRL_DEFAULT_WINDOW */
 } ef_ctrl_options;
 

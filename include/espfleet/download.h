@@ -18,11 +18,15 @@
 #include "espfleet/pipe.h"
 #include "espfleet/status.h"
 
+#define EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S 15
+#define EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S 30
+
 typedef struct {
   const char *url;
   const char *ca_file;        /**< CA bundle for HTTPS; NULL = system default */
-  int connect_timeout_s;      /**< default 15 */
-  int stall_timeout_s;        /**< abort when no byte arrives for this long; default 30 */
+  int connect_timeout_s;      /**< <= 0: EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S */
+  int stall_timeout_s;        /**< abort when no byte arrives for this long;
+                                   <= 0: EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S */
   bool allow_http;            /**< plain http:// allowed (default false) */
   uint64_t max_bytes;         /**< abort when the body exceeds this (0 = no limit) */
   uint64_t offset;            /**< resume: fetch from this byte on (HTTP Range); a server

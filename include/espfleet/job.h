@@ -35,6 +35,9 @@
 #define EF_JOB_FW_VERSION_MAX 63    /**< expect_fw_version, e.g. "FG-1.0.4.0.0" */
 #define EF_JOB_MAX_PAYLOAD 16384    /**< default limit on a job payload, bytes */
 
+/** Default largest image a job may name: the largest OTA slot of 16 MiB flash. */
+#define EF_JOB_DEFAULT_MAX_IMAGE_SIZE (16u * 1024 * 1024)
+
 /** Limits a job is checked against; fill with ef_job_limits_default. */
 typedef struct {
   size_t max_payload;       /**< payloads larger than this are refused unparsed */

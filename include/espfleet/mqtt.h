@@ -67,6 +67,13 @@ typedef void (*ef_mqtt_connected_cb)(void *arg, bool reconnect);
 /** Called when an established connection is lost (not on failed attempts). */
 typedef void (*ef_mqtt_disconnected_cb)(void *arg, const char *cause);
 
+/* Defaults of ef_mqtt_options' zero fields. */
+#define EF_MQTT_DEFAULT_KEEPALIVE_S 30
+#define EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S 10
+#define EF_MQTT_DEFAULT_RECONNECT_MIN_MS 1000
+#define EF_MQTT_DEFAULT_RECONNECT_MAX_MS 30000
+#define EF_MQTT_DEFAULT_MAX_BUFFERED 1000
+
 typedef struct {
   /** mqtt://host[:port] (default port 1883) or mqtts://host[:port] (8883);
    *  tcp:// and ssl:// are accepted as synonyms. Required. */
@@ -77,8 +84,8 @@ typedef struct {
   const char *ca_file;        /**< mqtts: CA bundle (PEM); NULL = system trust store */
   const char *cert_file;      /**< mqtts: client certificate (PEM); NULL = none */
   const char *key_file;       /**< mqtts: client key (PEM); NULL = in cert_file */
-  int keepalive_s;            /**< 0 = 30 */
-  int connect_timeout_s;      /**< per attempt; 0 = 10 */
+  int keepalive_s;            /**< 0 = EF_MQTT_DEFAULT_KEEPALIVE_S */
+  int connect_timeout_s;      /**< per attempt; 0 = EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S */
   bool clean_session;         /**< default false: the broker keeps our subscriptions and
                                    queues QoS 1 messages for us across short disconnects */
 
@@ -90,11 +97,12 @@ typedef struct {
   const ef_mqtt_subscription *subscriptions; /**< copied; may be NULL when n is 0 */
   size_t n_subscriptions;     /**< at most EF_MQTT_MAX_SUBSCRIPTIONS */
 
-  int reconnect_min_ms;       /**< first retry delay, doubled per failure; 0 = 1000 */
-  int reconnect_max_ms;       /**< cap of the retry delay; 0 = 30000 */
+  int reconnect_min_ms;       /**< first retry delay, doubled per failure;
+                                   0 = EF_MQTT_DEFAULT_RECONNECT_MIN_MS */
+  int reconnect_max_ms;       /**< cap of the retry delay; 0 = EF_MQTT_DEFAULT_RECONNECT_MAX_MS */
   int max_buffered;           /**< unacknowledged QoS >= 1 publishes kept (offline
-                                   or in flight); 0 = 1000; the oldest is dropped
-                                   when full */
+                                   or in flight); 0 = EF_MQTT_DEFAULT_MAX_BUFFERED;
+                                   the oldest is dropped when full */
 
   ef_mqtt_message_cb on_message;           /**< may be NULL */
   ef_mqtt_connected_cb on_connected;       /**< may be NULL */

@@ -16,6 +16,10 @@
 #include "espfleet/error.h"
 #include "espfleet/job.h"
 
+/** The first level P of every topic (P/devices/ID/state, docs/protocol.md)
+ *  unless configured otherwise. */
+#define EF_DEFAULT_TOPIC_PREFIX "espfleet"
+
 /** The states of the state machine, in docs/protocol.md. */
 typedef enum {
   EF_STATE_IDLE = 0,

@@ -21,6 +21,7 @@
 #include "espfleet/error.h"
 #include "espfleet/status.h"
 
+/** The control device ESP-Hosted-FG's host driver creates. */
 #define EF_DEFAULT_DEVICE "/dev/esps0"
 
 typedef struct ef_transport ef_transport;

@@ -25,7 +25,7 @@ enum { CON_OK = 0, CON_FAIL = 1, CON_USAGE = 2, CON_TIMEOUT = 3, CON_INTERRUPTED
 
 #define CON_PROGRAM "espfleet-console"
 #define CON_DEFAULT_BROKER "mqtt://127.0.0.1:1883"
-#define CON_DEFAULT_PREFIX "espfleet"
+#define CON_DEFAULT_PREFIX EF_DEFAULT_TOPIC_PREFIX
 /** How long a command waits for the first connection when --timeout does not say. */
 #define CON_CONNECT_TIMEOUT_S 10.0
 /** Most devices a command lists with --device / --devices. */

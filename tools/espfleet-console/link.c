@@ -135,8 +135,9 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
       .ca_file = c->ca_file,
       .cert_file = c->cert_file,
       .key_file = c->key_file,
-      .keepalive_s = 30,
-      .connect_timeout_s = connect_timeout_s < 10 ? (int)connect_timeout_s + 1 : 10,
+      .keepalive_s = EF_MQTT_DEFAULT_KEEPALIVE_S,
+      .connect_timeout_s = connect_timeout_s < EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S ? (int)connect_timeout_s + 1
+                                                                                 : EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S,
       /* Nothing of ours should outlive the command on the broker. */
       .clean_session = true,
       .subscriptions = n_topics ? subs : NULL,

@@ -16,6 +16,10 @@
 #include "espfleet/transport.h"
 #include "progress.h"
 
+/* How long flash waits for the ESP to come back (the daemon has its own,
+ * esp.boot_timeout_s). */
+#define CLI_DEFAULT_BOOT_TIMEOUT_MS 30000
+
 const char cli_flash_usage[] =
     "Usage: espfleet flash [--device PATH] [--chip NAME] [--chunk-size N]\n"
     "                      [--window N] [--timeout-ms N] [--begin-timeout-ms N]\n"
@@ -39,10 +43,10 @@ const char cli_flash_usage[] =
     "  --chunk-size N         bytes per OTA write, 1.." EF_STR(EF_CTRL_MAX_CHUNK) " (default " EF_STR(EF_CTRL_DEFAULT_CHUNK) "):\n"
     "                         the firmware drops messages above " EF_STR(EF_CTRL_FW_MSG_MAX) " bytes\n"
     "  --window N             OTA writes in flight, 1.." EF_STR(EF_CTRL_MAX_WINDOW) " (default " EF_STR(EF_CTRL_DEFAULT_WINDOW) ")\n"
-    "  --timeout-ms N         timeout of each ordinary request (default 5000)\n"
+    "  --timeout-ms N         timeout of each ordinary request (default " EF_STR(EF_CTRL_DEFAULT_TIMEOUT_MS) ")\n"
     "  --begin-timeout-ms N   timeout of OTA begin, which erases the slot\n"
-    "                         (default 60000)\n"
-    "  --boot-timeout-ms N    how long to wait for the reboot (default 30000)\n"
+    "                         (default " EF_STR(EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS) ")\n"
+    "  --boot-timeout-ms N    how long to wait for the reboot (default " EF_STR(CLI_DEFAULT_BOOT_TIMEOUT_MS) ")\n"
     "  --max-size BYTES       refuse images larger than this (the OTA slot);\n"
     "                         suffixes K, M, G\n"
     "  --no-wait              return right after OTA end is accepted\n"
@@ -115,7 +119,7 @@ int cmd_flash(int argc, char **argv) {
   bool src_open = false;
   const char *chip_name = NULL;
   int chip_id = -1;
-  long chunk = EF_CTRL_DEFAULT_CHUNK, boot_timeout = 30000, l;
+  long chunk = EF_CTRL_DEFAULT_CHUNK, boot_timeout = CLI_DEFAULT_BOOT_TIMEOUT_MS, l;
   uint64_t max_size = 0;
   bool wait = true;
   int c, rc = CLI_FAIL;

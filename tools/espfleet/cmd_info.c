@@ -17,7 +17,7 @@ const char cli_info_usage[] =
     "e.g. FG-1.0.4.0.0.\n"
     "\n"
     "  --device PATH    control device (default " EF_DEFAULT_DEVICE ")\n"
-    "  --timeout-ms N   request timeout (default 5000)\n"
+    "  --timeout-ms N   request timeout (default " EF_STR(EF_CTRL_DEFAULT_TIMEOUT_MS) ")\n"
     "  --json           print {\"device\", \"version\", \"name\", \"major1\",\n"
     "                   \"major2\", \"minor\", \"rev_patch1\", \"rev_patch2\"}\n"
     "  -h, --help       show this help\n"
