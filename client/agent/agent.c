@@ -580,13 +580,7 @@ ef_err ef_agent_run(ef_agent *a, ef_status *st) {
     reap_job_locked(a);
     if (!a->job_running && a->has_pending && !a->stop) start_job_locked(a);
     progress_tick_locked(a);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += TICK_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = ef_ms_timespec(ef_mono_ms() + TICK_MS); /* a CLOCK_MONOTONIC condvar */
     if (inbox_empty(a) && !a->job_done && !atomic_load(&a->republish))
       pthread_cond_timedwait(&a->wake, &a->lock, &until);
   }

@@ -164,8 +164,7 @@ static ef_err stop_download(ef_agent *a, ef_status *st) {
 static bool pause_unless_canceled(ef_agent *a, int ms) {
   for (int64_t until = ef_mono_ms() + ms; ef_mono_ms() < until;) {
     if (ota_should_cancel(a)) return false;
-    struct timespec nap = {0, 50 * 1000000L};
-    nanosleep(&nap, NULL);
+    ef_sleep_ms(50);
   }
   return !ota_should_cancel(a);
 }

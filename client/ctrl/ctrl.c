@@ -479,9 +479,7 @@ static ef_err reopen_or_pause(ef_ctrl *c, int timeout_ms) {
   ef_err err = ef_transport_reopen(c->t, timeout_ms, NULL);
   if (err == EF_ERR_ESP_BUSY) {
     int ms = timeout_ms < BOOT_PROBE_MS ? timeout_ms : BOOT_PROBE_MS;
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
+    ef_sleep_ms(ms);
   }
   return err;
 }

@@ -27,12 +27,6 @@ struct ef_transport {
 };
 
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 static void close_fd(ef_transport *t) {
   if (t->fd >= 0) {
     close(t->fd);
@@ -103,7 +97,7 @@ static ef_err open_wait(ef_transport *t, int timeout_ms, ef_status *st) {
     }
     int left = ef_ms_left(deadline);
     if (left == 0) break;
-    sleep_ms(left < REOPEN_INTERVAL_MS ? left : REOPEN_INTERVAL_MS);
+    ef_sleep_ms(left < REOPEN_INTERVAL_MS ? left : REOPEN_INTERVAL_MS);
   }
   ef_warn("ctrl: cannot open %s: %s", t->path, strerror(last_errno));
   return ef_status_fail(st, EF_ERR_ESP_UNAVAILABLE, "cannot open %s: %s", t->path, strerror(last_errno));
@@ -221,7 +215,7 @@ ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got,
     /* A driver without poll support reports "readable" all the time; rather
      * than spin on it, fall back to reading every millisecond. */
     if (spurious >= 3) {
-      sleep_ms(1);
+      ef_sleep_ms(1);
       continue;
     }
     int r = poll(&p, 1, left);

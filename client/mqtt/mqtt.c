@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "espfleet/clock.h"
 #include "espfleet/log.h"
 
 enum conn_state {
@@ -87,7 +88,7 @@ struct ef_mqtt {
   bool failure_logged; /* quiet repeated failures until the next success */
   bool disconnect_done;
   int delay_ms;        /* delay before the next attempt after a failure */
-  struct timespec next_attempt;
+  int64_t next_attempt; /* monotonic ms */
   int active;          /* Paho callbacks currently running in our code */
   char tls_error[192]; /* last TLS error text from this attempt */
   struct unacked *head, *tail; /* oldest first */
@@ -109,26 +110,14 @@ static char *dup_or_null(const char *s, bool *ok) {
   return d;
 }
 
-static void ts_add_ms(struct timespec *t, long ms) {
-  t->tv_sec += ms / 1000;
-  t->tv_nsec += (ms % 1000) * 1000000L;
-  if (t->tv_nsec >= 1000000000L) {
-    t->tv_sec++;
-    t->tv_nsec -= 1000000000L;
-  }
-}
+static int64_t deadline_in(int64_t ms) { return ef_mono_ms() + ms; }
 
-static struct timespec deadline_in(long ms) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  ts_add_ms(&t, ms);
-  return t;
-}
+static bool reached(int64_t deadline_ms) { return ef_mono_ms() >= deadline_ms; }
 
-static bool ts_reached(const struct timespec *t) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+/* Waits on s->cv (s->mu held) until signaled or monotonic @p deadline_ms. */
+static void wait_until(ef_mqtt *s, int64_t deadline_ms) {
+  struct timespec ts = ef_ms_timespec(deadline_ms);
+  pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 }
 
 static bool qos_ok(int qos) { return qos >= 0 && qos <= 2; }
@@ -624,8 +613,8 @@ static void *supervise(void *p) {
       pthread_cond_wait(&s->cv, &s->mu);
       continue;
     }
-    if (!ts_reached(&s->next_attempt)) {
-      pthread_cond_timedwait(&s->cv, &s->mu, &s->next_attempt);
+    if (!reached(s->next_attempt)) {
+      wait_until(s, s->next_attempt);
       continue;
     }
     s->state = ST_CONNECTING;
@@ -802,7 +791,7 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
   s->conn_opts = c;
 
   s->state = ST_WAITING;
-  clock_gettime(CLOCK_MONOTONIC, &s->next_attempt); /* first attempt at once */
+  s->next_attempt = ef_mono_ms(); /* first attempt at once */
   if (pthread_create(&s->supervisor, NULL, supervise, s) != 0) {
     err = ef_status_fail(st, EF_ERR_INTERNAL, "cannot start the connection thread");
     goto out;
@@ -874,17 +863,16 @@ static bool has_pending(ef_mqtt *s) {
 ef_err ef_mqtt_flush(ef_mqtt *s, int timeout_ms, ef_status *st) {
   if (!s)
     return ef_status_fail(st, EF_ERR_INVALID_ARG, "no session");
-  struct timespec deadline = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
+  int64_t deadline = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
   for (;;) {
     pthread_mutex_lock(&s->mu);
     bool ours = s->n_unacked > 0;
     pthread_mutex_unlock(&s->mu);
     if (!ours && !has_pending(s))
       return EF_OK;
-    if (ts_reached(&deadline))
+    if (reached(deadline))
       return ef_status_fail(st, EF_ERR_MQTT, "messages still unacknowledged by %s after %d ms", s->uri, timeout_ms);
-    struct timespec nap = {0, 20 * 1000000L};
-    nanosleep(&nap, NULL);
+    ef_sleep_ms(20);
   }
 }
 
@@ -915,10 +903,10 @@ void ef_mqtt_stop(ef_mqtt *s, int flush_ms) {
   /* Let an attempt in flight finish, so that it does not connect after our
    * DISCONNECT and then vanish without one (the broker would publish the
    * will). Bounded: an unreachable broker must not hold up shutdown. */
-  struct timespec deadline = deadline_in(2000);
+  int64_t deadline = deadline_in(2000);
   pthread_mutex_lock(&s->mu);
-  while ((s->state == ST_CONNECTING || s->state == ST_SUBSCRIBING) && !ts_reached(&deadline))
-    pthread_cond_timedwait(&s->cv, &s->mu, &deadline);
+  while ((s->state == ST_CONNECTING || s->state == ST_SUBSCRIBING) && !reached(deadline))
+    wait_until(s, deadline);
   pthread_mutex_unlock(&s->mu);
 
   if (MQTTAsync_isConnected(s->client)) {
@@ -930,8 +918,8 @@ void ef_mqtt_stop(ef_mqtt *s, int flush_ms) {
     if (MQTTAsync_disconnect(s->client, &d) == MQTTASYNC_SUCCESS) {
       deadline = deadline_in(2000);
       pthread_mutex_lock(&s->mu);
-      while (!s->disconnect_done && !ts_reached(&deadline))
-        pthread_cond_timedwait(&s->cv, &s->mu, &deadline);
+      while (!s->disconnect_done && !reached(deadline))
+        wait_until(s, deadline);
       pthread_mutex_unlock(&s->mu);
     }
   }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "espfleet/clock.h"
 #include "espfleet/log.h"
 #include "espfleet/mqtt.h"
 
@@ -40,16 +41,7 @@ static void on_disconnected(void *arg, const char *cause) { printf("disconnected
 
 static void on_signal(int sig) { atomic_store(&stop_requested, true); }
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void nap_ms(long ms) {
-  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&t, NULL);
-}
+static double now_s(void) { return (double)ef_mono_ms() / 1000.0; }
 
 static void usage(void) {
   fprintf(stderr,
@@ -165,7 +157,7 @@ int main(int argc, char **argv) {
   while (wait_connected && !ef_mqtt_is_connected(s)) {
     if (now_s() > deadline || atomic_load(&stop_requested))
       goto out;
-    nap_ms(20);
+    ef_sleep_ms(20);
   }
 
   for (int i = 1; i <= count; i++) {
@@ -179,7 +171,7 @@ int main(int argc, char **argv) {
       goto out;
     }
     if (i < count)
-      nap_ms((long)(1000.0 / rate));
+      ef_sleep_ms((long)(1000.0 / rate));
   }
   if (count > 0) {
     printf("published %d\n", count);
@@ -200,7 +192,7 @@ int main(int argc, char **argv) {
       break;
     if (now_s() > deadline)
       goto out; /* rc 3 */
-    nap_ms(20);
+    ef_sleep_ms(20);
   }
   rc = 0;
 out:

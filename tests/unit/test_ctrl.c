@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
 #include "espfleet/log.h"
 #include "fake_esp.h"
@@ -50,12 +51,6 @@ static ef_ctrl *client(struct fake *f, int timeout_ms, int window) {
   ef_ctrl *c = NULL;
   assert_int_equal(ef_ctrl_open(&o, &c, NULL), EF_OK);
   return c;
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void fill(uint8_t *p, size_t n, unsigned seed) {
@@ -110,10 +105,10 @@ static void test_timeout_then_late_response(void **state) {
   fake_start(f);
   ef_ctrl *c = client(f, 300, 1);
   ef_fw_version v;
-  int64_t t0 = mono_ms();
+  int64_t t0 = ef_mono_ms();
   ef_status st = EF_STATUS_INIT;
   assert_int_equal(ef_ctrl_get_fw_version(c, &v, &st), EF_ERR_ESP_TIMEOUT);
-  int64_t took = mono_ms() - t0;
+  int64_t took = ef_mono_ms() - t0;
   assert_true(took >= 250 && took < 2000);
   assert_string_equal(st.detail, "no answer to Req_GetFwVersion (uid 1) within 300 ms");
   assert_true(st.retryable);
@@ -219,10 +214,10 @@ static void test_hangup_is_unavailable(void **state) {
   fill(img, sizeof img, 4);
   assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
   assert_int_equal(ef_ctrl_ota_write(c, img, 100, NULL), EF_OK);
-  int64_t t0 = mono_ms();
+  int64_t t0 = ef_mono_ms();
   ef_status st = EF_STATUS_INIT;
   assert_int_equal(ef_ctrl_ota_write(c, img + 100, 100, &st), EF_ERR_ESP_UNAVAILABLE);
-  assert_true(mono_ms() - t0 < 2500); /* the hang-up, not the timeout */
+  assert_true(ef_mono_ms() - t0 < 2500); /* the hang-up, not the timeout */
   assert_true(st.retryable);
   assert_non_null(strstr(st.detail, "Req_OTAWrite"));
   assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_ERR_ESP_UNAVAILABLE);
@@ -247,9 +242,9 @@ static void test_reopen_after_reboot(void **state) {
   /* The fake hangs up, removes the node for 300 ms, makes a new pty at the
    * same path and answers the first GetFwVersion with ESPInit only. */
   ef_fw_version v;
-  int64_t t0 = mono_ms();
+  int64_t t0 = ef_mono_ms();
   assert_int_equal(ef_ctrl_wait_boot(c, 5000, &v, NULL), EF_OK);
-  assert_true(mono_ms() - t0 < 4000);
+  assert_true(ef_mono_ms() - t0 < 4000);
   assert_string_equal(v.name, "FG");
   assert_int_equal(SEEN(f, recreated), 1);
   int inits = 0;
@@ -287,12 +282,12 @@ static void test_large_image(void **state) {
     struct fake *f = fake_new();
     fake_start(f);
     ef_ctrl *c = client(f, 2000, window);
-    int64_t t0 = mono_ms();
+    int64_t t0 = ef_mono_ms();
     assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
     for (size_t off = 0; off < size; off += chunk)
       assert_int_equal(ef_ctrl_ota_write(c, img + off, size - off < chunk ? size - off : chunk, NULL), EF_OK);
     assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_OK);
-    int64_t ms = mono_ms() - t0;
+    int64_t ms = ef_mono_ms() - t0;
     print_message("window %d: %zu bytes in %lld ms\n", window, size, (long long)ms);
     assert_true(fake_got_image(f, img, size));
     ef_ctrl_close(c);
@@ -339,14 +334,14 @@ static void test_driver_refuses_write(void **state) {
     refuse_fd = probe - 1;
     refuse_ret = partial ? 1500 : 0;
     refuse_calls = 0;
-    int64_t t0 = mono_ms();
+    int64_t t0 = ef_mono_ms();
     ef_fw_version v;
     ef_status st = EF_STATUS_INIT;
     assert_int_equal(ef_ctrl_get_fw_version(c, &v, &st), EF_ERR_ESP_WRITE_REFUSED);
     assert_non_null(strstr(st.detail, partial ? "took 1500 of" : "took 0 of"));
     /* one attempt, no loop until the deadline */
     assert_int_equal(refuse_calls, 1);
-    assert_true(mono_ms() - t0 < 200);
+    assert_true(ef_mono_ms() - t0 < 200);
     refuse_fd = -1;
     ef_ctrl_close(c);
   }
@@ -364,11 +359,11 @@ static void test_open_missing_device(void **state) {
   o.device = path;
   o.open_timeout_ms = 200;
   ef_ctrl *c = NULL;
-  int64_t t0 = mono_ms();
+  int64_t t0 = ef_mono_ms();
   ef_status st = EF_STATUS_INIT;
   assert_int_equal(ef_ctrl_open(&o, &c, &st), EF_ERR_ESP_UNAVAILABLE);
   assert_null(c);
-  assert_true(mono_ms() - t0 >= 150);
+  assert_true(ef_mono_ms() - t0 >= 150);
   /* the path and the system's reason */
   assert_non_null(strstr(st.detail, path));
   assert_non_null(strstr(st.detail, "No such file"));

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "espfleet/clock.h"
 #include "espfleet/driver.h"
 
 static char tmpdir[256];
@@ -155,11 +156,7 @@ static void test_read_log_file(void **state) {
   assert_non_null(strstr(st.detail, "No such file or directory"));
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)ef_mono_ms() / 1000.0; }
 
 /* A path that never ends or never answers does not hold the caller. */
 static void test_read_log_never_hangs(void **state) {

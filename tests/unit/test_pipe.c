@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "espfleet/clock.h"
 #include "espfleet/pipe.h"
 
 /* A pattern whose period (251, prime) never lines up with chunk sizes or
@@ -25,14 +26,7 @@ static uint8_t pattern(uint64_t i) { return (uint8_t)((i * 7 + (i >> 11)) % 251)
 
 /* Joins @p t, failing the test when it does not finish within @p ms. */
 static void join_within(pthread_t t, int ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  struct timespec ts = ef_ms_timespec(ef_wall_ms() + ms); /* pthread_timedjoin_np: CLOCK_REALTIME */
   int rc = pthread_timedjoin_np(t, NULL, &ts);
   if (rc == ETIMEDOUT) fail_msg("thread did not finish within %d ms", ms);
   assert_int_equal(rc, 0);

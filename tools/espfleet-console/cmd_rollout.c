@@ -182,11 +182,11 @@ int cmd_rollout(int argc, char **argv) {
     }
     /* A canary that already failed (e.g. in an earlier run) stops the
      * rollout before it widens. */
-    if ((rc = watch_canaries(link, &c, job.job_id, con_now_ms())) != CON_OK) goto out;
+    if ((rc = watch_canaries(link, &c, job.job_id, ef_mono_ms())) != CON_OK) goto out;
     rc = CON_FAIL;
     if (con_link_publish(link, topic, json, retain, timeout) != EF_OK) goto out;
     printf("step %d/%d: published at %d %%\n", i + 1, n_steps, steps[i]);
-    if (i + 1 < n_steps && (rc = watch_canaries(link, &c, job.job_id, con_now_ms() + (int64_t)(interval * 1000))) != CON_OK)
+    if (i + 1 < n_steps && (rc = watch_canaries(link, &c, job.job_id, ef_mono_ms() + (int64_t)(interval * 1000))) != CON_OK)
       goto out;
   }
   printf("rollout of job %s complete at %d %%\n", job.job_id, steps[n_steps - 1]);

@@ -173,7 +173,7 @@ int cmd_status(int argc, char **argv) {
 
   con_catch_signals();
   if (con_link_open(&c, topic_ptrs, (size_t)n_topics, CON_CONNECT_TIMEOUT_S, &link) != EF_OK) goto out;
-  int64_t deadline = con_now_ms() + (int64_t)((c.timeout_s > 0 ? c.timeout_s : 2.0) * 1000);
+  int64_t deadline = ef_mono_ms() + (int64_t)((c.timeout_s > 0 ? c.timeout_s : 2.0) * 1000);
   int unseen = n_devices;
   con_msg *m;
   while ((n_devices == 0 || unseen > 0) && (m = con_link_next(link, deadline))) {

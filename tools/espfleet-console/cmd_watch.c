@@ -73,9 +73,7 @@ static void print_line(const con_doc *d) {
   char now[32];
   const char *ts = d->ts;
   if (!*ts) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    ef_rfc3339_format((int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000, now);
+    ef_rfc3339_format(ef_wall_ms(), now);
     ts = now;
   }
   if (d->progress) {
@@ -166,7 +164,7 @@ int cmd_watch(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   con_catch_signals();
   double connect_s = c.timeout_s > 0 && c.timeout_s < CON_CONNECT_TIMEOUT_S ? c.timeout_s : CON_CONNECT_TIMEOUT_S;
-  int64_t start = con_now_ms();
+  int64_t start = ef_mono_ms();
   if (con_link_open(&c, topic_ptrs, (size_t)n_topics, connect_s, &link) != EF_OK) goto out;
   int64_t deadline = c.timeout_s > 0 ? start + (int64_t)(c.timeout_s * 1000) : -1;
   for (;;) {

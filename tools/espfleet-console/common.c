@@ -112,11 +112,6 @@ bool con_parse_seconds(const char *s, double *out) {
   return true;
 }
 
-int64_t con_now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static volatile sig_atomic_t interrupted;
 

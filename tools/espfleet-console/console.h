@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "espfleet/clock.h"
 #include "espfleet/error.h"
 #include "espfleet/job.h"
 #include "espfleet/mqtt.h"
@@ -102,9 +103,6 @@ bool con_parse_long(const char *s, long min, long max, long *out);
 /** Parses a non-negative number of seconds (fractions allowed) up to a day. */
 bool con_parse_seconds(const char *s, double *out);
 
-/** Monotonic clock in milliseconds. */
-int64_t con_now_ms(void);
-
 /** True once SIGINT or SIGTERM arrived (after con_catch_signals). */
 bool con_interrupted(void);
 
@@ -150,7 +148,7 @@ ef_err con_link_publish(con_link *l, const char *topic, const char *payload, boo
                         double timeout_s) EF_MUST_CHECK;
 
 /**
- * Waits for the next received message until @p deadline_ms (con_now_ms
+ * Waits for the next received message until @p deadline_ms (ef_mono_ms
  * clock; < 0 = no deadline) or an interrupt. @return the message (free with
  * con_msg_free) or NULL.
  */

@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "console.h"
+#include "espfleet/clock.h"
 #include "espfleet/log.h"
 
 /* Messages kept unread; a console that cannot keep up drops the oldest
@@ -77,11 +78,6 @@ static ef_err read_password(const char *path, char *out, size_t n) {
 out:
   if (f) fclose(f);
   return err;
-}
-
-static void nap_ms(long ms) {
-  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&t, NULL);
 }
 
 ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_topics,
@@ -153,15 +149,15 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
     con_fail(err, "cannot start an MQTT session for %s: %s", c->broker, st.detail);
     goto out;
   }
-  int64_t deadline = con_now_ms() + (int64_t)(connect_timeout_s * 1000);
+  int64_t deadline = ef_mono_ms() + (int64_t)(connect_timeout_s * 1000);
   while (!ef_mqtt_is_connected(l->session)) {
-    if (con_interrupted() || con_now_ms() >= deadline) {
+    if (con_interrupted() || ef_mono_ms() >= deadline) {
       err = EF_ERR_MQTT;
       con_fail(err, "no connection to %s within %g s%s", c->broker, connect_timeout_s,
                c->verbose ? "" : "; --verbose says why");
       goto out;
     }
-    nap_ms(20);
+    ef_sleep_ms(20);
   }
   err = EF_OK;
 out:
@@ -191,18 +187,11 @@ con_msg *con_link_next(con_link *l, int64_t deadline_ms) {
   con_msg *m = NULL;
   pthread_mutex_lock(&l->mu);
   while (!l->head && !con_interrupted()) {
-    int64_t now = con_now_ms();
+    int64_t now = ef_mono_ms();
     if (deadline_ms >= 0 && now >= deadline_ms) break;
     /* Wake up now and then to notice signals, which do not signal the condvar. */
     int64_t wait = deadline_ms >= 0 && deadline_ms - now < 200 ? deadline_ms - now : 200;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (wait % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = ef_ms_timespec(ef_wall_ms() + wait); /* the condvar's clock: CLOCK_REALTIME */
     pthread_cond_timedwait(&l->cv, &l->mu, &ts);
   }
   if (l->head) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "esp.h"
+#include "espfleet/clock.h"
 #include "espfleet/image.h"
 #include "espfleet/log.h"
 
@@ -24,15 +25,7 @@
 #define OUT_HIGH_WATER (64 * 1024) /* stop handling requests while this much is unsent */
 #define SCRATCH_SIZE (64 * 1024)
 
-uint64_t sim_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static struct timespec ns_to_ts(uint64_t ns) {
-  return (struct timespec){.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
-}
+uint64_t sim_now_ns(void) { return (uint64_t)ef_mono_ns(); }
 
 static uint64_t earliest(uint64_t a, uint64_t b) { return a == 0 ? b : (b == 0 || a < b ? a : b); }
 
@@ -49,7 +42,7 @@ static void sleep_until(sim_esp *s, uint64_t deadline) {
   for (;;) {
     uint64_t now = sim_now_ns();
     if (s->quit || now >= deadline) return;
-    struct timespec ts = ns_to_ts(deadline - now);
+    struct timespec ts = ef_ns_timespec((int64_t)(deadline - now));
     struct pollfd pfd = {.fd = s->sig_fd, .events = POLLIN};
     if (ppoll(&pfd, 1, &ts, NULL) > 0) take_signal(s);
   }
@@ -390,7 +383,7 @@ static void wait_io(sim_esp *s, uint64_t deadline) {
   struct timespec ts, *tsp = NULL;
   if (deadline) {
     uint64_t now = sim_now_ns();
-    ts = ns_to_ts(deadline > now ? deadline - now : 0);
+    ts = ef_ns_timespec((int64_t)(deadline > now ? deadline - now : 0));
     tsp = &ts;
   }
   if (ppoll(pfd, n, tsp, NULL) <= 0) return;

@@ -4,21 +4,18 @@
 #include <inttypes.h>
 #include <unistd.h>
 
-#define BAR_WIDTH 30
-#define REDRAW_NS 100000000L /* at most 10 redraws a second: a terminal is slow too */
+#include "espfleet/clock.h"
 
-static double seconds_between(const struct timespec *a, const struct timespec *b) {
-  return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
+#define BAR_WIDTH 30
+#define REDRAW_MS 100 /* at most 10 redraws a second: a terminal is slow too */
 
 void cli_progress_init(cli_progress *p, FILE *out) {
   p->out = out;
   p->tty = isatty(fileno(out)) == 1;
   p->drawn = false;
   p->last_step = 0;
-  clock_gettime(CLOCK_MONOTONIC, &p->start);
-  p->last_draw.tv_sec = 0;
-  p->last_draw.tv_nsec = 0;
+  p->start_ms = ef_mono_ms();
+  p->last_draw_ms = 0;
 }
 
 void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total) {
@@ -34,12 +31,11 @@ void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total) {
     }
     return;
   }
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t now = ef_mono_ms();
   bool final = total && done >= total;
-  if (!final && p->drawn && seconds_between(&p->last_draw, &now) * 1e9 < REDRAW_NS) return;
-  p->last_draw = now;
-  double elapsed = seconds_between(&p->start, &now);
+  if (!final && p->drawn && now - p->last_draw_ms < REDRAW_MS) return;
+  p->last_draw_ms = now;
+  double elapsed = (double)(now - p->start_ms) / 1000.0;
   double kib_s = elapsed > 0 ? (double)done / 1024.0 / elapsed : 0;
   char bar[BAR_WIDTH + 1];
   int fill = total ? (int)(done * BAR_WIDTH / total) : 0;

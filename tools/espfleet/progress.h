@@ -8,15 +8,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <time.h>
 
 typedef struct {
   FILE *out;
   bool tty;
   bool drawn;       /* a bar is on screen without its newline */
   int last_step;    /* last 10 % step printed (plain mode) */
-  struct timespec start;
-  struct timespec last_draw;
+  int64_t start_ms;     /* monotonic */
+  int64_t last_draw_ms; /* monotonic; 0 = never */
 } cli_progress;
 
 /** Starts tracking; decides between bar and plain lines from isatty(@p out). */
