@@ -57,21 +57,21 @@ void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprin
   if (record && job_id[0]) {
     ef_journal_result r;
     memset(&r, 0, sizeof r);
-    copy_str(r.job_id, sizeof r.job_id, job_id);
-    copy_str(r.fingerprint, sizeof r.fingerprint, fingerprint);
+    copy_truncating(r.job_id, sizeof r.job_id, job_id);
+    copy_truncating(r.fingerprint, sizeof r.fingerprint, fingerprint);
     r.state = st;
     r.error = err;
-    copy_str(r.message, sizeof r.message, detail);
+    copy_truncating(r.message, sizeof r.message, detail);
     r.ts_ms = ef_wall_ms();
     r.attempt = attempt;
     ef_journal_record_final(&a->journal, &r);
     save_journal_locked(a);
   }
   ef_state doc = a->state;
-  copy_str(doc.job_id, sizeof doc.job_id, job_id);
+  copy_truncating(doc.job_id, sizeof doc.job_id, job_id);
   doc.state = st;
   doc.error = err;
-  copy_str(doc.detail, sizeof doc.detail, detail);
+  copy_truncating(doc.detail, sizeof doc.detail, detail);
   doc.attempt = attempt;
   if (strcmp(job_id, a->job.job_id) != 0 || strcmp(job_id, a->state.job_id) != 0) {
     /* bytes/total describe a transfer; a job that never ran had none */
@@ -178,7 +178,7 @@ static void on_disconnected(void *arg, const char *cause) {
 static void refresh_driver_release_locked(ef_agent *a) {
   ef_state *s = &a->state;
   if (a->cfg.esp.driver_release[0]) {
-    copy_str(s->driver_release, sizeof s->driver_release, a->cfg.esp.driver_release);
+    copy_truncating(s->driver_release, sizeof s->driver_release, a->cfg.esp.driver_release);
     s->driver_source = EF_DRIVER_SOURCE_CONFIG;
     return;
   }
@@ -194,7 +194,7 @@ static void refresh_driver_release_locked(ef_agent *a) {
   if (found) {
     if (s->driver_source != EF_DRIVER_SOURCE_KERNEL_LOG || strcmp(rel, s->driver_release) != 0)
       ef_info("the host driver accepts ESP-Hosted release %s (from %s)", rel, a->cfg.esp.kernel_log);
-    copy_str(s->driver_release, sizeof s->driver_release, rel);
+    copy_truncating(s->driver_release, sizeof s->driver_release, rel);
     s->driver_source = EF_DRIVER_SOURCE_KERNEL_LOG;
   } else if (s->driver_source == EF_DRIVER_SOURCE_KERNEL_LOG) {
     /* The kernel's ring buffer wrapped since the line was read: it still holds. */
@@ -283,7 +283,7 @@ static void start_job_locked(ef_agent *a) {
   }
 
   a->job = job;
-  copy_str(a->job_fingerprint, sizeof a->job_fingerprint, fp);
+  copy_truncating(a->job_fingerprint, sizeof a->job_fingerprint, fp);
   a->attempt = attempt;
   a->verify_only = verify_only;
   a->cancel_requested = false;
@@ -293,7 +293,7 @@ static void start_job_locked(ef_agent *a) {
   ef_progress_limiter_init(&a->progress);
 
   a->state.state = verify_only ? EF_STATE_REBOOTING : EF_STATE_DOWNLOADING;
-  copy_str(a->state.job_id, sizeof a->state.job_id, job.job_id);
+  copy_truncating(a->state.job_id, sizeof a->state.job_id, job.job_id);
   a->state.bytes = 0;
   a->state.total = job.size;
   a->state.attempt = attempt;
@@ -422,9 +422,9 @@ static void resume_from_journal(ef_agent *a) {
   if (last) {
     /* Start from the last final state so a restart never hides it. */
     a->state.state = last->state;
-    copy_str(a->state.job_id, sizeof a->state.job_id, last->job_id);
+    copy_truncating(a->state.job_id, sizeof a->state.job_id, last->job_id);
     a->state.error = last->error;
-    copy_str(a->state.detail, sizeof a->state.detail, last->message);
+    copy_truncating(a->state.detail, sizeof a->state.detail, last->message);
     a->state.attempt = last->attempt;
     a->state.ts_ms = last->ts_ms;
   } else {

@@ -80,7 +80,9 @@ struct ef_agent {
 };
 
 
-static inline void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
+/* Copies @p src (NULL as "") into @p dst of @p n bytes, cut to fit: for
+ * texts where a cut is harmless (state documents, journal messages). */
+static inline void copy_truncating(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
 
 /* Publishing and the journal; the caller holds a->lock. */
 void publish_state_locked(ef_agent *a);

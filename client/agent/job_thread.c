@@ -277,7 +277,7 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, bool end_unknown, ef_stat
     if (ef_ctrl_get_fw_version(*ctrl, &fw, NULL) == EF_OK) ef_fw_version_format(&fw, fw_text, sizeof fw_text);
   }
   pthread_mutex_lock(&a->lock);
-  if (fw_text[0]) copy_str(a->state.fw_version, sizeof a->state.fw_version, fw_text);
+  if (fw_text[0]) copy_truncating(a->state.fw_version, sizeof a->state.fw_version, fw_text);
   pthread_mutex_unlock(&a->lock);
   if (err != EF_OK && end_unknown)
     return ef_status_fail(st, EF_ERR_BOOT_VERIFY_FAILED,
@@ -395,10 +395,10 @@ void *ef_agent_job_main(void *arg) {
   pthread_mutex_lock(&a->lock);
   ef_app_info app;
   memset(&app, 0, sizeof app);
-  copy_str(app.version, sizeof app.version, a->job.version);
-  copy_str(app.project, sizeof app.project,
+  copy_truncating(app.version, sizeof app.version, a->job.version);
+  copy_truncating(app.project, sizeof app.project,
            res.desc_known ? res.app.project_name : a->job.project);
-  copy_str(app.sha256_hex, sizeof app.sha256_hex, a->job.sha256_hex);
+  copy_truncating(app.sha256_hex, sizeof app.sha256_hex, a->job.sha256_hex);
   ef_journal_set_installed(&a->journal, &app);
   a->state.app = app;
   pthread_mutex_unlock(&a->lock);

@@ -82,7 +82,9 @@ static bool int_of(const cJSON *o, const char *key, double lo, double hi, double
   return true;
 }
 
-static bool copy_str(char *dst, size_t n, const char *src) {
+/* Copies @p src into @p dst of @p n bytes only when it fits whole; false for
+ * NULL or a longer text (an entry we did not write, not one to cut). */
+static bool copy_if_fits(char *dst, size_t n, const char *src) {
   if (!src || strlen(src) >= n) return false;
   memcpy(dst, src, strlen(src) + 1);
   return true;
@@ -135,9 +137,9 @@ static bool decode(const cJSON *root, ef_journal *j) {
 
   const cJSON *app = cJSON_GetObjectItemCaseSensitive(root, "installed");
   if (cJSON_IsObject(app)) {
-    if (!copy_str(j->installed.version, sizeof j->installed.version, str_of(app, "version")) ||
-        !copy_str(j->installed.project, sizeof j->installed.project, str_of(app, "project")) ||
-        !copy_str(j->installed.sha256_hex, sizeof j->installed.sha256_hex, str_of(app, "sha256")))
+    if (!copy_if_fits(j->installed.version, sizeof j->installed.version, str_of(app, "version")) ||
+        !copy_if_fits(j->installed.project, sizeof j->installed.project, str_of(app, "project")) ||
+        !copy_if_fits(j->installed.sha256_hex, sizeof j->installed.sha256_hex, str_of(app, "sha256")))
       return false;
   } else if (app && !cJSON_IsNull(app)) {
     return false;
@@ -149,9 +151,9 @@ static bool decode(const cJSON *root, ef_journal *j) {
   cJSON_ArrayForEach(it, results) {
     ef_journal_result r = {0};
     const char *err = str_of(it, "error");
-    if (!cJSON_IsObject(it) || !copy_str(r.job_id, sizeof r.job_id, str_of(it, "job_id")) ||
-        !copy_str(r.fingerprint, sizeof r.fingerprint, str_of(it, "fingerprint")) ||
-        !copy_str(r.message, sizeof r.message, str_of(it, "message")) ||
+    if (!cJSON_IsObject(it) || !copy_if_fits(r.job_id, sizeof r.job_id, str_of(it, "job_id")) ||
+        !copy_if_fits(r.fingerprint, sizeof r.fingerprint, str_of(it, "fingerprint")) ||
+        !copy_if_fits(r.message, sizeof r.message, str_of(it, "message")) ||
         ef_state_from_name(str_of(it, "state"), &r.state) != EF_OK || !err ||
         !int_of(it, "ts_ms", -9e15, 9e15, &v))
       return false;
@@ -174,7 +176,7 @@ ef_err ef_journal_load(ef_journal *j, const char *state_dir, bool *recovered, ef
 
   memset(j, 0, sizeof *j);
   if (recovered) *recovered = false;
-  if (!state_dir || !copy_str(j->dir, sizeof j->dir, state_dir) ||
+  if (!state_dir || !copy_if_fits(j->dir, sizeof j->dir, state_dir) ||
       !path_in(path, sizeof path, state_dir, EF_JOURNAL_FILE) ||
       !path_in(aside, sizeof aside, state_dir, EF_JOURNAL_FILE ".corrupt")) {
     rc = ef_status_fail(st, EF_ERR_INVALID_ARG, "state_dir is missing or too long");

@@ -4,7 +4,9 @@
 
 #include "console.h"
 
-static void copy_str(char *out, size_t n, const cJSON *obj, const char *key) {
+/* The string member @p key of @p obj into @p out (cut to @p n bytes), or ""
+ * when it is missing or not a string: documents from other versions show. */
+static void copy_member_or_empty(char *out, size_t n, const cJSON *obj, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
   snprintf(out, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
 }
@@ -25,17 +27,17 @@ bool con_doc_parse(const con_msg *m, const char *prefix, con_doc *d) {
   const cJSON *online = cJSON_GetObjectItemCaseSensitive(d->doc, "online");
   d->has_online = cJSON_IsBool(online);
   d->online = cJSON_IsTrue(online);
-  copy_str(d->state_name, sizeof d->state_name, d->doc, "state");
+  copy_member_or_empty(d->state_name, sizeof d->state_name, d->doc, "state");
   d->state_known = *d->state_name && ef_state_from_name(d->state_name, &d->state) == EF_OK;
-  copy_str(d->job_id, sizeof d->job_id, d->doc, "job_id");
-  copy_str(d->fw_version, sizeof d->fw_version, d->doc, "fw_version");
-  copy_str(d->ts, sizeof d->ts, d->doc, "ts");
+  copy_member_or_empty(d->job_id, sizeof d->job_id, d->doc, "job_id");
+  copy_member_or_empty(d->fw_version, sizeof d->fw_version, d->doc, "fw_version");
+  copy_member_or_empty(d->ts, sizeof d->ts, d->doc, "ts");
   const cJSON *app = cJSON_GetObjectItemCaseSensitive(d->doc, "app");
-  if (cJSON_IsObject(app)) copy_str(d->app_version, sizeof d->app_version, app, "version");
+  if (cJSON_IsObject(app)) copy_member_or_empty(d->app_version, sizeof d->app_version, app, "version");
   const cJSON *error = cJSON_GetObjectItemCaseSensitive(d->doc, "error");
   if (cJSON_IsObject(error)) {
-    copy_str(d->error_code, sizeof d->error_code, error, "code");
-    copy_str(d->error_detail, sizeof d->error_detail, error, "detail");
+    copy_member_or_empty(d->error_code, sizeof d->error_code, error, "code");
+    copy_member_or_empty(d->error_detail, sizeof d->error_detail, error, "detail");
   }
   d->bytes = get_u64(d->doc, "bytes");
   d->total = get_u64(d->doc, "total");
