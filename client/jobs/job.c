@@ -84,6 +84,35 @@ static int digits(const char *s, int n) {
 
 static bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
 
+/* Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's
+ * days_from_civil): exact for every year RFC 3339 can write, with no time
+ * zone, no libc range and no 32-bit time_t in the way. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int *y, int *m, int *d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const int64_t doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+  *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* The instants "0000-01-01T00:00:00Z" and "9999-12-31T23:59:59Z". */
+#define RFC3339_MIN_Z (-62167219200LL)
+#define RFC3339_MAX_Z 253402300799LL
+#define RFC3339_MAX_OFFSET (23 * 3600 + 59 * 60)
+
 ef_err ef_rfc3339_parse(const char *s, time_t *out) {
   static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   if (!s || strlen(s) < 20) return EF_ERR_INVALID_ARG;
@@ -91,8 +120,7 @@ ef_err ef_rfc3339_parse(const char *s, time_t *out) {
     return EF_ERR_INVALID_ARG;
   int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
   int h = digits(s + 11, 2), mi = digits(s + 14, 2), sec = digits(s + 17, 2);
-  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 ||
-      sec > 60)
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
     return EF_ERR_INVALID_ARG;
   if (d > mdays[mo - 1] + (mo == 2 && leap(y))) return EF_ERR_INVALID_ARG;
   const char *p = s + 19;
@@ -105,25 +133,44 @@ ef_err ef_rfc3339_parse(const char *s, time_t *out) {
   if (*p == 'Z' || *p == 'z') {
     p++;
   } else if (*p == '+' || *p == '-') {
-    int oh = digits(p + 1, 2), om = p[3] == ':' ? digits(p + 4, 2) : -1;
-    if (oh < 0 || oh > 23 || om < 0 || om > 59) return EF_ERR_INVALID_ARG;
+    /* In this order: each character is read only once the ones before it
+     * were digits, so a string that ends early ("...T00:00:00+") is never
+     * read past its terminator. */
+    int oh = digits(p + 1, 2);
+    if (oh < 0 || oh > 23 || p[3] != ':') return EF_ERR_INVALID_ARG;
+    int om = digits(p + 4, 2);
+    if (om < 0 || om > 59) return EF_ERR_INVALID_ARG;
     offset = (*p == '+' ? 1 : -1) * (oh * 3600L + om * 60L);
     p += 6;
   } else {
     return EF_ERR_INVALID_ARG;
   }
   if (*p) return EF_ERR_INVALID_ARG;
-  struct tm tm = {0};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec == 60 ? 59 : sec; /* a leap second counts as the second before */
-  time_t t = timegm(&tm);
-  if (t == (time_t)-1) return EF_ERR_INVALID_ARG;
-  *out = t - offset;
+  /* A leap second counts as the second before. */
+  int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (sec == 60 ? 59 : sec) - offset;
+  if ((int64_t)(time_t)t != t) return EF_ERR_INVALID_ARG; /* a 32-bit time_t */
+  *out = (time_t)t;
   return EF_OK;
+}
+
+bool ef_rfc3339_format_seconds(time_t t, char out[32]) {
+  int64_t local = (int64_t)t, off = 0;
+  /* Instants beyond year 9999 (or before year 0) in UTC still have a name
+   * with an offset of up to 23:59: "9999-12-31T23:59:59-01:00". */
+  if (local > RFC3339_MAX_Z) off = -((local - RFC3339_MAX_Z + 59) / 60 * 60);
+  else if (local < RFC3339_MIN_Z) off = (RFC3339_MIN_Z - local + 59) / 60 * 60;
+  out[0] = '\0';
+  if (off > RFC3339_MAX_OFFSET || off < -RFC3339_MAX_OFFSET) return false;
+  local += off;
+  int64_t days = (local >= 0 ? local : local - 86399) / 86400, secs = local - days * 86400;
+  int y, m, d;
+  civil_from_days(days, &y, &m, &d);
+  int k = snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60),
+                   (int)(secs % 60));
+  int64_t a = off < 0 ? -off : off;
+  if (off == 0) snprintf(out + k, 32 - (size_t)k, "Z");
+  else snprintf(out + k, 32 - (size_t)k, "%c%02d:%02d", off < 0 ? '-' : '+', (int)(a / 3600), (int)(a / 60 % 60));
+  return true;
 }
 
 /* Sets the reason once: the first problem found is the one reported. */
@@ -476,11 +523,10 @@ char *ef_job_to_json(const ef_job *job) {
     ok = r && cJSON_AddNumberToObject(r, "percent", job->rollout_percent);
   }
   if (ok && job->not_after) {
+    /* ef_rfc3339_parse reads this back to the same instant, whatever offset
+     * the job was written with: the journal depends on it. */
     char ts[32];
-    struct tm tm;
-    time_t t = job->not_after;
-    ok = gmtime_r(&t, &tm) && strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm) &&
-         cJSON_AddStringToObject(o, "not_after", ts);
+    ok = ef_rfc3339_format_seconds(job->not_after, ts) && cJSON_AddStringToObject(o, "not_after", ts);
   }
   if (ok && job->expect_fw_version[0])
     ok = cJSON_AddStringToObject(o, "expect_fw_version", job->expect_fw_version);

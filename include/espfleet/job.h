@@ -119,10 +119,27 @@ void ef_job_fingerprint(const ef_job *job, char out[65]);
 char *ef_job_to_json(const ef_job *job);
 
 /**
- * Parses an RFC 3339 date-time ("2025-01-31T12:00:00Z", "...T12:00:00.5+02:00").
- * @return EF_OK or EF_ERR_INVALID_ARG.
+ * Parses an RFC 3339 date-time ("2025-01-31T12:00:00Z", "...T12:00:00.5+02:00")
+ * to its instant: any year 0000-9999 with any offset up to 23:59, so
+ * "1970-01-01T00:00:00+01:00" is an hour before the epoch and
+ * "9999-12-31T23:59:59-01:00" an hour after the last second of 9999 UTC.
+ * Fractions of a second are dropped; a leap second (:60) counts as :59.
+ * @return EF_OK or EF_ERR_INVALID_ARG (not RFC 3339, or an instant a 32-bit
+ *         time_t cannot hold).
  */
 ef_err ef_rfc3339_parse(const char *s, time_t *out) EF_MUST_CHECK;
+
+/**
+ * Writes @p t as an RFC 3339 date-time that ef_rfc3339_parse reads back to
+ * exactly @p t: "YYYY-MM-DDTHH:MM:SSZ" from year 0000 to 9999 UTC, and with
+ * the smallest whole-minute offset that names it beyond
+ * ("9999-12-31T23:59:59-01:00"). Every instant ef_rfc3339_parse returns can
+ * be written.
+ * @param out 32 bytes; "" when false is returned
+ * @return false only for an instant no RFC 3339 text names (more than 23:59
+ *         outside years 0000-9999).
+ */
+bool ef_rfc3339_format_seconds(time_t t, char out[32]);
 
 /** True when @p s is 1..EF_JOB_ID_MAX characters of [A-Za-z0-9._:-] (job and device ids). */
 bool ef_id_valid(const char *s);

@@ -286,6 +286,121 @@ static void test_rfc3339(void **state) {
   assert_int_equal(ef_rfc3339_parse("2030-01-02T24:00:00Z", &t), EF_ERR_INVALID_ARG);
 }
 
+/* Red-team finding 1: offsets that carry the instant out of 1970..9999 UTC.
+ * Both are valid RFC 3339; the instant must come back from the formatter's
+ * text, or the journal cannot read back a job it accepted. */
+static void test_rfc3339_offsets_at_the_edges(void **state) {
+  (void)state;
+  time_t t, back;
+  char text[32];
+  assert_int_equal(ef_rfc3339_parse("1970-01-01T00:00:00+01:00", &t), EF_OK);
+  assert_int_equal((long long)t, -3600LL);
+  assert_true(ef_rfc3339_format_seconds(t, text));
+  assert_string_equal(text, "1969-12-31T23:00:00Z");
+  assert_int_equal(ef_rfc3339_parse(text, &back), EF_OK);
+  assert_int_equal((long long)back, (long long)t);
+
+  assert_int_equal(ef_rfc3339_parse("9999-12-31T23:59:59-01:00", &t), EF_OK);
+  assert_int_equal((long long)t, 253402300799LL + 3600);
+  assert_true(ef_rfc3339_format_seconds(t, text));
+  assert_string_equal(text, "9999-12-31T23:59:59-01:00");
+  assert_int_equal(ef_rfc3339_parse(text, &back), EF_OK);
+  assert_int_equal((long long)back, (long long)t);
+
+  /* the extremes: 23:59 beyond either end of years 0000-9999 */
+  assert_int_equal(ef_rfc3339_parse("0000-01-01T00:00:00+23:59", &t), EF_OK);
+  assert_int_equal((long long)t, -62167219200LL - 86340);
+  assert_true(ef_rfc3339_format_seconds(t, text));
+  assert_string_equal(text, "0000-01-01T00:00:00+23:59");
+  assert_false(ef_rfc3339_format_seconds(t - 1, text));
+  assert_string_equal(text, "");
+  assert_int_equal(ef_rfc3339_parse("9999-12-31T23:59:59-23:59", &t), EF_OK);
+  assert_true(ef_rfc3339_format_seconds(t, text));
+  assert_string_equal(text, "9999-12-31T23:59:59-23:59");
+  assert_false(ef_rfc3339_format_seconds(t + 1, text));
+  /* a second that needs a minute's offset keeps its own seconds */
+  assert_true(ef_rfc3339_format_seconds(253402300799LL + 1, text));
+  assert_string_equal(text, "9999-12-31T23:59:00-00:01");
+  assert_true(ef_rfc3339_format_seconds(0, text));
+  assert_string_equal(text, "1970-01-01T00:00:00Z");
+  assert_true(ef_rfc3339_format_seconds(951782400, text));
+  assert_string_equal(text, "2000-02-29T00:00:00Z");
+  assert_int_equal(ef_rfc3339_parse("1969-12-31T23:59:59Z", &t), EF_OK);
+  assert_int_equal((long long)t, -1LL);
+  assert_int_equal(ef_rfc3339_parse("2030-01-02T03:04:60Z", &t), EF_OK); /* leap second */
+  assert_int_equal((long long)t, 1893553499LL);
+}
+
+/* Red-team finding 4: a string that ends right after the offset sign (or
+ * inside it) is never read past its end. Each text is copied to a buffer of
+ * exactly its size, so ASan or valgrind sees any read beyond it. */
+static void test_rfc3339_truncated_offsets(void **state) {
+  (void)state;
+  static const char *const cut[] = {
+      "2030-01-02T00:00:00+", "2030-01-02T00:00:00-", "2030-01-02T00:00:00+0", "2030-01-02T00:00:00+01",
+      "2030-01-02T00:00:00+01:", "2030-01-02T00:00:00+01:0", "2030-01-02T00:00:00.", "2030-01-02T00:00:00.5",
+      "2030-01-02T00:00:00.5+", "2030-01-02T00:00:00+1x:00", "2030-01-02T00:00:00+01x00"};
+  for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+    size_t n = strlen(cut[i]) + 1;
+    char *exact = malloc(n);
+    assert_non_null(exact);
+    memcpy(exact, cut[i], n);
+    time_t t;
+    if (ef_rfc3339_parse(exact, &t) != EF_ERR_INVALID_ARG) fail_msg("accepted %s", cut[i]);
+    free(exact);
+  }
+}
+
+/* Every instant the parser can return is written so that it reads back the
+ * same: random instants over the whole range, and the neighbours of the
+ * places where the text changes form. */
+static void test_rfc3339_format_parse_inverse(void **state) {
+  (void)state;
+  const int64_t lo = -62167219200LL - 86340, hi = 253402300799LL + 86340;
+  int64_t edges[] = {lo, -62167219200LL, -86400, -1, 0, 1, 951782399, 951782400, 253402300799LL, hi};
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 200000; i++) {
+    int64_t t;
+    if (i < (int)(sizeof edges / sizeof edges[0]) * 3)
+      t = edges[i / 3] + (i % 3) - 1;
+    else {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      t = lo + (int64_t)(x % (uint64_t)(hi - lo + 1));
+    }
+    char text[32];
+    time_t back;
+    bool ok = ef_rfc3339_format_seconds((time_t)t, text);
+    if (t < lo || t > hi) {
+      assert_false(ok);
+      continue;
+    }
+    if (!ok || ef_rfc3339_parse(text, &back) != EF_OK || (int64_t)back != t)
+      fail_msg("%lld written as \"%s\" does not read back", (long long)t, text);
+  }
+}
+
+/* A job with such a not_after writes a document that reads back to it. */
+static void test_to_json_round_trip_not_after_edges(void **state) {
+  (void)state;
+  static const char *const na[] = {"1970-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+                                   "1970-01-01T00:00:00Z", "0000-01-01T00:00:00+23:59",
+                                   "9999-12-31T23:59:59-23:59", "2030-01-02T03:04:60.999+05:30"};
+  for (size_t i = 0; i < sizeof na / sizeof na[0]; i++) {
+    char doc[512], reason[256];
+    snprintf(doc, sizeof doc,
+             "{\"job_id\":\"j\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+             "\",\"size\":1,\"version\":\"1\",\"not_after\":\"%s\"}",
+             na[i]);
+    ef_job a, b;
+    assert_int_equal(parse(doc, &a, reason, sizeof reason), EF_OK);
+    char *text = ef_job_to_json(&a);
+    assert_non_null(text);
+    if (parse(text, &b, reason, sizeof reason) != EF_OK) fail_msg("%s: %s does not read back: %s", na[i], text, reason);
+    free(text);
+    assert_memory_equal(&a, &b, sizeof a);
+  }
+}
+
 static void test_fingerprint(void **state) {
   (void)state;
   ef_job a, b;
@@ -819,6 +934,10 @@ int main(void) {
       cmocka_unit_test(test_driver_update_key), cmocka_unit_test(test_intake_chip),
       cmocka_unit_test(test_intake_delivery), cmocka_unit_test(test_intake_parse_result),
       cmocka_unit_test(test_signed_releases),
+      cmocka_unit_test(test_rfc3339_offsets_at_the_edges),
+      cmocka_unit_test(test_rfc3339_truncated_offsets),
+      cmocka_unit_test(test_rfc3339_format_parse_inverse),
+      cmocka_unit_test(test_to_json_round_trip_not_after_edges),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
