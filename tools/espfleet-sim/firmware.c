@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "esp.h"
+#include "espfleet/hex.h"
 #include "espfleet/image.h"
 #include "espfleet/log.h"
 #include "espfleet/mkimage.h"
@@ -127,15 +128,6 @@ static void on_ota_write(sim_esp *s, const Espfleet__CtrlMsg *req, uint64_t star
   answer(s, req, SIM_SUCCESS);
 }
 
-static void hex32(const uint8_t *b, char *out) {
-  static const char digits[] = "0123456789abcdef";
-  for (int i = 0; i < 32; i++) {
-    out[2 * i] = digits[b[i] >> 4];
-    out[2 * i + 1] = digits[b[i] & 15];
-  }
-  out[64] = '\0';
-}
-
 /*
  * Reads back what the OTA wrote and checks it as esp_ota_end does
  * (esp_image_verify: header, segments, checksum, appended SHA-256), plus the
@@ -231,7 +223,7 @@ static void on_ota_end(sim_esp *s, const Espfleet__CtrlMsg *req, uint64_t start)
      * (req_ota_end_handler: xTimerCreate(RESTART_TIMEOUT), vTimerCallback) */
     s->reboot_at = start + s->cfg->reboot_delay_ms * NS_PER_MS;
     s->reboot_planned = s->reboot_at;
-    hex32(info.sha256, sha);
+    ef_hex(info.sha256, 32, sha);
     ef_info("OTA end: slot %u holds %s %s (%llu bytes, sha256 %.16s…); rebooting in %llu ms", s->ota_slot,
             info.project, info.version, (unsigned long long)info.image_length, sha,
             (unsigned long long)s->cfg->reboot_delay_ms);

@@ -5,16 +5,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "espfleet/hex.h"
 #include "espfleet/image.h"
-
-static void hex(const uint8_t *b, size_t n, char *out) {
-  static const char digits[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[b[i] >> 4];
-    out[2 * i + 1] = digits[b[i] & 15];
-  }
-  out[2 * n] = '\0';
-}
 
 static int slot_or_null(cJSON *o, const char *key, uint32_t slot) {
   return (slot <= 1 ? cJSON_AddNumberToObject(o, key, slot) : cJSON_AddNullToObject(o, key)) != NULL;
@@ -34,9 +26,9 @@ static cJSON *image_json(const sim_slot_info *s, unsigned index, bool with_state
   cJSON_AddNumberToObject(o, "size", (double)(has_image ? s->image_length : s->length));
   cJSON_AddNumberToObject(o, "written", (double)s->length);
   if (has_image) {
-    hex(s->sha256, sizeof s->sha256, sha);
+    ef_hex(s->sha256, sizeof s->sha256, sha);
     cJSON_AddStringToObject(o, "sha256", sha);
-    hex(s->written_sha256, sizeof s->written_sha256, sha);
+    ef_hex(s->written_sha256, sizeof s->written_sha256, sha);
     cJSON_AddStringToObject(o, "written_sha256", sha);
     if (s->release[0]) cJSON_AddStringToObject(o, "release", s->release);
     else cJSON_AddNullToObject(o, "release");
