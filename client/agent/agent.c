@@ -222,6 +222,7 @@ static ef_job_facts facts_locked(const ef_agent *a, const char *job_id, bool sta
   f.installed_sha256_hex = a->journal.installed.sha256_hex;
   f.driver_release = a->state.driver_release;
   f.driver_source = a->state.driver_source;
+  f.keyring = &a->keyring;
   f.running = a->job_running ? &a->job : NULL;
   f.waiting = a->has_pending ? &a->pending : NULL;
   const ef_journal_result *rec = job_id[0] ? ef_journal_find_final(&a->journal, job_id) : NULL;
@@ -486,11 +487,19 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
     err = ef_status_fail(st, EF_ERR_IO, "cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
     goto out;
   }
+  err = ef_config_keyring(cfg, &a->keyring, st);
+  if (err != EF_OK) goto out;
+  if (a->keyring.n_keys == 0)
+    ef_warn("NO RELEASE KEYS: this device installs unsigned jobs; anyone who can publish a job can install any "
+            "image on it (set security.release_keys, docs/security.md)");
+  else
+    ef_info("signed releases: %zu release key(s), %zu revoked id(s)", a->keyring.n_keys, a->keyring.n_revoked);
   err = ef_journal_load(&a->journal, cfg->state_dir, &recovered, st);
   if (err != EF_OK) goto out;
   if (recovered) ef_warn("the journal was damaged; it was moved aside to %s.corrupt", EF_JOURNAL_FILE);
   ef_state_init(&a->state, cfg->device_id);
   a->state.app = a->journal.installed;
+  a->state.signed_releases = a->keyring.n_keys > 0;
   refresh_driver_release_locked(a); /* nobody else has `a` yet */
   resume_from_journal(a);
 out:
@@ -608,5 +617,6 @@ void ef_agent_free(ef_agent *a) {
   pthread_mutex_destroy(&a->inbox_lock);
   pthread_cond_destroy(&a->wake);
   pthread_mutex_destroy(&a->lock);
+  ef_keyring_free(&a->keyring);
   free(a);
 }

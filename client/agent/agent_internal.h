@@ -57,6 +57,7 @@ struct ef_agent {
 
   ef_journal journal;
   ef_state state; /* the document on the state topic */
+  ef_keyring keyring; /* security.release_keys, loaded at start; empty = unsigned jobs run */
 
   bool has_pending;
   ef_job pending;

@@ -307,6 +307,95 @@ static void parse_download(ctx_t *c, const cJSON *d, ef_config *cfg) {
   get_int(c, d, pre, "max_attempts", 1, 100, &cfg->download.max_attempts);
 }
 
+/* "security": {"release_keys": [{"id", "public_key_file"}...], "revoked_keys": [ids]} */
+static void parse_security(ctx_t *c, const cJSON *s, ef_config *cfg) {
+  static const char *const keys[] = {"release_keys", "revoked_keys", NULL};
+  static const char *const key_keys[] = {"id", "public_key_file", NULL};
+  if (!s) return;
+  check_keys(c, s, "security.", keys);
+  const cJSON *list = cJSON_GetObjectItemCaseSensitive(s, "release_keys"), *it;
+  if (list && !cJSON_IsArray(list)) problem(c, "security.release_keys: must be a list of {id, public_key_file}");
+  const cJSON *arr = cJSON_IsArray(list) ? list : NULL;
+  int i = 0;
+  cJSON_ArrayForEach(it, arr) {
+    char pre[48], id[EF_RELEASE_KEY_ID_MAX + 1] = "", file[EF_CONFIG_PATH_MAX] = "";
+    snprintf(pre, sizeof pre, "security.release_keys[%d].", i++);
+    if (!cJSON_IsObject(it)) {
+      problem(c, "%.*s: must be an object {id, public_key_file}", (int)strlen(pre) - 1, pre);
+      continue;
+    }
+    check_keys(c, it, pre, key_keys);
+    bool ok = get_str(c, it, pre, "id", id, sizeof id, false) &&
+              get_str(c, it, pre, "public_key_file", file, sizeof file, false);
+    if (!ok) {
+      if (!cJSON_GetObjectItemCaseSensitive(it, "id") || !cJSON_GetObjectItemCaseSensitive(it, "public_key_file"))
+        problem(c, "%.*s: needs id and public_key_file", (int)strlen(pre) - 1, pre);
+      continue;
+    }
+    if (!ef_release_key_id_valid(id)) {
+      problem(c, "%sid: must be 1-64 characters of [A-Za-z0-9._:-]", pre);
+      continue;
+    }
+    bool dup = false;
+    for (size_t k = 0; k < cfg->security.n_keys; k++) dup = dup || strcmp(cfg->security.key_ids[k], id) == 0;
+    if (dup) {
+      problem(c, "%sid: \"%s\" is listed twice", pre, id);
+      continue;
+    }
+    if (cfg->security.n_keys >= EF_RELEASE_MAX_KEYS) {
+      problem(c, "security.release_keys: at most %d keys", EF_RELEASE_MAX_KEYS);
+      break;
+    }
+    if (!(c->flags & EF_CONFIG_SKIP_FILES)) {
+      /* the key must load as the daemon will load it */
+      ef_release_key *k = NULL;
+      ef_status ks = EF_STATUS_INIT;
+      if (ef_release_key_load(file, &k, &ks) != EF_OK) problem(c, "%spublic_key_file: %s", pre, ks.detail);
+      else if (ef_release_key_is_private(k))
+        problem(c, "%spublic_key_file: %s is a private key; devices hold the public key only", pre, file);
+      ef_release_key_free(k);
+    }
+    size_t n = cfg->security.n_keys++;
+    memcpy(cfg->security.key_ids[n], id, sizeof id);
+    memcpy(cfg->security.key_files[n], file, sizeof file);
+  }
+  list = cJSON_GetObjectItemCaseSensitive(s, "revoked_keys");
+  if (list && !cJSON_IsArray(list)) problem(c, "security.revoked_keys: must be a list of key ids");
+  arr = cJSON_IsArray(list) ? list : NULL;
+  i = 0;
+  cJSON_ArrayForEach(it, arr) {
+    if (!cJSON_IsString(it) || !ef_release_key_id_valid(it->valuestring))
+      problem(c, "security.revoked_keys[%d]: must be 1-64 characters of [A-Za-z0-9._:-]", i);
+    else if (cfg->security.n_revoked >= EF_RELEASE_MAX_KEYS)
+      problem(c, "security.revoked_keys: at most %d ids", EF_RELEASE_MAX_KEYS);
+    else
+      snprintf(cfg->security.revoked[cfg->security.n_revoked++], sizeof cfg->security.revoked[0], "%s",
+               it->valuestring);
+    i++;
+  }
+}
+
+ef_err ef_config_keyring(const ef_config *c, ef_keyring *kr, ef_status *st) {
+  memset(kr, 0, sizeof *kr);
+  for (size_t i = 0; i < c->security.n_keys; i++) {
+    ef_release_key *k = NULL;
+    ef_err err = ef_release_key_load(c->security.key_files[i], &k, st);
+    if (err == EF_OK) err = ef_keyring_add(kr, c->security.key_ids[i], k, st);
+    if (err != EF_OK) {
+      ef_keyring_free(kr);
+      return err;
+    }
+  }
+  for (size_t i = 0; i < c->security.n_revoked; i++) {
+    ef_err err = ef_keyring_revoke(kr, c->security.revoked[i], st);
+    if (err != EF_OK) {
+      ef_keyring_free(kr);
+      return err;
+    }
+  }
+  return EF_OK;
+}
+
 static void parse_groups(ctx_t *c, const cJSON *g, ef_config *cfg) {
   if (!g) return;
   if (!cJSON_IsArray(g)) {
@@ -346,7 +435,7 @@ static void position(const char *text, size_t off, int *line, int *col) {
 }
 
 static ef_err parse(ctx_t *c, const char *json, size_t len, ef_config *cfg) {
-  static const char *const keys[] = {"device_id", "groups", "state_dir", "mqtt", "esp", "download", NULL};
+  static const char *const keys[] = {"device_id", "groups", "state_dir", "mqtt", "esp", "download", "security", NULL};
   char *copy = NULL;
   cJSON *root = NULL;
   ef_err rc = EF_ERR_CONFIG;
@@ -388,6 +477,7 @@ static ef_err parse(ctx_t *c, const char *json, size_t len, ef_config *cfg) {
   parse_mqtt(c, section(c, root, "mqtt"), cfg);
   parse_esp(c, section(c, root, "esp"), cfg);
   parse_download(c, section(c, root, "download"), cfg);
+  parse_security(c, section(c, root, "security"), cfg);
   if (!cfg->mqtt.client_id[0] && cfg->device_id[0])
     snprintf(cfg->mqtt.client_id, sizeof cfg->mqtt.client_id, "espfleet-%s", cfg->device_id);
   if (c->count == 0) rc = EF_OK;

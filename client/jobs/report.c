@@ -93,7 +93,8 @@ char *ef_report_state_json(const ef_state *s) {
             add_str_or_null(o, "job_id", s->job_id) && add_str_or_null(o, "fw_version", s->fw_version) &&
             add_str_or_null(o, "driver_release", s->driver_release) &&
             cJSON_AddStringToObject(o, "driver_release_source",
-                                    s->driver_release[0] ? ef_driver_source_name(s->driver_source) : "unknown");
+                                    s->driver_release[0] ? ef_driver_source_name(s->driver_source) : "unknown") &&
+            cJSON_AddBoolToObject(o, "signed_releases", s->signed_releases);
   if (ok) {
     if (s->app.version[0]) {
       cJSON *app = cJSON_AddObjectToObject(o, "app");

@@ -21,6 +21,7 @@
 #include "espfleet/error.h"
 #include "espfleet/job.h"
 #include "espfleet/mqtt.h"
+#include "espfleet/release.h"
 #include "espfleet/report.h"
 #include "espfleet/status.h"
 #include "espfleet/transport.h"
@@ -90,6 +91,15 @@ typedef struct {
     bool allow_http;
     int max_attempts;
   } download;
+  /** Signed releases (docs/security.md): the public keys this device trusts,
+   *  by id, and the ids it was told to distrust. No keys = unsigned jobs run. */
+  struct {
+    size_t n_keys;
+    char key_ids[EF_RELEASE_MAX_KEYS][EF_RELEASE_KEY_ID_MAX + 1];
+    char key_files[EF_RELEASE_MAX_KEYS][EF_CONFIG_PATH_MAX];
+    size_t n_revoked;
+    char revoked[EF_RELEASE_MAX_KEYS][EF_RELEASE_KEY_ID_MAX + 1];
+  } security;
 } ef_config;
 
 /** Problems found by a load, one line each. */
@@ -127,6 +137,13 @@ ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p, e
  */
 ef_err ef_config_parse(const char *json, size_t len, unsigned flags, ef_config *out, ef_config_problems *p,
                        ef_status *st) EF_MUST_CHECK;
+
+/**
+ * Loads the release keys of @p c into @p kr (ef_keyring_free it).
+ * @return EF_OK (also for no keys); EF_ERR_IO or EF_ERR_CONFIG for a key
+ *         file that cannot be read or is not an Ed25519 public key.
+ */
+ef_err ef_config_keyring(const ef_config *c, ef_keyring *kr, ef_status *st) EF_MUST_CHECK;
 
 /** Job limits implied by the configuration (max image size, allow_http). */
 void ef_config_job_limits(const ef_config *c, ef_job_limits *lim);

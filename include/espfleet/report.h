@@ -64,6 +64,7 @@ typedef struct {
   char fw_version[64];     /**< from GetFwVersion, e.g. "FG-1.0.4.0.0" */
   char driver_release[EF_FW_RELEASE_MAX + 1]; /**< release the host driver accepts, "" = unknown */
   ef_driver_source driver_source;             /**< where driver_release came from */
+  bool signed_releases;    /**< release keys are configured: only signed jobs run */
   ef_app_info app;
   uint64_t bytes;          /**< bytes transferred in this attempt */
   uint64_t total;          /**< expected bytes (the job's size), 0 when no job */
@@ -91,7 +92,7 @@ void ef_report_error_detail(ef_err err, const char *detail, char *out, size_t n)
 
 /**
  * The state document: device_id, online, state, job_id, fw_version,
- * driver_release, driver_release_source, app, bytes, total, attempt, error
+ * driver_release, driver_release_source, signed_releases, app, bytes, total, attempt, error
  * {code, message, detail} (failed and rejected only; code is ef_err_class),
  * ts, client_version.
  * @return malloc'ed JSON (free()), NULL on OOM.

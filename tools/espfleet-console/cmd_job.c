@@ -36,6 +36,9 @@ int con_job_opt(con_job_opts *o, int opt, const char *arg) {
     case CON_OPT_EXPECT_FW: o->expect_fw_version = arg; return 1;
     case CON_OPT_DRIVER_UPDATE: o->driver_update = true; return 1;
     case CON_OPT_ALLOW_HTTP: o->allow_http = true; return 1;
+    case CON_OPT_MANIFEST: o->manifest = arg; return 1;
+    case CON_OPT_SIGN_KEY: o->sign_key = arg; return 1;
+    case CON_OPT_KEY_ID: o->key_id = arg; return 1;
     default: return 0;
   }
 }
@@ -44,7 +47,11 @@ int con_job_prepare(const char *image, const con_job_opts *o, con_image *img, ch
   char detail[512];
   ef_err err = con_image_read(image, img, detail, sizeof detail);
   if (err != EF_OK) return con_fail(err, "%s", detail);
-  err = con_job_build(img, o, json, job, detail, sizeof detail);
+  ef_manifest rel;
+  bool have = false;
+  err = con_job_release(img, o, &rel, &have, detail, sizeof detail);
+  if (err != EF_OK) return con_fail(err, "%s", detail);
+  err = con_job_build(img, o, have ? &rel : NULL, json, job, detail, sizeof detail);
   if (err != EF_OK) return con_fail(err, "%s", detail);
   return CON_OK;
 }

@@ -174,7 +174,11 @@ int cmd_rollout(int argc, char **argv) {
       free(json);
       json = NULL;
       char reason[256];
-      ef_err err = con_job_build(&img, &o, &json, NULL, reason, sizeof reason);
+      /* the same release each step: only rollout.percent changes */
+      ef_manifest rel;
+      bool have = false;
+      ef_err err = con_job_release(&img, &o, &rel, &have, reason, sizeof reason);
+      if (err == EF_OK) err = con_job_build(&img, &o, have ? &rel : NULL, &json, NULL, reason, sizeof reason);
       if (err != EF_OK) {
         con_fail(err, "%s", reason);
         goto out;

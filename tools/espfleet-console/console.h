@@ -182,6 +182,7 @@ typedef struct {
   char version[EF_JOB_VERSION_MAX + 1];
   char project[EF_JOB_PROJECT_MAX + 1];
   char chip[EF_JOB_CHIP_MAX + 1]; /**< "" when the chip id is unknown */
+  uint32_t secure_version;        /**< the app description's anti-rollback counter */
 } con_image;
 
 /**
@@ -203,6 +204,9 @@ typedef struct {
   const char *expect_fw_version; /**< NULL = none */
   bool driver_update;            /**< the host driver is updated in the same rollout */
   bool allow_http;               /**< accept an http:// url */
+  const char *manifest;          /**< --manifest FILE: the signed release, or NULL */
+  const char *sign_key;          /**< --sign-key KEY: sign here, or NULL */
+  const char *key_id;            /**< --key-id ID with --sign-key */
 } con_job_opts;
 
 /** The default job_id: "<project>-<version>-<first 8 hex of sha256>", made a valid id. */
@@ -215,8 +219,20 @@ void con_job_default_id(const con_image *img, char out[EF_JOB_ID_MAX + 1]);
  * @param reason receives ef_job_parse's sentence on failure
  * @return EF_OK; EF_ERR_NOMEM; EF_ERR_BAD_JOB (a bad --url, --job-id, ...).
  */
-ef_err con_job_build(const con_image *img, const con_job_opts *o, char **json, ef_job *job,
-                     char *reason, size_t n) EF_MUST_CHECK;
+ef_err con_job_build(const con_image *img, const con_job_opts *o, const ef_manifest *release, char **json,
+                     ef_job *job, char *reason, size_t n) EF_MUST_CHECK;
+
+/**
+ * The signed release for a job, from --manifest (checked against @p img: the
+ * same SHA-256, size, version, project, chip and secure_version) or made with
+ * --sign-key/--key-id from @p img and the options.
+ * @param release receives the manifest
+ * @param have set when there is one (neither option: false, EF_OK)
+ * @return EF_OK; the mismatch's code (hash_mismatch, ...); EF_ERR_BAD_JOB for
+ *         an unreadable manifest or conflicting options; a key's error.
+ */
+ef_err con_job_release(const con_image *img, const con_job_opts *o, ef_manifest *release, bool *have,
+                       char *reason, size_t n) EF_MUST_CHECK;
 
 /* ---- the image/url/job options shared by `job` and `rollout` (cmd_job.c) ---- */
 
@@ -238,7 +254,10 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, char **json, e
   "                          release in the same rollout (needs\n"             \
   "                          --expect-fw-version)\n"                            \
   "  --allow-http            accept an http:// url (for devices that set\n"     \
-  "                          download.allow_http)\n"
+  "                          download.allow_http)\n"                            \
+  "  --manifest FILE         sign the job with this release manifest\n"         \
+  "                          (espfleet sign); it must describe IMAGE\n"         \
+  "  --sign-key KEY --key-id ID  sign the job here with the release key\n"
 
 /**
  * Handles --url, --job-id, --allow-downgrade, --not-after,
@@ -249,7 +268,8 @@ int con_job_opt(con_job_opts *o, int opt, const char *arg);
 
 enum {
   CON_OPT_URL = CON_OPT_CMD, CON_OPT_JOB_ID, CON_OPT_ALLOW_DOWNGRADE, CON_OPT_NOT_AFTER,
-  CON_OPT_EXPECT_FW, CON_OPT_DRIVER_UPDATE, CON_OPT_ALLOW_HTTP, CON_OPT_CMD2,
+  CON_OPT_EXPECT_FW, CON_OPT_DRIVER_UPDATE, CON_OPT_ALLOW_HTTP, CON_OPT_MANIFEST, CON_OPT_SIGN_KEY,
+  CON_OPT_KEY_ID, CON_OPT_CMD2,
 };
 
 #define CON_JOB_LONGOPTS                                                       \
@@ -259,7 +279,10 @@ enum {
   {"not-after", required_argument, NULL, CON_OPT_NOT_AFTER},                   \
   {"expect-fw-version", required_argument, NULL, CON_OPT_EXPECT_FW},           \
   {"driver-update", no_argument, NULL, CON_OPT_DRIVER_UPDATE},                 \
-  {"allow-http", no_argument, NULL, CON_OPT_ALLOW_HTTP}
+  {"allow-http", no_argument, NULL, CON_OPT_ALLOW_HTTP},                       \
+  {"manifest", required_argument, NULL, CON_OPT_MANIFEST},                     \
+  {"sign-key", required_argument, NULL, CON_OPT_SIGN_KEY},                     \
+  {"key-id", required_argument, NULL, CON_OPT_KEY_ID}
 
 /**
  * Reads IMAGE and builds its job; prints the error line on failure.

@@ -66,6 +66,7 @@ ef_err con_image_read(const char *path, con_image *img, char *detail, size_t n) 
   const ef_app_desc *d = ef_image_get_app_desc(v);
   const char *chip = ef_chip_name(ef_image_get_header(v)->chip_id);
   snprintf(img->version, sizeof img->version, "%s", d->version);
+  img->secure_version = d->secure_version;
   snprintf(img->project, sizeof img->project, "%s", d->project_name);
   snprintf(img->chip, sizeof img->chip, "%s", chip ? chip : "");
   err = EF_OK;

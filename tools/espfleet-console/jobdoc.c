@@ -32,8 +32,77 @@ void con_job_default_id(const con_image *img, char out[EF_JOB_ID_MAX + 1]) {
   snprintf(out, EF_JOB_ID_MAX + 1, "%.64s", id); /* fits already; the bound is for the compiler */
 }
 
-ef_err con_job_build(const con_image *img, const con_job_opts *o, char **json, ef_job *job, char *reason,
-                     size_t n) {
+/* The manifest must describe the image the job installs. */
+static ef_err manifest_matches(const con_image *img, const ef_release *r, char *reason, size_t n) {
+  ef_err err = EF_OK;
+  if (strcmp(r->sha256_hex, img->sha256_hex) != 0) err = EF_ERR_HASH_MISMATCH;
+  else if (r->size != img->size) err = EF_ERR_SIZE_MISMATCH;
+  else if (strcmp(r->chip, img->chip) != 0) err = EF_ERR_CHIP_MISMATCH;
+  else if (strcmp(r->project, img->project) != 0) err = EF_ERR_PROJECT_MISMATCH;
+  else if (strcmp(r->version, img->version) != 0 || r->secure_version != img->secure_version)
+    err = EF_ERR_VERSION_MISMATCH;
+  if (err != EF_OK) snprintf(reason, n, "the manifest describes another image (%s %s, sha256 %.12s...)", r->project,
+                             r->version, r->sha256_hex);
+  return err;
+}
+
+ef_err con_job_release(const con_image *img, const con_job_opts *o, ef_manifest *release, bool *have,
+                       char *reason, size_t n) {
+  ef_status st = EF_STATUS_INIT;
+  ef_release_key *k = NULL;
+  ef_err err = EF_OK;
+  *have = false;
+  memset(release, 0, sizeof *release);
+  if (!o->manifest && !o->sign_key) return EF_OK;
+  if (o->manifest && o->sign_key) {
+    snprintf(reason, n, "--manifest and --sign-key: choose one");
+    return EF_ERR_BAD_JOB;
+  }
+  if (o->manifest) {
+    char buf[4096];
+    FILE *f = fopen(o->manifest, "r");
+    size_t len = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    if (!f || len == sizeof buf) {
+      snprintf(reason, n, "cannot read the manifest %s", o->manifest);
+      return EF_ERR_IO;
+    }
+    err = ef_manifest_parse(buf, len, release, &st);
+    if (err == EF_OK) err = manifest_matches(img, &release->rel, reason, n);
+    else snprintf(reason, n, "%s: %s", o->manifest, st.detail);
+    /* what the manifest signed is what the job says */
+    if (err == EF_OK && o->expect_fw_version && strcmp(o->expect_fw_version, release->rel.hosted_release) != 0) {
+      snprintf(reason, n, "--expect-fw-version %s differs from the manifest's hosted_release \"%s\"",
+               o->expect_fw_version, release->rel.hosted_release);
+      err = EF_ERR_BAD_JOB;
+    }
+  } else {
+    if (!o->key_id || !ef_release_key_id_valid(o->key_id)) {
+      snprintf(reason, n, "--sign-key needs --key-id ID (1-64 characters of [A-Za-z0-9._:-])");
+      return EF_ERR_BAD_JOB;
+    }
+    ef_release *r = &release->rel;
+    snprintf(release->key_id, sizeof release->key_id, "%s", o->key_id);
+    memcpy(r->sha256_hex, img->sha256_hex, sizeof r->sha256_hex);
+    r->size = img->size;
+    snprintf(r->version, sizeof r->version, "%s", img->version);
+    snprintf(r->project, sizeof r->project, "%s", img->project);
+    snprintf(r->chip, sizeof r->chip, "%s", img->chip);
+    r->secure_version = img->secure_version;
+    snprintf(r->hosted_release, sizeof r->hosted_release, "%s", o->expect_fw_version ? o->expect_fw_version : "");
+    r->driver_update = o->driver_update;
+    r->allow_downgrade = o->allow_downgrade;
+    err = ef_release_key_load(o->sign_key, &k, &st);
+    if (err == EF_OK) err = ef_release_sign(release, k, &st);
+    if (err != EF_OK) snprintf(reason, n, "%s", st.detail);
+    ef_release_key_free(k);
+  }
+  *have = err == EF_OK;
+  return err;
+}
+
+ef_err con_job_build(const con_image *img, const con_job_opts *o, const ef_manifest *release, char **json,
+                     ef_job *job, char *reason, size_t n) {
   ef_err err = EF_ERR_NOMEM;
   char id[EF_JOB_ID_MAX + 1];
   char *text = NULL;
@@ -59,8 +128,19 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, char **json, e
     ok = r && cJSON_AddNumberToObject(r, "percent", o->percent);
   }
   if (ok && o->not_after) ok = cJSON_AddStringToObject(doc, "not_after", o->not_after) != NULL;
-  if (ok && o->expect_fw_version) ok = cJSON_AddStringToObject(doc, "expect_fw_version", o->expect_fw_version) != NULL;
-  if (ok && o->driver_update) ok = cJSON_AddTrueToObject(doc, "driver_update") != NULL;
+  /* a signed job says what its release signed, nothing else */
+  const char *fw = release ? (release->rel.hosted_release[0] ? release->rel.hosted_release : NULL) : o->expect_fw_version;
+  bool driver_update = release ? release->rel.driver_update : o->driver_update;
+  if (ok && fw) ok = cJSON_AddStringToObject(doc, "expect_fw_version", fw) != NULL;
+  if (ok && driver_update) ok = cJSON_AddTrueToObject(doc, "driver_update") != NULL;
+  if (ok && release) {
+    char sig[89];
+    cJSON *r = cJSON_AddObjectToObject(doc, "release");
+    ef_release_sig_to_base64(release->sig, sig);
+    ok = r && cJSON_AddStringToObject(r, "key_id", release->key_id) && cJSON_AddStringToObject(r, "signature", sig) &&
+         cJSON_AddNumberToObject(r, "secure_version", release->rel.secure_version) &&
+         cJSON_AddBoolToObject(r, "allow_downgrade", release->rel.allow_downgrade);
+  }
   if (!ok || !(text = cJSON_PrintUnformatted(doc))) goto out;
 
   /* The device decides about the image size (its esp.max_image_size) and,
