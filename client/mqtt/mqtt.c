@@ -661,46 +661,24 @@ static void session_free(ef_mqtt *s) {
   free(s);
 }
 
-ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
-  ef_err err = EF_ERR_INVALID_ARG;
-  ef_mqtt *s = NULL;
-  bool sync_ready = false;
-  if (!o || !out) {
-    err = ef_status_fail(st, EF_ERR_INVALID_ARG, "no options or no place for the session");
-    goto out;
-  }
-  *out = NULL;
-  if ((err = check_options(o, st)) != EF_OK)
-    goto out;
-
-  err = EF_ERR_NOMEM;
-  s = calloc(1, sizeof *s);
-  if (!s)
-    goto out;
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, &ca);
-  pthread_condattr_destroy(&ca);
-  sync_ready = true;
-
-  if ((err = parse_uri(o->uri, &s->uri, &s->tls, st)) != EF_OK)
-    goto out;
-  if (!s->tls && (o->ca_file || o->cert_file || o->key_file)) {
-    err = ef_status_fail(st, EF_ERR_CONFIG, "TLS files are set but uri '%s' is not mqtts://", o->uri);
-    goto out;
-  }
-  if (o->key_file && !o->cert_file) {
-    err = ef_status_fail(st, EF_ERR_CONFIG, "key_file needs cert_file");
-    goto out;
-  }
+/* TLS files only with mqtts://, a key only with its certificate, and each
+ * one readable now rather than at the first connection attempt. */
+static ef_err check_tls_files(const ef_mqtt_options *o, bool tls, ef_status *st) {
+  ef_err err = EF_OK;
+  if (!tls && (o->ca_file || o->cert_file || o->key_file))
+    return ef_status_fail(st, EF_ERR_CONFIG, "TLS files are set but uri '%s' is not mqtts://", o->uri);
+  if (o->key_file && !o->cert_file)
+    return ef_status_fail(st, EF_ERR_CONFIG, "key_file needs cert_file");
   if ((o->ca_file && (err = check_readable("ca_file", o->ca_file, st)) != EF_OK) ||
       (o->cert_file && (err = check_readable("cert_file", o->cert_file, st)) != EF_OK) ||
       (o->key_file && (err = check_readable("key_file", o->key_file, st)) != EF_OK))
-    goto out;
+    return err;
+  return EF_OK;
+}
 
-  err = EF_ERR_NOMEM;
+/* Copies what the session keeps of @p o (strings, subscriptions, retry
+ * timing, callbacks) into @p s. @return EF_OK or EF_ERR_NOMEM. */
+static ef_err copy_options(ef_mqtt *s, const ef_mqtt_options *o) {
   bool ok = true;
   s->client_id = dup_or_null(o->client_id, &ok);
   s->username = dup_or_null(o->username, &ok);
@@ -711,15 +689,15 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
   s->will_topic = dup_or_null(o->will_topic, &ok);
   s->will_payload = dup_or_null(o->will_payload ? o->will_payload : "", &ok);
   if (!ok)
-    goto out;
+    return EF_ERR_NOMEM;
   if (o->n_subscriptions) {
     s->sub_topics = calloc(o->n_subscriptions, sizeof *s->sub_topics);
     s->sub_qos = calloc(o->n_subscriptions, sizeof *s->sub_qos);
     if (!s->sub_topics || !s->sub_qos)
-      goto out;
+      return EF_ERR_NOMEM;
     for (size_t i = 0; i < o->n_subscriptions; i++) {
       if (!(s->sub_topics[i] = strdup(o->subscriptions[i].topic)))
-        goto out;
+        return EF_ERR_NOMEM;
       s->sub_qos[i] = o->subscriptions[i].qos;
       s->n_subs++;
     }
@@ -734,7 +712,12 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
   s->on_connected = o->on_connected;
   s->on_disconnected = o->on_disconnected;
   s->arg = o->arg;
+  return EF_OK;
+}
 
+/* The Paho client, buffering while offline (before the first connection
+ * too), with our callbacks. */
+static ef_err create_client(ef_mqtt *s, ef_status *st) {
   MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
   co.sendWhileDisconnected = 1;
   co.allowDisconnectedSendAtAnyTime = 1; /* buffer before the first connect too */
@@ -743,18 +726,19 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
   co.MQTTVersion = MQTTVERSION_3_1_1;
   int rc = MQTTAsync_createWithOptions(&s->client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
                                        &co);
-  if (rc != MQTTASYNC_SUCCESS) {
-    err = ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot create a client for %s: %s", s->uri,
-                           MQTTAsync_strerror(rc));
-    goto out;
-  }
+  if (rc != MQTTASYNC_SUCCESS)
+    return ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot create a client for %s: %s", s->uri,
+                            MQTTAsync_strerror(rc));
   s->client_created = true;
   rc = MQTTAsync_setCallbacks(s->client, s, on_connection_lost, on_message_arrived, NULL);
-  if (rc != MQTTASYNC_SUCCESS) {
-    err = ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot set the client's callbacks: %s", MQTTAsync_strerror(rc));
-    goto out;
-  }
+  if (rc != MQTTASYNC_SUCCESS)
+    return ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot set the client's callbacks: %s", MQTTAsync_strerror(rc));
+  return EF_OK;
+}
 
+/* The options of every connection attempt (s->conn_opts), with the last
+ * will and TLS settings they point to (kept in @p s too). */
+static void set_connect_options(ef_mqtt *s, const ef_mqtt_options *o) {
   MQTTAsync_connectOptions c = MQTTAsync_connectOptions_initializer;
   c.keepAliveInterval = o->keepalive_s ? o->keepalive_s : EF_MQTT_DEFAULT_KEEPALIVE_S;
   c.cleansession = o->clean_session ? 1 : 0;
@@ -789,6 +773,36 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
     c.ssl = &s->ssl_opts;
   }
   s->conn_opts = c;
+}
+
+ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
+  ef_err err = EF_ERR_INVALID_ARG;
+  ef_mqtt *s = NULL;
+  bool sync_ready = false;
+  if (!o || !out) {
+    err = ef_status_fail(st, EF_ERR_INVALID_ARG, "no options or no place for the session");
+    goto out;
+  }
+  *out = NULL;
+  if ((err = check_options(o, st)) != EF_OK)
+    goto out;
+
+  err = EF_ERR_NOMEM;
+  s = calloc(1, sizeof *s);
+  if (!s)
+    goto out;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  sync_ready = true;
+
+  if ((err = parse_uri(o->uri, &s->uri, &s->tls, st)) != EF_OK || (err = check_tls_files(o, s->tls, st)) != EF_OK ||
+      (err = copy_options(s, o)) != EF_OK || (err = create_client(s, st)) != EF_OK)
+    goto out;
+  set_connect_options(s, o);
 
   s->state = ST_WAITING;
   s->next_attempt = ef_mono_ms(); /* first attempt at once */

@@ -98,7 +98,20 @@ static bool should_cancel(void *arg) {
   return interrupted != 0;
 }
 
-int cmd_flash(int argc, char **argv) {
+/* The command line of `espfleet flash`. */
+typedef struct {
+  ef_ctrl_options co;
+  const char *path;
+  int chip_id; /* -1: --chip not given */
+  long chunk;
+  long boot_timeout_ms;
+  uint64_t max_size; /* 0: no limit */
+  bool wait;
+} flash_args;
+
+/* Parses argv into @p a. @return -1 when the command should run, or the
+ * usage error's exit status (the message printed). */
+static int parse_flash_args(int argc, char **argv, flash_args *a) {
   enum { O_DEVICE = 256, O_CHIP, O_CHUNK, O_WINDOW, O_TIMEOUT, O_BEGIN_TIMEOUT, O_BOOT_TIMEOUT, O_MAX_SIZE,
          O_NO_WAIT };
   static const struct option opts[] = {
@@ -113,113 +126,145 @@ int cmd_flash(int argc, char **argv) {
       {"no-wait", no_argument, NULL, O_NO_WAIT},
       {NULL, 0, NULL, 0},
   };
-  ef_ctrl_options co;
-  ef_ctrl *ctrl = NULL;
-  ef_source src = {0};
-  bool src_open = false;
   const char *chip_name = NULL;
-  int chip_id = -1;
-  long chunk = EF_CTRL_DEFAULT_CHUNK, boot_timeout = CLI_DEFAULT_BOOT_TIMEOUT_MS, l;
-  uint64_t max_size = 0;
-  bool wait = true;
-  int c, rc = CLI_FAIL;
-  ef_status st = EF_STATUS_INIT;
-  ef_err err;
+  long l;
+  int c;
 
-  ef_ctrl_options_default(&co);
+  ef_ctrl_options_default(&a->co);
+  a->chip_id = -1;
+  a->chunk = EF_CTRL_DEFAULT_CHUNK;
+  a->boot_timeout_ms = CLI_DEFAULT_BOOT_TIMEOUT_MS;
+  a->max_size = 0;
+  a->wait = true;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
     const char *bad = NULL;
     switch (c) {
-      case O_DEVICE: co.device = optarg; break;
+      case O_DEVICE: a->co.device = optarg; break;
       case O_CHIP: chip_name = optarg; break;
       case O_CHUNK:
-        if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_CHUNK, &chunk)) bad = "--chunk-size (1.." EF_STR(EF_CTRL_MAX_CHUNK) ": the firmware drops messages above " EF_STR(EF_CTRL_FW_MSG_MAX) " bytes)";
+        if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_CHUNK, &a->chunk)) bad = "--chunk-size (1.." EF_STR(EF_CTRL_MAX_CHUNK) ": the firmware drops messages above " EF_STR(EF_CTRL_FW_MSG_MAX) " bytes)";
         break;
       case O_WINDOW:
         if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_WINDOW, &l)) bad = "--window (1.." EF_STR(EF_CTRL_MAX_WINDOW) ")";
-        co.window = (int)l;
+        a->co.window = (int)l;
         break;
       case O_TIMEOUT:
         if (!cli_parse_long(optarg, 1, 3600000, &l)) bad = "--timeout-ms";
-        co.timeout_ms = (int)l;
+        a->co.timeout_ms = (int)l;
         break;
       case O_BEGIN_TIMEOUT:
         if (!cli_parse_long(optarg, 1, 3600000, &l)) bad = "--begin-timeout-ms";
-        co.ota_begin_timeout_ms = (int)l;
+        a->co.ota_begin_timeout_ms = (int)l;
         break;
       case O_BOOT_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, 3600000, &boot_timeout)) bad = "--boot-timeout-ms";
+        if (!cli_parse_long(optarg, 1, 3600000, &a->boot_timeout_ms)) bad = "--boot-timeout-ms";
         break;
       case O_MAX_SIZE:
-        if (!cli_parse_size(optarg, &max_size)) bad = "--max-size";
+        if (!cli_parse_size(optarg, &a->max_size)) bad = "--max-size";
         break;
-      case O_NO_WAIT: wait = false; break;
+      case O_NO_WAIT: a->wait = false; break;
       case ':': return cli_usage_error("flash", "option '%s' needs a value", argv[optind - 1]);
       default: return cli_usage_error("flash", "unknown option '%s'", argv[optind - 1]);
     }
     if (bad) return cli_usage_error("flash", "bad value '%s' for %s", optarg, bad);
   }
   if (argc - optind != 1) return cli_usage_error("flash", "expected exactly one IMAGE");
-  const char *path = argv[optind];
+  a->path = argv[optind];
   if (chip_name) {
     uint16_t id;
     if (ef_chip_from_name(chip_name, &id) != EF_OK)
       return cli_usage_error("flash", "unknown chip '%s'", chip_name);
-    chip_id = id;
+    a->chip_id = id;
   }
+  return -1;
+}
 
-  /* Pre-flight: nothing touches the device until the file is known good. */
+/* Pre-flight: the whole file is validated, and checked against --chip and
+ * --max-size, before anything touches the device. */
+static ef_err preflight(const flash_args *a, ef_app_desc *desc, ef_image_summary *sum, ef_status *st) {
   ef_image_header hdr;
-  ef_app_desc desc;
-  ef_image_summary sum;
-  err = ef_image_check_file(path, &hdr, &desc, &sum, &st);
-  if (err != EF_OK) goto out;
+  ef_err err = ef_image_check_file(a->path, &hdr, desc, sum, st);
+  if (err != EF_OK) return err;
   const char *image_chip = ef_chip_name(hdr.chip_id);
-  if (chip_id >= 0 && hdr.chip_id != chip_id) {
-    err = ef_status_fail(&st, EF_ERR_CHIP_MISMATCH, "image is for %s (0x%04x), the ESP is %s (0x%04x)",
-                         image_chip ? image_chip : "an unknown chip", hdr.chip_id, ef_chip_name((uint16_t)chip_id),
-                         chip_id);
-    goto out;
-  }
-  if (max_size && sum.total_size > max_size) {
-    err = ef_status_fail(&st, EF_ERR_TOO_LARGE, "image has %" PRIu64 " bytes, --max-size is %" PRIu64,
-                         sum.total_size, max_size);
-    goto out;
-  }
-  fprintf(stderr, "image %s: %s (%s) for %s, %" PRIu64 " bytes\n", path, desc.version, desc.project_name,
-          image_chip ? image_chip : "unknown chip", sum.total_size);
+  if (a->chip_id >= 0 && hdr.chip_id != a->chip_id)
+    return ef_status_fail(st, EF_ERR_CHIP_MISMATCH, "image is for %s (0x%04x), the ESP is %s (0x%04x)",
+                          image_chip ? image_chip : "an unknown chip", hdr.chip_id,
+                          ef_chip_name((uint16_t)a->chip_id), a->chip_id);
+  if (a->max_size && sum->total_size > a->max_size)
+    return ef_status_fail(st, EF_ERR_TOO_LARGE, "image has %" PRIu64 " bytes, --max-size is %" PRIu64,
+                          sum->total_size, a->max_size);
+  fprintf(stderr, "image %s: %s (%s) for %s, %" PRIu64 " bytes\n", a->path, desc->version, desc->project_name,
+          image_chip ? image_chip : "unknown chip", sum->total_size);
+  return EF_OK;
+}
 
-  err = ef_ctrl_open(&co, &ctrl, &st);
-  if (err != EF_OK) goto out;
-  err = ef_file_source_open(path, &src, &st);
-  if (err != EF_OK) goto out;
-  src_open = true;
-
-  flash_ui ui = {.device = co.device};
-  cli_progress_init(&ui.progress, stderr);
-  ef_ota_request req;
-  ef_ota_request_init(&req);
-  req.chip_id = chip_id;
-  /* Pin the stream to what pre-flight saw: a file replaced meanwhile fails. */
-  req.size = sum.total_size;
-  req.max_size = max_size;
-  req.version = desc.version;
-  req.project = desc.project_name;
-  req.chunk_size = (size_t)chunk;
-  req.arg = &ui;
-  req.on_progress = on_progress;
-  req.on_phase = on_phase;
-  req.should_cancel = should_cancel;
-
+/* SIGINT and SIGTERM cancel the transfer (before OTA end) instead of killing us. */
+static void cancel_on_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+}
 
+/* After OTA end: waits for the ESP to come back and prints its firmware version. */
+static ef_err wait_for_new_firmware(ef_ctrl *ctrl, long boot_timeout_ms, ef_status *st) {
+  ef_fw_version fw;
+  char fw_text[96];
+  fprintf(stderr, "OTA end accepted; waiting up to %ld ms for the ESP to reboot\n", boot_timeout_ms);
+  /* ef_ctrl_wait_boot waits for the reboot itself first: the old firmware
+   * keeps answering until then. */
+  ef_status why = EF_STATUS_INIT;
+  ef_err err = ef_ctrl_wait_boot(ctrl, boot_timeout_ms > 0x7fffffff ? 0x7fffffff : (int)boot_timeout_ms, &fw, &why);
+  if (err != EF_OK) return ef_status_fail(st, err, "OTA end was accepted, but %s", why.detail);
+  ef_fw_version_format(&fw, fw_text, sizeof fw_text);
+  printf("firmware %s\n", fw_text);
+  return EF_OK;
+}
+
+int cmd_flash(int argc, char **argv) {
+  flash_args a;
+  ef_ctrl *ctrl = NULL;
+  ef_source src = {0};
+  bool src_open = false;
+  int rc = CLI_FAIL;
+  ef_status st = EF_STATUS_INIT;
+  ef_err err;
+
+  int usage = parse_flash_args(argc, argv, &a);
+  if (usage >= 0) return usage;
+
+  ef_app_desc desc;
+  ef_image_summary sum;
+  err = preflight(&a, &desc, &sum, &st);
+  if (err != EF_OK) goto out;
+
+  err = ef_ctrl_open(&a.co, &ctrl, &st);
+  if (err != EF_OK) goto out;
+  err = ef_file_source_open(a.path, &src, &st);
+  if (err != EF_OK) goto out;
+  src_open = true;
+
+  flash_ui ui = {.device = a.co.device};
+  cli_progress_init(&ui.progress, stderr);
+  ef_ota_request req;
+  ef_ota_request_init(&req);
+  req.chip_id = a.chip_id;
+  /* Pin the stream to what pre-flight saw: a file replaced meanwhile fails. */
+  req.size = sum.total_size;
+  req.max_size = a.max_size;
+  req.version = desc.version;
+  req.project = desc.project_name;
+  req.chunk_size = (size_t)a.chunk;
+  req.arg = &ui;
+  req.on_progress = on_progress;
+  req.on_phase = on_phase;
+  req.should_cancel = should_cancel;
+
+  cancel_on_signals();
   ef_ota_result res;
   err = ef_ota_run(ctrl, &src, &req, &res, &st);
   cli_progress_end(&ui.progress);
@@ -230,20 +275,9 @@ int cmd_flash(int argc, char **argv) {
 
   char hex[65];
   ef_hex(res.sha256, 32, hex);
-  if (wait) {
-    ef_fw_version fw;
-    char fw_text[96];
-    fprintf(stderr, "OTA end accepted; waiting up to %ld ms for the ESP to reboot\n", boot_timeout);
-    /* ef_ctrl_wait_boot waits for the reboot itself first: the old firmware
-     * keeps answering until then. */
-    ef_status why = EF_STATUS_INIT;
-    err = ef_ctrl_wait_boot(ctrl, boot_timeout > 0x7fffffff ? 0x7fffffff : (int)boot_timeout, &fw, &why);
-    if (err != EF_OK) {
-      ef_status_fail(&st, err, "OTA end was accepted, but %s", why.detail);
-      goto out;
-    }
-    ef_fw_version_format(&fw, fw_text, sizeof fw_text);
-    printf("firmware %s\n", fw_text);
+  if (a.wait) {
+    err = wait_for_new_firmware(ctrl, a.boot_timeout_ms, &st);
+    if (err != EF_OK) goto out;
   }
   printf("flashed %s (%s), sha256 %s\n", res.app.version, res.app.project_name, hex);
   rc = CLI_OK;
