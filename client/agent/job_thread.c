@@ -342,9 +342,11 @@ void *ef_agent_job_main(void *arg) {
       goto done;
     }
     if (err != EF_OK) goto done;
+    bool bt_off = false; /* Bluetooth turned off by any attempt */
     for (;;) {
       ef_status_clear(&st); /* each attempt reports its own outcome */
       err = transfer(a, ctrl, &res, &st);
+      bt_off = bt_off || res.bt_disabled;
       if (err == EF_OK || !retry_download(a, &st, &res)) break;
     }
     if (err != EF_OK) {
@@ -373,9 +375,10 @@ void *ef_agent_job_main(void *arg) {
         final = EF_STATE_REJECTED;
       }
       if (!end_unknown) {
+        /* No reboot comes to reset it: whatever the engine turned off (even
+         * for an OTA begin that was refused or timed out) goes back on. */
         ef_status bt = EF_STATUS_INIT;
-        if (res.ota_begin_sent && !res.ota_end_sent && a->cfg.esp.disable_bt_during_ota &&
-            ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true, &bt) != EF_OK)
+        if (bt_off && ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true, &bt) != EF_OK)
           ef_warn("could not re-enable Bluetooth after the failed update: %s", bt.detail);
         goto done;
       }

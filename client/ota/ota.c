@@ -74,117 +74,149 @@ static ef_err pull(ef_source *src, const ef_ota_request *req, ef_ota_result *res
   return ef_image_feed(val, dst, *got, st);
 }
 
+/* One run's state, shared by its steps. */
+typedef struct {
+  ef_ctrl *ctrl;
+  ef_source *src;
+  const ef_ota_request *req;
+  ef_ota_result *res;
+  ef_image_validator *val;
+  uint8_t *buf; /* held bytes before OTA begin, then one chunk */
+  size_t chunk; /* bytes per OTA write */
+  size_t cap;   /* size of buf */
+  size_t fill;  /* bytes in buf */
+  bool eof;     /* the source ended */
+} ota_run;
+
+/* Limits that need no byte of the image. */
+static ef_err check_request(const ef_ota_request *req, size_t chunk, ef_status *st) {
+  if (chunk > EF_CTRL_MAX_CHUNK)
+    return ef_status_fail(st, EF_ERR_INVALID_ARG, "chunk size %zu is above %d", chunk, EF_CTRL_MAX_CHUNK);
+  if (req->size && req->max_size && req->size > req->max_size)
+    return ef_status_fail(st, EF_ERR_TOO_LARGE, "image of %llu bytes exceeds the limit of %llu",
+                          (unsigned long long)req->size, (unsigned long long)req->max_size);
+  return EF_OK;
+}
+
+/* Rule 1: holds back the first bytes until header and app description are
+ * parsed, then checks them against the request. Nothing reached the ESP. */
+static ef_err hold_until_described(ota_run *r, ef_status *st) {
+  ef_err err;
+  while (!ef_image_desc_ready(r->val)) {
+    size_t got = 0;
+    if (r->fill == r->cap) break; /* cannot happen for a valid image: desc ends at 288 */
+    err = pull(r->src, r->req, r->res, r->val, r->buf + r->fill, r->cap - r->fill, &got, st);
+    if (err != EF_OK) return err;
+    if (got == 0) {
+      r->eof = true;
+      break;
+    }
+    r->fill += got;
+  }
+  if (!ef_image_desc_ready(r->val)) {
+    /* too short to carry a header and app description */
+    err = ef_image_finish(r->val, NULL, st);
+    if (err == EF_OK) err = ef_status_fail(st, EF_ERR_IMAGE_TRUNCATED, "no app description in %zu bytes", r->fill);
+    return err;
+  }
+  r->res->desc_known = true;
+  r->res->header = *ef_image_get_header(r->val);
+  r->res->app = *ef_image_get_app_desc(r->val);
+  return check_identity(r->req, &r->res->header, &r->res->app, st);
+}
+
+/* Best effort: ESP-Hosted asks hosts to stop BT before an OTA, but an ESP
+ * built without Bluetooth refuses the request and that must not block.
+ * res->bt_disabled tells the caller what to turn back on. */
+static void disable_bluetooth(ota_run *r) {
+  ef_status why = EF_STATUS_INIT;
+  if (ef_ctrl_feature(r->ctrl, EF_FEATURE_BLUETOOTH, false, &why) != EF_OK)
+    ef_warn("could not disable Bluetooth before the OTA (%s); continuing", why.detail);
+  else
+    r->res->bt_disabled = true;
+}
+
+/* After OTA begin: the held bytes and the rest of the stream, one chunk per
+ * OTA write, until the source ends, fails or the caller cancels. */
+static ef_err write_stream(ota_run *r, ef_status *st) {
+  const ef_ota_request *req = r->req;
+  uint64_t written = 0;
+  ef_err err;
+  for (;;) {
+    /* Fill one chunk (the held bytes may already make more than one). */
+    while (!r->eof && r->fill < r->chunk) {
+      size_t got = 0;
+      err = pull(r->src, req, r->res, r->val, r->buf + r->fill, r->chunk - r->fill, &got, st);
+      if (err != EF_OK) return err;
+      if (got == 0) r->eof = true;
+      r->fill += got;
+    }
+    if (r->fill == 0) break;
+    if (req->should_cancel && req->should_cancel(req->arg))
+      return ef_status_fail(st, EF_ERR_CANCELED, "canceled after %llu bytes", (unsigned long long)written);
+    size_t n = r->fill < r->chunk ? r->fill : r->chunk;
+    err = ef_ctrl_ota_write(r->ctrl, r->buf, n, st);
+    if (err != EF_OK) return err;
+    written += n;
+    r->fill -= n;
+    if (r->fill) memmove(r->buf, r->buf + n, r->fill);
+    if (req->on_progress) req->on_progress(req->arg, written, req->size);
+    if (r->eof && r->fill == 0) break;
+  }
+  return EF_OK;
+}
+
+/* Rule 2: every write answered, then the job's own promises (size, hash:
+ * they name what went wrong with the transfer), then the validator, which
+ * speaks for the image itself. EF_OK only when OTA end may be sent. */
+static ef_err check_complete(ota_run *r, ef_status *st) {
+  const ef_ota_request *req = r->req;
+  ef_ota_result *res = r->res;
+  ef_err err = ef_ctrl_ota_flush(r->ctrl, st);
+  if (err != EF_OK) return err;
+  err = ef_image_stream_sha256(r->val, res->sha256);
+  if (err != EF_OK) return ef_status_fail(st, err, "SHA-256 final failed");
+  if (req->size && res->bytes != req->size)
+    return ef_status_fail(st, EF_ERR_SIZE_MISMATCH, "received %llu bytes, expected %llu",
+                          (unsigned long long)res->bytes, (unsigned long long)req->size);
+  if (req->sha256 && memcmp(req->sha256, res->sha256, 32) != 0) {
+    char got_hex[65], want_hex[65];
+    ef_hex(res->sha256, 32, got_hex);
+    ef_hex(req->sha256, 32, want_hex);
+    return ef_status_fail(st, EF_ERR_HASH_MISMATCH, "sha256 is %s, expected %s", got_hex, want_hex);
+  }
+  return ef_image_finish(r->val, NULL, st);
+}
+
 ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_ota_result *res, ef_status *st) {
+  ota_run r = {.ctrl = ctrl, .src = src, .req = req, .res = res};
   ef_err err = EF_OK;
-  ef_image_validator *val = NULL;
-  uint8_t *buf = NULL;
-  size_t chunk = req->chunk_size ? req->chunk_size : EF_CTRL_DEFAULT_CHUNK;
-  size_t cap = chunk > HOLD_MIN ? chunk : HOLD_MIN;
-  size_t fill = 0;
-  bool eof = false;
 
   memset(res, 0, sizeof *res);
-  if (chunk > EF_CTRL_MAX_CHUNK) {
-    err = ef_status_fail(st, EF_ERR_INVALID_ARG, "chunk size %zu is above %d", chunk, EF_CTRL_MAX_CHUNK);
-    goto out;
-  }
-  if (req->size && req->max_size && req->size > req->max_size) {
-    err = ef_status_fail(st, EF_ERR_TOO_LARGE, "image of %llu bytes exceeds the limit of %llu",
-                         (unsigned long long)req->size, (unsigned long long)req->max_size);
-    goto out;
-  }
-  buf = malloc(cap);
-  if (!buf) {
+  r.chunk = req->chunk_size ? req->chunk_size : EF_CTRL_DEFAULT_CHUNK;
+  r.cap = r.chunk > HOLD_MIN ? r.chunk : HOLD_MIN;
+  err = check_request(req, r.chunk, st);
+  if (err != EF_OK) goto out;
+  r.buf = malloc(r.cap);
+  if (!r.buf) {
     err = ef_status_fail(st, EF_ERR_NOMEM, "cannot allocate the chunk buffer");
     goto out;
   }
-  err = ef_image_validator_new(&val);
+  err = ef_image_validator_new(&r.val);
   if (err != EF_OK) goto out;
 
-  /* Hold back the first bytes until the image has introduced itself. */
-  while (!ef_image_desc_ready(val)) {
-    size_t got = 0;
-    if (fill == cap) break; /* cannot happen for a valid image: desc ends at 288 */
-    err = pull(src, req, res, val, buf + fill, cap - fill, &got, st);
-    if (err != EF_OK) goto out;
-    if (got == 0) {
-      eof = true;
-      break;
-    }
-    fill += got;
-  }
-  if (!ef_image_desc_ready(val)) {
-    /* too short to carry a header and app description */
-    err = ef_image_finish(val, NULL, st);
-    if (err == EF_OK) err = ef_status_fail(st, EF_ERR_IMAGE_TRUNCATED, "no app description in %zu bytes", fill);
-    goto out;
-  }
-  res->desc_known = true;
-  res->header = *ef_image_get_header(val);
-  res->app = *ef_image_get_app_desc(val);
-  err = check_identity(req, &res->header, &res->app, st);
+  err = hold_until_described(&r, st);
   if (err != EF_OK) goto out;
-
-  if (req->disable_bt) {
-    /* Best effort: ESP-Hosted asks hosts to stop BT before an OTA, but an ESP
-     * built without Bluetooth refuses the request and that must not block. */
-    ef_status why = EF_STATUS_INIT;
-    if (ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, false, &why) != EF_OK)
-      ef_warn("could not disable Bluetooth before the OTA (%s); continuing", why.detail);
-  }
+  if (req->disable_bt) disable_bluetooth(&r);
   err = ef_ctrl_ota_begin(ctrl, st);
   if (err != EF_OK) goto out;
   res->ota_begin_sent = true;
   if (req->on_phase) req->on_phase(req->arg, EF_OTA_PHASE_TRANSFER);
 
-  uint64_t written = 0;
-  for (;;) {
-    /* Fill one chunk (the held bytes may already make more than one). */
-    while (!eof && fill < chunk) {
-      size_t got = 0;
-      err = pull(src, req, res, val, buf + fill, chunk - fill, &got, st);
-      if (err != EF_OK) goto out;
-      if (got == 0) eof = true;
-      fill += got;
-    }
-    if (fill == 0) break;
-    if (req->should_cancel && req->should_cancel(req->arg)) {
-      err = ef_status_fail(st, EF_ERR_CANCELED, "canceled after %llu bytes", (unsigned long long)written);
-      goto out;
-    }
-    size_t n = fill < chunk ? fill : chunk;
-    err = ef_ctrl_ota_write(ctrl, buf, n, st);
-    if (err != EF_OK) goto out;
-    written += n;
-    fill -= n;
-    if (fill) memmove(buf, buf + n, fill);
-    if (req->on_progress) req->on_progress(req->arg, written, req->size);
-    if (eof && fill == 0) break;
-  }
-
-  if (req->on_phase) req->on_phase(req->arg, EF_OTA_PHASE_VERIFY);
-  err = ef_ctrl_ota_flush(ctrl, st);
+  err = write_stream(&r, st);
   if (err != EF_OK) goto out;
-  err = ef_image_stream_sha256(val, res->sha256);
-  if (err != EF_OK) {
-    ef_status_fail(st, err, "SHA-256 final failed");
-    goto out;
-  }
-  /* The job's own promises first (size, hash): they name what went wrong
-   * with the transfer; the validator then speaks for the image itself. */
-  if (req->size && res->bytes != req->size) {
-    err = ef_status_fail(st, EF_ERR_SIZE_MISMATCH, "received %llu bytes, expected %llu",
-                         (unsigned long long)res->bytes, (unsigned long long)req->size);
-    goto out;
-  }
-  if (req->sha256 && memcmp(req->sha256, res->sha256, 32) != 0) {
-    char got_hex[65], want_hex[65];
-    ef_hex(res->sha256, 32, got_hex);
-    ef_hex(req->sha256, 32, want_hex);
-    err = ef_status_fail(st, EF_ERR_HASH_MISMATCH, "sha256 is %s, expected %s", got_hex, want_hex);
-    goto out;
-  }
-  err = ef_image_finish(val, NULL, st);
+  if (req->on_phase) req->on_phase(req->arg, EF_OTA_PHASE_VERIFY);
+  err = check_complete(&r, st);
   if (err != EF_OK) goto out;
 
   if (req->on_phase) req->on_phase(req->arg, EF_OTA_PHASE_ACTIVATE);
@@ -195,7 +227,7 @@ ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_o
 out:
   /* every failure says at least its sentence (no memory, say) */
   if (err != EF_OK) ef_status_fail(st, err, "%s", ef_err_message(err));
-  ef_image_validator_free(val);
-  free(buf);
+  ef_image_validator_free(r.val);
+  free(r.buf);
   return err;
 }

@@ -67,6 +67,10 @@ typedef struct {
   ef_app_desc app;
   bool ota_begin_sent;
   bool ota_end_sent;
+  /** Bluetooth was turned off by this run (disable_bt, and the ESP agreed).
+   *  It stays off: a caller whose update did not end in a reboot turns it
+   *  back on, whether the run failed before, at or after OTA begin. */
+  bool bt_disabled;
 } ef_ota_result;
 
 /** Fills @p r with defaults (no expectations, default chunk size). */

@@ -427,6 +427,48 @@ static void test_begin_refused(void **state) {
   free(img.data);
 }
 
+/* Bluetooth: what the run turned off is reported, so the caller can turn it
+ * back on; an OTA begin that was refused leaves it off and says so. */
+static void test_bt_disabled_reported_when_begin_refused(void **state) {
+  blob img = make_image(CHIP_S3, IMAGE_SIZE);
+  rig r;
+  rig_open(&r, 2000, setup_refuse_begin);
+  r.req.disable_bt = true;
+  assert_int_equal(run_blob(&r, &img, 0), EF_ERR_OTA_BEGIN_FAILED);
+  assert_false(r.res.ota_begin_sent);
+  assert_int_equal(SEEN(r.fake, features), 1);
+  assert_int_equal(SEEN(r.fake, last_feature), EF_FEATURE_BLUETOOTH);
+  assert_int_equal(SEEN(r.fake, last_enable), 0);
+  assert_true(r.res.bt_disabled);
+  rig_close(&r);
+  free(img.data);
+}
+
+/* Refused before OTA begin (wrong chip): Bluetooth was never touched. */
+static void test_bt_untouched_when_image_refused(void **state) {
+  blob img = make_image(CHIP_C3, IMAGE_SIZE);
+  rig r;
+  rig_open(&r, 2000, NULL);
+  r.req.disable_bt = true;
+  assert_int_equal(run_blob(&r, &img, 0), EF_ERR_CHIP_MISMATCH);
+  assert_int_equal(SEEN(r.fake, features), 0);
+  assert_false(r.res.bt_disabled);
+  rig_close(&r);
+  free(img.data);
+}
+
+/* Without disable_bt nothing is turned off, and nothing is reported. */
+static void test_bt_untouched_without_disable_bt(void **state) {
+  blob img = make_image(CHIP_S3, IMAGE_SIZE);
+  rig r;
+  rig_open(&r, 2000, NULL);
+  assert_int_equal(run_blob(&r, &img, 0), EF_OK);
+  assert_int_equal(SEEN(r.fake, features), 0);
+  assert_false(r.res.bt_disabled);
+  rig_close(&r);
+  free(img.data);
+}
+
 /* ------------------------- rule 2: no OTA end unless size, hash, image agree */
 
 /* Runs @p img (after the good image's identity) and checks that the ESP got
@@ -741,6 +783,9 @@ int main(void) {
       cmocka_unit_test(test_no_begin_too_short),
       cmocka_unit_test(test_no_begin_byte_by_byte),
       cmocka_unit_test(test_begin_refused),
+      cmocka_unit_test(test_bt_disabled_reported_when_begin_refused),
+      cmocka_unit_test(test_bt_untouched_when_image_refused),
+      cmocka_unit_test(test_bt_untouched_without_disable_bt),
       cmocka_unit_test(test_no_end_short),
       cmocka_unit_test(test_no_end_cut_signature_block),
       cmocka_unit_test(test_no_end_long),
