@@ -67,7 +67,37 @@ static int watch_canaries(con_link *link, const con_common *c, const char *job_i
   return con_interrupted() ? CON_INTERRUPTED : CON_OK;
 }
 
-int cmd_rollout(int argc, char **argv) {
+/* The command line of `rollout`. steps_arg and devices_arg are copies
+ * (free them); devices point into devices_arg. */
+typedef struct {
+  con_common c;
+  con_job_opts o;
+  const char *image;
+  const char *group;
+  char *steps_arg, *devices_arg;
+  int steps[MAX_STEPS], n_steps;
+  const char *devices[CON_MAX_DEVICES];
+  int n_devices;
+  double interval;
+  bool retain;
+} rollout_args;
+
+/* --steps: strictly increasing percents. @return CON_OK or CON_USAGE (printed). */
+static int parse_steps(rollout_args *a) {
+  char *save = NULL;
+  for (char *tok = strtok_r(a->steps_arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    long v;
+    if (a->n_steps == MAX_STEPS || !con_parse_long(tok, 0, 100, &v) || (a->n_steps && v <= a->steps[a->n_steps - 1]))
+      return con_usage_error("rollout", "--steps: must be strictly increasing percents 0..100 ('%s')", tok);
+    a->steps[a->n_steps++] = (int)v;
+  }
+  if (a->n_steps == 0) return con_usage_error("rollout", "--steps: at least one percent");
+  return CON_OK;
+}
+
+/* @return CON_OK when the rollout should run, else the exit status (the
+ * usage error printed). */
+static int parse_rollout_args(int argc, char **argv, rollout_args *a) {
   enum { O_GROUP = CON_OPT_CMD2, O_STEPS, O_INTERVAL, O_DEVICES, O_RETAIN };
   static const struct option longopts[] = {
       CON_JOB_LONGOPTS,
@@ -78,128 +108,115 @@ int cmd_rollout(int argc, char **argv) {
       {"retain", no_argument, NULL, O_RETAIN},
       CON_COMMON_LONGOPTS,
   };
-  con_common c;
-  con_job_opts o = {.percent = -1};
-  const char *group = NULL;
-  char *steps_arg = NULL, *devices_arg = NULL;
-  int steps[MAX_STEPS], n_steps = 0;
-  const char *devices[CON_MAX_DEVICES];
+  int opt, rc;
+  con_common_init(&a->c);
+  while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    int r = con_common_opt(&a->c, "rollout", opt, optarg);
+    if (r < 0) return CON_USAGE;
+    if (r > 0 || con_job_opt(&a->o, opt, optarg)) continue;
+    switch (opt) {
+      case O_GROUP: a->group = optarg; break;
+      case O_RETAIN: a->retain = true; break;
+      case O_STEPS: free(a->steps_arg); a->steps_arg = strdup(optarg); break;
+      case O_DEVICES: free(a->devices_arg); a->devices_arg = strdup(optarg); break;
+      case O_INTERVAL:
+        if (!con_parse_seconds(optarg, &a->interval))
+          return con_usage_error("rollout", "--interval: '%s' is not a number of seconds", optarg);
+        break;
+      default: return con_usage_error("rollout", "unknown option");
+    }
+  }
+  if (optind + 1 != argc) return con_usage_error("rollout", "expected exactly one IMAGE");
+  a->image = argv[optind];
+  if (!a->o.url || !a->group || !a->o.job_id || !a->steps_arg)
+    return con_usage_error("rollout", "--url, --group, --job-id and --steps are required");
+  if (!ef_id_valid(a->group)) return con_usage_error("rollout", "--group: must be 1-64 characters of [A-Za-z0-9._:-]");
+  if ((rc = parse_steps(a)) != CON_OK) return rc;
+  if (a->devices_arg && (a->n_devices = con_split_ids(a->devices_arg, a->devices, CON_MAX_DEVICES)) <= 0)
+    return con_usage_error("rollout", "--devices: 1-%d device ids separated by commas", CON_MAX_DEVICES);
+  return con_common_check(&a->c, "rollout");
+}
+
+/* The group's job topic, and the canaries' state topics. @return false
+ * (error printed) when one is too long. */
+static bool rollout_topics(const rollout_args *a, char topic[512], char topics[][512], const char **topic_ptrs) {
+  if (!con_topic(topic, 512, a->c.prefix, "groups", a->group, "job")) {
+    con_fail(EF_ERR_INVALID_ARG, "topic too long");
+    return false;
+  }
+  for (int i = 0; i < a->n_devices; i++) {
+    if (!con_topic(topics[i], 512, a->c.prefix, "devices", a->devices[i], "state")) {
+      con_fail(EF_ERR_INVALID_ARG, "topic too long");
+      return false;
+    }
+    topic_ptrs[i] = topics[i];
+  }
+  return true;
+}
+
+/* The job document of a later step: the same release, only
+ * rollout.percent (already in @p o) changes. @return false (error printed). */
+static bool build_step(const con_image *img, const con_job_opts *o, char **json) {
+  char reason[256];
+  ef_manifest rel;
+  bool have = false;
+  ef_err err = con_job_release(img, o, &rel, &have, reason, sizeof reason);
+  if (err == EF_OK) err = con_job_build(img, o, have ? &rel : NULL, json, NULL, reason, sizeof reason);
+  if (err != EF_OK) {
+    con_fail(err, "%s", reason);
+    return false;
+  }
+  return true;
+}
+
+int cmd_rollout(int argc, char **argv) {
+  rollout_args a = {.o = {.percent = -1}, .interval = 60};
   char topics[CON_MAX_DEVICES][512];
   const char *topic_ptrs[CON_MAX_DEVICES];
-  int n_devices = 0;
-  double interval = 60;
-  bool retain = false;
   char *json = NULL;
   con_link *link = NULL;
   con_image img;
   ef_job job;
   char topic[512];
-  int opt, rc = CON_USAGE;
+  int rc;
 
-  con_common_init(&c);
-  while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-    int r = con_common_opt(&c, "rollout", opt, optarg);
-    if (r < 0) goto out;
-    if (r > 0 || con_job_opt(&o, opt, optarg)) continue;
-    switch (opt) {
-      case O_GROUP: group = optarg; break;
-      case O_RETAIN: retain = true; break;
-      case O_STEPS: free(steps_arg); steps_arg = strdup(optarg); break;
-      case O_DEVICES: free(devices_arg); devices_arg = strdup(optarg); break;
-      case O_INTERVAL:
-        if (!con_parse_seconds(optarg, &interval)) {
-          con_usage_error("rollout", "--interval: '%s' is not a number of seconds", optarg);
-          goto out;
-        }
-        break;
-      default: con_usage_error("rollout", "unknown option"); goto out;
-    }
-  }
-  if (optind + 1 != argc) {
-    con_usage_error("rollout", "expected exactly one IMAGE");
-    goto out;
-  }
-  if (!o.url || !group || !o.job_id || !steps_arg) {
-    con_usage_error("rollout", "--url, --group, --job-id and --steps are required");
-    goto out;
-  }
-  if (!ef_id_valid(group)) {
-    con_usage_error("rollout", "--group: must be 1-64 characters of [A-Za-z0-9._:-]");
-    goto out;
-  }
-  char *save = NULL;
-  for (char *tok = strtok_r(steps_arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    long v;
-    if (n_steps == MAX_STEPS || !con_parse_long(tok, 0, 100, &v) || (n_steps && v <= steps[n_steps - 1])) {
-      con_usage_error("rollout", "--steps: must be strictly increasing percents 0..100 ('%s')", tok);
-      goto out;
-    }
-    steps[n_steps++] = (int)v;
-  }
-  if (n_steps == 0) {
-    con_usage_error("rollout", "--steps: at least one percent");
-    goto out;
-  }
-  if (devices_arg && (n_devices = con_split_ids(devices_arg, devices, CON_MAX_DEVICES)) <= 0) {
-    con_usage_error("rollout", "--devices: 1-%d device ids separated by commas", CON_MAX_DEVICES);
-    goto out;
-  }
-  if ((rc = con_common_check(&c, "rollout")) != CON_OK) goto out;
-
+  if ((rc = parse_rollout_args(argc, argv, &a)) != CON_OK) goto out;
   /* Read and check the image once; every step only changes the percent. */
-  o.percent = steps[0];
-  if ((rc = con_job_prepare(argv[optind], &o, &img, &json, &job)) != CON_OK) goto out;
+  a.o.percent = a.steps[0];
+  if ((rc = con_job_prepare(a.image, &a.o, &img, &json, &job)) != CON_OK) goto out;
   rc = CON_FAIL;
-  if (!con_topic(topic, sizeof topic, c.prefix, "groups", group, "job")) {
-    con_fail(EF_ERR_INVALID_ARG, "topic too long");
-    goto out;
-  }
-  for (int i = 0; i < n_devices; i++) {
-    if (!con_topic(topics[i], sizeof topics[i], c.prefix, "devices", devices[i], "state")) {
-      con_fail(EF_ERR_INVALID_ARG, "topic too long");
-      goto out;
-    }
-    topic_ptrs[i] = topics[i];
-  }
+  if (!rollout_topics(&a, topic, topics, topic_ptrs)) goto out;
 
   setvbuf(stdout, NULL, _IOLBF, 0);
   con_catch_signals();
-  double timeout = c.timeout_s > 0 ? c.timeout_s : CON_CONNECT_TIMEOUT_S;
-  if (con_link_open(&c, topic_ptrs, (size_t)n_devices, timeout, &link) != EF_OK) goto out;
+  double timeout = a.c.timeout_s > 0 ? a.c.timeout_s : CON_CONNECT_TIMEOUT_S;
+  if (con_link_open(&a.c, topic_ptrs, (size_t)a.n_devices, timeout, &link) != EF_OK) goto out;
   printf("rollout of job %s (%s %s, %llu bytes) to %s in %d step(s)\n", job.job_id,
-         *job.project ? job.project : "image", job.version, (unsigned long long)job.size, topic, n_steps);
-  for (int i = 0; i < n_steps; i++) {
+         *job.project ? job.project : "image", job.version, (unsigned long long)job.size, topic, a.n_steps);
+  for (int i = 0; i < a.n_steps; i++) {
     if (i > 0) {
-      o.percent = steps[i];
+      a.o.percent = a.steps[i];
       free(json);
       json = NULL;
-      char reason[256];
-      /* the same release each step: only rollout.percent changes */
-      ef_manifest rel;
-      bool have = false;
-      ef_err err = con_job_release(&img, &o, &rel, &have, reason, sizeof reason);
-      if (err == EF_OK) err = con_job_build(&img, &o, have ? &rel : NULL, &json, NULL, reason, sizeof reason);
-      if (err != EF_OK) {
-        con_fail(err, "%s", reason);
-        goto out;
-      }
+      if (!build_step(&img, &a.o, &json)) goto out;
     }
     /* A canary that already failed (e.g. in an earlier run) stops the
      * rollout before it widens. */
-    if ((rc = watch_canaries(link, &c, job.job_id, ef_mono_ms())) != CON_OK) goto out;
+    if ((rc = watch_canaries(link, &a.c, job.job_id, ef_mono_ms())) != CON_OK) goto out;
     rc = CON_FAIL;
-    if (con_link_publish(link, topic, json, retain, timeout) != EF_OK) goto out;
-    printf("step %d/%d: published at %d %%\n", i + 1, n_steps, steps[i]);
-    if (i + 1 < n_steps && (rc = watch_canaries(link, &c, job.job_id, ef_mono_ms() + (int64_t)(interval * 1000))) != CON_OK)
+    if (con_link_publish(link, topic, json, a.retain, timeout) != EF_OK) goto out;
+    printf("step %d/%d: published at %d %%\n", i + 1, a.n_steps, a.steps[i]);
+    if (i + 1 < a.n_steps &&
+        (rc = watch_canaries(link, &a.c, job.job_id, ef_mono_ms() + (int64_t)(a.interval * 1000))) != CON_OK)
       goto out;
   }
-  printf("rollout of job %s complete at %d %%\n", job.job_id, steps[n_steps - 1]);
+  printf("rollout of job %s complete at %d %%\n", job.job_id, a.steps[a.n_steps - 1]);
   rc = CON_OK;
 out:
   if (rc == CON_INTERRUPTED) fprintf(stderr, CON_PROGRAM " rollout: interrupted; no further step published\n");
   con_link_close(link);
   free(json);
-  free(steps_arg);
-  free(devices_arg);
+  free(a.steps_arg);
+  free(a.devices_arg);
   return rc;
 }

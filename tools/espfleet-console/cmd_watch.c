@@ -89,7 +89,18 @@ static void print_line(const con_doc *d) {
   }
 }
 
-int cmd_watch(int argc, char **argv) {
+/* The command line of `watch`. */
+typedef struct {
+  con_common c;
+  const char *devices[CON_MAX_DEVICES];
+  int n_devices;
+  const char *job_id; /* NULL: every job */
+  bool until_final, json;
+} watch_args;
+
+/* @return CON_OK when the watch should run, else the exit status (the usage
+ * error printed). */
+static int parse_watch_args(int argc, char **argv, watch_args *a) {
   enum { O_DEVICE = CON_OPT_CMD, O_JOB, O_UNTIL_FINAL, O_JSON };
   static const struct option longopts[] = {
       {"device", required_argument, NULL, O_DEVICE},
@@ -98,127 +109,138 @@ int cmd_watch(int argc, char **argv) {
       {"json", no_argument, NULL, O_JSON},
       CON_COMMON_LONGOPTS,
   };
-  con_common c;
-  const char *devices[CON_MAX_DEVICES];
-  char topics[2 * CON_MAX_DEVICES][512];
-  const char *topic_ptrs[2 * CON_MAX_DEVICES];
-  int n_devices = 0;
-  const char *job_id = NULL;
-  bool until_final = false, json = false;
-  watch_set set = {0};
-  con_link *link = NULL;
-  int opt, rc = CON_USAGE;
-
-  con_common_init(&c);
+  int opt;
+  memset(a, 0, sizeof *a);
+  con_common_init(&a->c);
   while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-    int r = con_common_opt(&c, "watch", opt, optarg);
-    if (r < 0) goto out;
+    int r = con_common_opt(&a->c, "watch", opt, optarg);
+    if (r < 0) return CON_USAGE;
     if (r > 0) continue;
     switch (opt) {
-      case O_JOB: job_id = optarg; break;
-      case O_UNTIL_FINAL: until_final = true; break;
-      case O_JSON: json = true; break;
+      case O_JOB: a->job_id = optarg; break;
+      case O_UNTIL_FINAL: a->until_final = true; break;
+      case O_JSON: a->json = true; break;
       case O_DEVICE:
-        if (!ef_id_valid(optarg) || n_devices == CON_MAX_DEVICES) {
-          con_usage_error("watch", "--device: '%s' is not a device id, or more than %d devices", optarg,
-                          CON_MAX_DEVICES);
-          goto out;
-        }
-        devices[n_devices++] = optarg;
+        if (!ef_id_valid(optarg) || a->n_devices == CON_MAX_DEVICES)
+          return con_usage_error("watch", "--device: '%s' is not a device id, or more than %d devices", optarg,
+                                 CON_MAX_DEVICES);
+        a->devices[a->n_devices++] = optarg;
         break;
-      default: con_usage_error("watch", "unknown option"); goto out;
+      default: return con_usage_error("watch", "unknown option");
     }
   }
-  if (optind != argc) {
-    con_usage_error("watch", "unexpected argument '%s'", argv[optind]);
-    goto out;
-  }
-  if (job_id && !ef_id_valid(job_id)) {
-    con_usage_error("watch", "--job: must be 1-64 characters of [A-Za-z0-9._:-]");
-    goto out;
-  }
-  if (until_final && !job_id) {
-    con_usage_error("watch", "--until-final needs --job");
-    goto out;
-  }
-  if ((rc = con_common_check(&c, "watch")) != CON_OK) goto out;
-  rc = CON_FAIL;
+  if (optind != argc) return con_usage_error("watch", "unexpected argument '%s'", argv[optind]);
+  if (a->job_id && !ef_id_valid(a->job_id))
+    return con_usage_error("watch", "--job: must be 1-64 characters of [A-Za-z0-9._:-]");
+  if (a->until_final && !a->job_id) return con_usage_error("watch", "--until-final needs --job");
+  return con_common_check(&a->c, "watch");
+}
+
+/* The state and progress topics of the watched devices (of every device
+ * with "+"), into @p topics; @return how many, or 0 when one is too long. */
+static int watch_topics(const watch_args *a, char topics[][512], const char **topic_ptrs) {
   int n_topics = 0;
-  for (int i = 0; i < (n_devices ? n_devices : 1); i++) {
-    const char *id = n_devices ? devices[i] : "+";
-    if (!con_topic(topics[n_topics], sizeof topics[0], c.prefix, "devices", id, "state") ||
-        !con_topic(topics[n_topics + 1], sizeof topics[0], c.prefix, "devices", id, "progress")) {
-      con_fail(EF_ERR_INVALID_ARG, "topic too long");
-      goto out;
-    }
+  for (int i = 0; i < (a->n_devices ? a->n_devices : 1); i++) {
+    const char *id = a->n_devices ? a->devices[i] : "+";
+    if (!con_topic(topics[n_topics], 512, a->c.prefix, "devices", id, "state") ||
+        !con_topic(topics[n_topics + 1], 512, a->c.prefix, "devices", id, "progress"))
+      return 0;
     topic_ptrs[n_topics] = topics[n_topics];
     topic_ptrs[n_topics + 1] = topics[n_topics + 1];
     n_topics += 2;
   }
-  for (int i = 0; i < n_devices; i++)
-    if (!set_find(&set, devices[i], true)) {
+  return n_topics;
+}
+
+/* Prints @p d when it is about the watched job (offline notices always). */
+static void show_doc(const watch_args *a, const con_doc *d, bool offline) {
+  if (a->job_id && strcmp(d->job_id, a->job_id) != 0 && !offline) return;
+  if (a->json) {
+    char *text = cJSON_PrintUnformatted(d->doc);
+    if (text) printf("%s\n", text);
+    free(text);
+  } else {
+    print_line(d);
+  }
+}
+
+/* --until-final: records a device's state for the job (adding the device
+ * when no --device named the watched ones). */
+static void note_state(const watch_args *a, watch_set *set, const con_doc *d) {
+  watched *w = set_find(set, d->device, a->n_devices == 0);
+  if (!w) return;
+  w->final = ef_state_is_final(d->state);
+  w->state = d->state;
+  w->error = con_doc_error(d, EF_ERR_INTERNAL);
+  snprintf(w->detail, sizeof w->detail, "%s", d->error_detail);
+}
+
+/* The exit status once the watch ended (by timeout, interrupt or every
+ * device final); says why on stderr. */
+static int watch_outcome(const watch_args *a, const watch_set *set) {
+  if (!a->until_final) return CON_OK;
+  if (set_all_final(set)) {
+    for (size_t i = 0; i < set->n; i++) {
+      const watched *w = &set->w[i];
+      if (con_state_is_bad(w->state))
+        return con_fail(w->error, "job %s on %s: %s%s%s", a->job_id, w->device, ef_state_name(w->state),
+                        *w->detail ? ": " : "", w->detail);
+    }
+    return CON_OK;
+  }
+  if (con_interrupted()) return CON_INTERRUPTED;
+  char pending[512] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < set->n && used < sizeof pending; i++)
+    if (!set->w[i].final)
+      used += (size_t)snprintf(pending + used, sizeof pending - used, "%s%s", used ? ", " : "", set->w[i].device);
+  fprintf(stderr, CON_PROGRAM " watch: timed out after %g s: %s%s\n", a->c.timeout_s,
+          set->n ? "no final state for the job from " : "no device reported on the job", pending);
+  return CON_TIMEOUT;
+}
+
+int cmd_watch(int argc, char **argv) {
+  watch_args a;
+  char topics[2 * CON_MAX_DEVICES][512];
+  const char *topic_ptrs[2 * CON_MAX_DEVICES];
+  watch_set set = {0};
+  con_link *link = NULL;
+  int rc = parse_watch_args(argc, argv, &a);
+  if (rc != CON_OK) goto out;
+  rc = CON_FAIL;
+  int n_topics = watch_topics(&a, topics, topic_ptrs);
+  if (n_topics == 0) {
+    con_fail(EF_ERR_INVALID_ARG, "topic too long");
+    goto out;
+  }
+  for (int i = 0; i < a.n_devices; i++)
+    if (!set_find(&set, a.devices[i], true)) {
       rc = con_fail(EF_ERR_NOMEM, NULL);
       goto out;
     }
 
   setvbuf(stdout, NULL, _IOLBF, 0);
   con_catch_signals();
-  double connect_s = c.timeout_s > 0 && c.timeout_s < CON_CONNECT_TIMEOUT_S ? c.timeout_s : CON_CONNECT_TIMEOUT_S;
+  const con_common *c = &a.c;
+  double connect_s = c->timeout_s > 0 && c->timeout_s < CON_CONNECT_TIMEOUT_S ? c->timeout_s : CON_CONNECT_TIMEOUT_S;
   int64_t start = ef_mono_ms();
-  if (con_link_open(&c, topic_ptrs, (size_t)n_topics, connect_s, &link) != EF_OK) goto out;
-  int64_t deadline = c.timeout_s > 0 ? start + (int64_t)(c.timeout_s * 1000) : -1;
+  if (con_link_open(c, topic_ptrs, (size_t)n_topics, connect_s, &link) != EF_OK) goto out;
+  int64_t deadline = c->timeout_s > 0 ? start + (int64_t)(c->timeout_s * 1000) : -1;
   for (;;) {
-    if (until_final && set_all_final(&set)) break;
+    if (a.until_final && set_all_final(&set)) break;
     con_msg *m = con_link_next(link, deadline);
     if (!m) break;
     con_doc d;
-    bool ok = con_doc_parse(m, c.prefix, &d);
+    bool ok = con_doc_parse(m, c->prefix, &d);
     con_msg_free(m);
     if (!ok) continue;
     bool offline = !d.progress && d.has_online && !d.online;
-    if (!job_id || strcmp(d.job_id, job_id) == 0 || offline) {
-      if (json) {
-        char *text = cJSON_PrintUnformatted(d.doc);
-        if (text) printf("%s\n", text);
-        free(text);
-      } else {
-        print_line(&d);
-      }
-    }
-    if (until_final && !d.progress && !offline && d.state_known && strcmp(d.job_id, job_id) == 0) {
-      watched *w = set_find(&set, d.device, n_devices == 0);
-      if (w) {
-        w->final = ef_state_is_final(d.state);
-        w->state = d.state;
-        w->error = con_doc_error(&d, EF_ERR_INTERNAL);
-        snprintf(w->detail, sizeof w->detail, "%s", d.error_detail);
-      }
-    }
+    show_doc(&a, &d, offline);
+    if (a.until_final && !d.progress && !offline && d.state_known && strcmp(d.job_id, a.job_id) == 0)
+      note_state(&a, &set, &d);
     con_doc_clear(&d);
   }
-
-  if (!until_final) {
-    rc = CON_OK;
-  } else if (set_all_final(&set)) {
-    rc = CON_OK;
-    for (size_t i = 0; i < set.n && rc == CON_OK; i++) {
-      const watched *w = &set.w[i];
-      if (con_state_is_bad(w->state))
-        rc = con_fail(w->error, "job %s on %s: %s%s%s", job_id, w->device, ef_state_name(w->state),
-                      *w->detail ? ": " : "", w->detail);
-    }
-  } else if (con_interrupted()) {
-    rc = CON_INTERRUPTED;
-  } else {
-    char pending[512] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < set.n && used < sizeof pending; i++)
-      if (!set.w[i].final)
-        used += (size_t)snprintf(pending + used, sizeof pending - used, "%s%s", used ? ", " : "", set.w[i].device);
-    fprintf(stderr, CON_PROGRAM " watch: timed out after %g s: %s%s\n", c.timeout_s,
-            set.n ? "no final state for the job from " : "no device reported on the job", pending);
-    rc = CON_TIMEOUT;
-  }
+  rc = watch_outcome(&a, &set);
 out:
   con_link_close(link);
   free(set.w);
