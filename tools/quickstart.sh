@@ -57,6 +57,12 @@ step "a new firmware image"
   -o "$work/www/fw-2.1.0.bin"
 "$bin/espfleet" inspect "$work/www/fw-2.1.0.bin" | head -n 8
 
+step "a release key, and the image's signed manifest"
+"$bin/espfleet" keygen "$work/rel-demo"
+"$bin/espfleet" sign "$work/www/fw-2.1.0.bin" --key "$work/rel-demo.key" --key-id rel-demo \
+  -o "$work/fw-2.1.0.manifest.json"
+jq -c . "$work/fw-2.1.0.manifest.json"
+
 step "espfleetd for device demo-1"
 cat >"$work/espfleetd.json" <<JSON
 {
@@ -65,7 +71,8 @@ cat >"$work/espfleetd.json" <<JSON
   "state_dir": "$work/state",
   "mqtt": {"uri": "mqtt://127.0.0.1:$MQTT_PORT"},
   "esp": {"device": "$work/esp0", "chip": "esp32s3", "boot_timeout_s": 30},
-  "download": {"ca_file": "$work/pki/ca.pem"}
+  "download": {"ca_file": "$work/pki/ca.pem"},
+  "security": {"release_keys": [{"id": "rel-demo", "public_key_file": "$work/rel-demo.pub"}]}
 }
 JSON
 "$bin/espfleetd" --config "$work/espfleetd.json" --check-config
@@ -79,10 +86,10 @@ tail -n +1 -f "$work/messages.log" 2>/dev/null | sed -u 's/^/  /' &
 pids+=($!)
 sleep 1
 
-step "publishing the job"
+step "publishing the signed job"
 sha=$(sha256sum "$work/www/fw-2.1.0.bin" | cut -d' ' -f1)
-size=$(stat -c %s "$work/www/fw-2.1.0.bin")
-job="{\"job_id\":\"quickstart-1\",\"url\":\"https://127.0.0.1:$NGINX_PORT/fw-2.1.0.bin\",\"sha256\":\"$sha\",\"size\":$size,\"version\":\"2.1.0\",\"project\":\"quickstart-demo\"}"
+job=$("$bin/espfleet-console" job "$work/www/fw-2.1.0.bin" --print --job-id quickstart-1 \
+  --url "https://127.0.0.1:$NGINX_PORT/fw-2.1.0.bin" --manifest "$work/fw-2.1.0.manifest.json")
 echo "$job"
 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t espfleet/devices/demo-1/job -m "$job"
 

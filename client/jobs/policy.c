@@ -113,7 +113,11 @@ static ef_job_decision check_delivery(const ef_job *job, const ef_status *parsed
   }
   /* Finished before: never run twice, say again how it ended. A skipped
    * job is evaluated again: a wider rollout may select it now. */
-  if (f->has_final && !f->final_skipped) return EF_DECISION_REPEAT;
+  /* A result recorded for a document that never parsed (no fingerprint)
+   * says nothing about this one: a malformed first copy must not poison the
+   * job_id for the correct job sent after it (red-team finding). */
+  bool never_parsed = !f->final_fingerprint || !f->final_fingerprint[0];
+  if (f->has_final && !f->final_skipped && !never_parsed) return EF_DECISION_REPEAT;
   return EF_DECISION_WAIT;
 }
 

@@ -657,9 +657,10 @@ static void test_intake_delivery(void **state) {
   assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REPEAT);
   f.starting = false;
   /* a recorded refusal of a document that never parsed has no fingerprint:
-   * no conflict, its result is said again */
+   * no conflict, and it does not stand for this job (a malformed first copy
+   * must not poison the job_id, red-team finding 7): the job waits its turn */
   f.final_fingerprint = "";
-  assert_int_equal(decide(&other, NULL, &f, &st), EF_DECISION_REPEAT);
+  assert_int_equal(decide(&other, NULL, &f, &st), EF_DECISION_WAIT);
   /* a skipped job is evaluated again: a wider rollout may select it */
   f.final_fingerprint = fp;
   f.final_skipped = true;
@@ -703,6 +704,13 @@ static void test_intake_parse_result(void **state) {
   f.has_final = true;
   f.final_fingerprint = "";
   assert_int_equal(decide(&bad, &parsed, &f, &st), EF_DECISION_REFUSE);
+  /* ... but a recorded rejection of a copy that never parsed does not
+   * poison the job_id: the correct document sent next runs (red-team) */
+  ef_job fixed;
+  ef_status fixed_st = EF_STATUS_INIT;
+  doc = "{\"job_id\":\"job-1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}";
+  assert_int_equal(ef_job_parse(doc, strlen(doc), NULL, &fixed, &fixed_st), EF_OK);
+  assert_int_equal(decide(&fixed, &fixed_st, &f, &st), EF_DECISION_WAIT);
   f.has_final = false;
 
   /* too large for this device: rejected with too_large */
