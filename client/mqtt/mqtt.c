@@ -45,8 +45,8 @@ enum conn_state {
 struct unacked {
   struct unacked *prev, *next;
   int token; /* Paho's token (the MQTT message id), or one of: */
-#define TOKEN_SENDING -1 /* being handed to Paho right now */
-#define TOKEN_RESEND -2  /* Paho gave up on it; re-send at the next connect */
+#define TOKEN_SENDING (-1) /* being handed to Paho right now */
+#define TOKEN_RESEND (-2)  /* Paho gave up on it; re-send at the next connect */
   int qos;
   bool retain;
   char *topic;

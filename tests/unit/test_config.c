@@ -364,6 +364,8 @@ static void test_example_config(void **state) {
   assert_string_equal(c->mqtt.uri, "mqtts://mqtt.example.com:8883");
   /* and through the file loader, only the files it names can be missing */
   e = ef_config_load(path, c, p, NULL);
+  /* which of those files exist depends on the machine; a failure says why */
+  assert_true(e == EF_OK || p->count > 0);
   for (size_t i = 0; i < p->count; i++)
     if (!strstr(p->lines[i], ": cannot read /etc/espfleet/")) fail_msg("unexpected problem: %s", p->lines[i]);
   free(c);

@@ -203,7 +203,9 @@ int cmd_status(int argc, char **argv) {
     x->doc = d;
     x->seen = true;
   }
-  qsort(t.rows, t.n, sizeof *t.rows, by_device);
+  /* t.rows is NULL when no device answered: qsort must not see it (C11
+   * 7.22.5 wants a valid pointer even for 0 elements). */
+  if (t.n > 1) qsort(t.rows, t.n, sizeof *t.rows, by_device);
   if (json) {
     rc = print_json(&t);
   } else {

@@ -156,10 +156,12 @@ static void print_text(const char *path, const scan *s) {
   printf("flash speed     %s (code 0x%x)\n", speed ? speed : "chip-specific", h->flash_speed);
   printf("entry           0x%08" PRIx32 "\n", h->entry_addr);
   if (h->max_chip_rev_full == 0xFFFF)
-    printf("chip revision   min v%u.%u, max any\n", h->min_chip_rev_full / 100, h->min_chip_rev_full % 100);
+    printf("chip revision   min v%u.%u, max any\n", (unsigned)h->min_chip_rev_full / 100,
+           (unsigned)h->min_chip_rev_full % 100);
   else
-    printf("chip revision   min v%u.%u, max v%u.%u\n", h->min_chip_rev_full / 100, h->min_chip_rev_full % 100,
-           h->max_chip_rev_full / 100, h->max_chip_rev_full % 100);
+    printf("chip revision   min v%u.%u, max v%u.%u\n", (unsigned)h->min_chip_rev_full / 100,
+           (unsigned)h->min_chip_rev_full % 100, (unsigned)h->max_chip_rev_full / 100,
+           (unsigned)h->max_chip_rev_full % 100);
   printf("hash appended   %s\n", h->hash_appended ? "yes" : "no");
   printf("segments        %u\n", h->segment_count);
   unsigned known = segments_known(s);
