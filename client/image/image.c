@@ -141,7 +141,9 @@ static ef_err on_header(ef_image_validator *v) {
   hdr->min_chip_rev = h[14];
   hdr->min_chip_rev_full = le16(h + 15);
   hdr->max_chip_rev_full = le16(h + 17);
-  hdr->hash_appended = h[23] == 1;
+  /* A boolean for ESP-IDF (`if (image.hash_appended)` in
+   * esp_image_format.c): any non-zero byte means a digest follows. */
+  hdr->hash_appended = h[23] != 0;
   if (hdr->segment_count == 0 || hdr->segment_count > EF_IMAGE_MAX_SEGMENTS)
     return fail(v, EF_ERR_IMAGE_SEGMENTS, "segment count at offset 1 is %u, expected 1 to %d",
                 (unsigned)hdr->segment_count, EF_IMAGE_MAX_SEGMENTS);

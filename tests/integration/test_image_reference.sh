@@ -158,13 +158,6 @@ CHIP_IDS = {"esp32": 0, "esp32s2": 2, "esp32c3": 5, "esp32s3": 9, "esp32c2": 12,
 # Disagreements known today, each with its cause. A case listed here that
 # starts to agree fails too, so that the entry is removed with the fix.
 KNOWN = {
-    # ESP-IDF tests hash_appended as a boolean (any non-zero value: a digest
-    # follows, and the header byte is hashed, so this image's digest no
-    # longer matches); client/image/image.c takes only 1 as "appended" and
-    # accepts the image as one without digest, 32 bytes shorter. The
-    # simulator shares image.c, so it accepts what an ESP would reject.
-    "mk40k.hdr-hashflag-2": "hash_appended=2 is 'appended' for ESP-IDF, 'not appended' for image.c",
-    "real.hdr-hashflag-2": "hash_appended=2 is 'appended' for ESP-IDF, 'not appended' for image.c",
 }
 
 def facts_ref(r):
