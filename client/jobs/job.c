@@ -506,6 +506,15 @@ out:
   EVP_MD_CTX_free(ctx);
 }
 
+/* An integer written exactly: cJSON prints numbers with 15 significant
+ * digits when they compare equal within its tolerance, and a size near
+ * 2^53 would then read back as another size. */
+static bool add_uint(cJSON *o, const char *key, uint64_t v) {
+  char text[24];
+  snprintf(text, sizeof text, "%" PRIu64, v);
+  return cJSON_AddRawToObject(o, key, text) != NULL;
+}
+
 char *ef_job_to_json(const ef_job *job) {
   char *s = NULL;
   cJSON *o = cJSON_CreateObject();
@@ -513,7 +522,7 @@ char *ef_job_to_json(const ef_job *job) {
   bool ok = cJSON_AddStringToObject(o, "job_id", job->job_id) &&
             cJSON_AddStringToObject(o, "url", job->url) &&
             cJSON_AddStringToObject(o, "sha256", job->sha256_hex) &&
-            cJSON_AddNumberToObject(o, "size", (double)job->size) &&
+            add_uint(o, "size", job->size) &&
             cJSON_AddStringToObject(o, "version", job->version);
   if (ok && job->project[0]) ok = cJSON_AddStringToObject(o, "project", job->project);
   if (ok && job->chip[0]) ok = cJSON_AddStringToObject(o, "chip", job->chip);

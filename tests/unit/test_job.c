@@ -379,6 +379,25 @@ static void test_rfc3339_format_parse_inverse(void **state) {
   }
 }
 
+/* The largest size a job may carry (2^53) is written exactly: cJSON would
+ * print it with 15 digits, 9007199254740990, and the journal would read back
+ * another job. */
+static void test_to_json_round_trip_huge_size(void **state) {
+  (void)state;
+  ef_job_limits lim = {.max_payload = 4096, .max_image_size = UINT64_MAX, .allow_http = false};
+  const char *doc = "{\"job_id\":\"j\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+                    "\",\"size\":9007199254740992,\"version\":\"1\"}";
+  ef_job a, b;
+  assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &a, NULL), EF_OK);
+  assert_int_equal(a.size, 9007199254740992ULL);
+  char *text = ef_job_to_json(&a);
+  assert_non_null(text);
+  assert_non_null(strstr(text, "\"size\":9007199254740992,"));
+  assert_int_equal(ef_job_parse(text, strlen(text), &lim, &b, NULL), EF_OK);
+  free(text);
+  assert_memory_equal(&a, &b, sizeof a);
+}
+
 /* A job with such a not_after writes a document that reads back to it. */
 static void test_to_json_round_trip_not_after_edges(void **state) {
   (void)state;
@@ -946,6 +965,7 @@ int main(void) {
       cmocka_unit_test(test_rfc3339_truncated_offsets),
       cmocka_unit_test(test_rfc3339_format_parse_inverse),
       cmocka_unit_test(test_to_json_round_trip_not_after_edges),
+      cmocka_unit_test(test_to_json_round_trip_huge_size),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
