@@ -30,7 +30,6 @@ int ef_log_level_parse(const char *name) {
 void ef_log(ef_log_level level, const char *fmt, ...) {
   /* syslog priorities: err=3, warning=4, info=6, debug=7 */
   static const int prio[] = {3, 4, 6, 7};
-  static const char *words[] = {"error", "warning", "info", "debug"};
   if (level > max_level) return;
   char line[1024];
   int n;
@@ -42,10 +41,12 @@ void ef_log(ef_log_level level, const char *fmt, ...) {
     handler(handler_arg, level, line);
     return;
   }
-  if (getenv("JOURNAL_STREAM"))
+  if (getenv("JOURNAL_STREAM")) {
     n = snprintf(line, sizeof line, "<%d>", prio[level]);
-  else
+  } else {
+    static const char *words[] = {"error", "warning", "info", "debug"};
     n = snprintf(line, sizeof line, "%s: %s: ", log_ident, words[level]);
+  }
   va_list ap;
   va_start(ap, fmt);
   int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

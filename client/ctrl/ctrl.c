@@ -126,13 +126,12 @@ void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n) {
 }
 
 ef_err ef_fw_version_parse(const char *text, ef_fw_version *v) {
-  ef_fw_version out;
+  ef_fw_version out = {0};
   uint32_t *num[5] = {&out.major1, &out.major2, &out.minor, &out.rev_patch1, &out.rev_patch2};
   const char *dash = text ? strrchr(text, '-') : NULL;
   if (!dash || dash == text || (size_t)(dash - text) >= sizeof out.name) return EF_ERR_INVALID_ARG;
   for (const char *q = text; q < dash; q++)
     if (!isalnum((unsigned char)*q) && *q != '_') return EF_ERR_INVALID_ARG;
-  memset(&out, 0, sizeof out);
   memcpy(out.name, text, (size_t)(dash - text));
   const char *p = dash + 1;
   for (int i = 0; i < 5; i++) {

@@ -311,7 +311,9 @@ static void *download_thread(void *arg) {
   else
     ef_debug("download: GET %s", d->where);
   res = curl_easy_perform(d->curl);
-  if (d->fail.code != EF_OK) {
+  /* Two ways to the same outcome, in curl's order: a callback failed during
+   * the transfer, or an error status is only seen now (empty body). */
+  if (d->fail.code != EF_OK) { // NOLINT(bugprone-branch-clone): see above
     ef_status_copy(&d->outcome, &d->fail);
   } else if (res != CURLE_OK) {
     describe_curl_error(d, res);

@@ -339,7 +339,7 @@ static const char *state_name(const ef_image_validator *v) {
 
 /* Offset one past the byte the stream would have to reach to be complete. */
 static uint64_t expected_end(const ef_image_validator *v) {
-  uint64_t end = v->offset;
+  uint64_t end;
   switch (v->st) {
     case ST_HEADER: return EF_IMAGE_HEADER_SIZE;
     case ST_SEG_HEADER: return v->offset - v->buf_len + EF_IMAGE_SEGMENT_HEADER_SIZE;

@@ -139,7 +139,11 @@ static ef_err write_seg_header(writer *w, uint32_t addr, uint32_t len) {
   return emit(w, s, sizeof s, false);
 }
 
-static void put_str(uint8_t *dst, const char *s) { memcpy(dst, s, strlen(s)); }
+/* A fixed-width text field of a zeroed buffer: the NUL padding is already
+ * there (lengths were checked by the caller, at most 31). */
+static void put_str(uint8_t *dst, const char *s) {
+  memcpy(dst, s, strlen(s)); // NOLINT(bugprone-not-null-terminated-result): NUL-padded field, see above
+}
 
 static ef_err write_app_desc(writer *w, const ef_mkimage_options *o, const uint8_t seed[32]) {
   uint8_t d[EF_APP_DESC_SIZE] = {0};
@@ -156,7 +160,7 @@ static ef_err write_app_desc(writer *w, const ef_mkimage_options *o, const uint8
 
 static ef_err write_release(writer *w, const char *release) {
   uint8_t r[EF_MKIMAGE_RELEASE_RECORD_SIZE] = {0};
-  memcpy(r, EF_MKIMAGE_RELEASE_MAGIC, 8);
+  memcpy(r, EF_MKIMAGE_RELEASE_MAGIC, 8); // NOLINT(bugprone-not-null-terminated-result): an 8-byte magic, no NUL
   put_str(r + 8, release);
   return emit(w, r, sizeof r, true);
 }

@@ -189,8 +189,9 @@ static void fail(char *reason, size_t n, bool *failed, const char *fmt, ...) {
 /* Known keys given twice make the document ambiguous (cJSON would read the
  * first one, another parser the last), so they are refused. */
 static const cJSON *get_unique(const cJSON *root, const char *key, bool *dup) {
-  const cJSON *found = NULL, *it;
-  cJSON_ArrayForEach(it, root) {
+  const cJSON *found = NULL;
+  /* cJSON_ArrayForEach written out, so that static analysers follow it */
+  for (const cJSON *it = root ? root->child : NULL; it; it = it->next) {
     if (it->string && strcmp(it->string, key) == 0) {
       if (found) *dup = true;
       else found = it;
@@ -207,7 +208,7 @@ static bool opt_string(const cJSON *it, const char *key, size_t max, char *dst, 
     fail(reason, n, failed, "%s: must be a string of 1-%zu characters", key, max);
     return false;
   }
-  strcpy(dst, it->valuestring);
+  memcpy(dst, it->valuestring, strlen(it->valuestring) + 1); /* checked above: at most max */
   return true;
 }
 
@@ -276,7 +277,7 @@ static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *ou
   if (!it) fail(reason, n, failed, "job_id: required");
   else if (!cJSON_IsString(it) || !ef_id_valid(it->valuestring))
     fail(reason, n, failed, "job_id: must be 1-64 characters of [A-Za-z0-9._:-]");
-  else if (!id_dup) strcpy(out->job_id, it->valuestring);
+  else if (!id_dup) snprintf(out->job_id, sizeof out->job_id, "%s", it->valuestring);
 
   it = get_unique(root, "url", &dup);
   if (!it) fail(reason, n, failed, "url: required");
@@ -285,7 +286,7 @@ static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *ou
   else if (!url_ok(it->valuestring, lim->allow_http))
     fail(reason, n, failed, lim->allow_http ? "url: must be an http or https URL with a host"
                                             : "url: must be https (https://host/...)");
-  else strcpy(out->url, it->valuestring);
+  else snprintf(out->url, sizeof out->url, "%s", it->valuestring);
 
   it = get_unique(root, "sha256", &dup);
   if (!it) fail(reason, n, failed, "sha256: required");

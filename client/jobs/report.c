@@ -130,7 +130,7 @@ char *ef_report_progress_json(const char *device_id, const char *job_id, uint64_
   if (!o) return NULL;
   ef_rfc3339_format(ts_ms, ts);
   int percent = 0;
-  if (total > 0) percent = bytes >= total ? 100 : (int)(bytes * 100.0 / (double)total);
+  if (total > 0) percent = bytes >= total ? 100 : (int)((double)bytes * 100.0 / (double)total);
   bool ok = cJSON_AddStringToObject(o, "device_id", device_id) &&
             cJSON_AddStringToObject(o, "job_id", job_id) &&
             cJSON_AddNumberToObject(o, "bytes", (double)bytes) &&

@@ -288,7 +288,7 @@ static void unacked_resend(ef_mqtt *s) {
   pthread_mutex_lock(&s->mu);
   s->n_early = 0; /* acks of the old connection are all in */
   if (s->n_unacked > 0)
-    batch = malloc((size_t)s->n_unacked * sizeof *batch);
+    batch = malloc((size_t)s->n_unacked * sizeof *batch); // NOLINT(bugprone-sizeof-expression): an array of pointers
   for (struct unacked *u = s->head, *next; u && batch; u = next) {
     next = u->next;
     if (u->token == TOKEN_SENDING || (u->token >= 0 && token_in(pending, u->token)))
@@ -640,8 +640,13 @@ static void session_free(ef_mqtt *s) {
   pthread_mutex_lock(&s->mu);
   while (s->active > 0)
     pthread_cond_wait(&s->cv, &s->mu);
-  while (s->head)
-    unacked_unlink(s, s->head);
+  for (struct unacked *u = s->head, *next; u; u = next) {
+    next = u->next;
+    free(u->topic);
+    free(u);
+  }
+  s->head = s->tail = NULL;
+  s->n_unacked = 0;
   pthread_mutex_unlock(&s->mu);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);

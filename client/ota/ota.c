@@ -54,10 +54,9 @@ static ef_err check_identity(const ef_ota_request *req, const ef_image_header *h
 /* Reads the next bytes and passes them through hash and validator. */
 static ef_err pull(ef_source *src, const ef_ota_request *req, ef_ota_result *res,
                    ef_image_validator *val, uint8_t *dst, size_t cap, size_t *got, ef_status *st) {
-  ef_err err;
   for (;;) {
     ef_status why = EF_STATUS_INIT;
-    err = src->read(src, dst, cap, got, &why);
+    ef_err err = src->read(src, dst, cap, got, &why);
     if (err == EF_OK) break;
     ef_status_fail(&why, err, NULL); /* a source that said nothing */
     /* The caller may continue the stream where it broke (HTTP Range): a

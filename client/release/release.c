@@ -262,7 +262,7 @@ char *ef_manifest_to_json(const ef_manifest *m) {
 static bool get_text(const cJSON *o, const char *key, bool required, char *dst, size_t n, ef_status *st) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   if (!v && !required) return true;
-  if (!cJSON_IsString(v) || strlen(v->valuestring) >= n || !v->valuestring[0] || !printable(v->valuestring)) {
+  if (!v || !cJSON_IsString(v) || strlen(v->valuestring) >= n || !v->valuestring[0] || !printable(v->valuestring)) {
     ef_status_fail(st, EF_ERR_BAD_JOB, "%s: must be printable text of 1 to %zu characters", key, n - 1);
     return false;
   }

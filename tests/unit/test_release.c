@@ -144,6 +144,7 @@ static void test_manifest_round_trip(void **state) {
   const char *bad[] = {
       "{}", "[]", "not json",
       "{\"format\":\"espfleet-release-v2\"}",
+      // NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one JSON document over two lines
       "{\"format\":\"espfleet-release-v1\",\"key_id\":\"k\",\"signature\":\"AAAA\",\"sha256\":\"x\",\"size\":1,"
       "\"version\":\"1\",\"project\":\"p\",\"chip\":\"esp32\",\"secure_version\":0,\"allow_downgrade\":false}",
   };

@@ -74,7 +74,7 @@ int cmd_job(int argc, char **argv) {
   char *json = NULL;
   con_link *link = NULL;
   con_image img;
-  ef_job job;
+  ef_job job = {0}; /* filled by con_job_prepare; zeroed so analysers see it set */
   char topic[512];
   long v;
   int opt, rc = CON_USAGE;

@@ -12,11 +12,11 @@
 /* Keeps characters a job_id allows, turns others into '_', stops at @p max. */
 static size_t id_part(char *out, const char *in, size_t max) {
   size_t n = 0;
-  for (; in[n] && n < max; n++) {
+  for (; n < max && in[n]; n++) {
     char ch = in[n];
     bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
               ch == '_' || ch == ':' || ch == '-';
-    out[n] = ok ? ch : '_';
+    out[n] = (char)(ok ? ch : '_'); /* both are chars; ?: makes them int */
   }
   out[n] = '\0';
   return n;

@@ -14,7 +14,6 @@ static int slot_or_null(cJSON *o, const char *key, uint32_t slot) {
 
 /* The facts of an image; for an empty slot only what is known. */
 static cJSON *image_json(const sim_slot_info *s, unsigned index, bool with_state) {
-  char sha[65];
   bool has_image = s->state == SIM_SLOT_VALID || s->state == SIM_SLOT_BOOT_FAILED;
   const char *chip = ef_chip_name((uint16_t)s->chip_id);
   cJSON *o = cJSON_CreateObject();
@@ -26,6 +25,7 @@ static cJSON *image_json(const sim_slot_info *s, unsigned index, bool with_state
   cJSON_AddNumberToObject(o, "size", (double)(has_image ? s->image_length : s->length));
   cJSON_AddNumberToObject(o, "written", (double)s->length);
   if (has_image) {
+    char sha[65];
     ef_hex(s->sha256, sizeof s->sha256, sha);
     cJSON_AddStringToObject(o, "sha256", sha);
     ef_hex(s->written_sha256, sizeof s->written_sha256, sha);

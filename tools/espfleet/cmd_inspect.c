@@ -140,7 +140,7 @@ static bool header_known(const scan *s) {
 }
 
 static void print_text(const char *path, const scan *s) {
-  char hex[65], fs[32];
+  char fs[32];
   printf("file            %s\n", path);
   printf("size            %" PRIu64 " bytes\n", s->file_size);
   printf("sha256          %s\n", s->sha256);
@@ -170,6 +170,7 @@ static void print_text(const char *path, const scan *s) {
            h->segments[i].load_addr, h->segments[i].length, h->segments[i].file_offset);
   if (s->desc_ready) {
     const ef_app_desc *d = &s->desc;
+    char hex[65];
     ef_hex(d->app_elf_sha256, 32, hex);
     printf("version         %s\n", d->version);
     printf("project         %s\n", d->project_name);
@@ -194,7 +195,7 @@ static cJSON *json_hex32(uint32_t v) {
 }
 
 static cJSON *build_json(const char *path, const scan *s) {
-  char hex[65], fs[32];
+  char fs[32];
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "file", path);
   cJSON_AddNumberToObject(root, "size", (double)s->file_size);
@@ -251,6 +252,7 @@ static cJSON *build_json(const char *path, const scan *s) {
     cJSON_AddNumberToObject(a, "secure_version", d->secure_version);
     cJSON_AddStringToObject(a, "date", d->date);
     cJSON_AddStringToObject(a, "time", d->time);
+    char hex[65];
     ef_hex(d->app_elf_sha256, 32, hex);
     cJSON_AddStringToObject(a, "elf_sha256", hex);
   }
