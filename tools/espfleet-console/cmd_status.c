@@ -119,97 +119,112 @@ out:
   return rc;
 }
 
-int cmd_status(int argc, char **argv) {
+/* The command line of `status`. */
+typedef struct {
+  con_common c;
+  const char *devices[CON_MAX_DEVICES];
+  int n_devices; /* 0: every device */
+  bool json;
+} status_args;
+
+/* @return CON_OK when the command should run, else the exit status (the
+ * usage error printed). */
+static int parse_status_args(int argc, char **argv, status_args *a) {
   enum { O_DEVICE = CON_OPT_CMD, O_JSON };
   static const struct option longopts[] = {
       {"device", required_argument, NULL, O_DEVICE},
       {"json", no_argument, NULL, O_JSON},
       CON_COMMON_LONGOPTS,
   };
-  con_common c;
-  const char *devices[CON_MAX_DEVICES];
-  char topics[CON_MAX_DEVICES][512];
-  const char *topic_ptrs[CON_MAX_DEVICES];
-  int n_devices = 0;
-  bool json = false;
-  table t = {0};
-  con_link *link = NULL;
-  int opt, rc = CON_USAGE;
-
-  con_common_init(&c);
+  int opt;
+  memset(a, 0, sizeof *a);
+  con_common_init(&a->c);
   while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-    int r = con_common_opt(&c, "status", opt, optarg);
-    if (r < 0) goto out;
+    int r = con_common_opt(&a->c, "status", opt, optarg);
+    if (r < 0) return CON_USAGE;
     if (r > 0) continue;
     if (opt == O_JSON) {
-      json = true;
+      a->json = true;
     } else if (opt == O_DEVICE) {
-      if (!ef_id_valid(optarg) || n_devices == CON_MAX_DEVICES) {
-        con_usage_error("status", "--device: '%s' is not a device id, or more than %d devices", optarg, CON_MAX_DEVICES);
-        goto out;
-      }
-      devices[n_devices++] = optarg;
+      if (!ef_id_valid(optarg) || a->n_devices == CON_MAX_DEVICES)
+        return con_usage_error("status", "--device: '%s' is not a device id, or more than %d devices", optarg,
+                               CON_MAX_DEVICES);
+      a->devices[a->n_devices++] = optarg;
     } else {
-      con_usage_error("status", "unknown option");
-      goto out;
+      return con_usage_error("status", "unknown option");
     }
   }
-  if (optind != argc) {
-    con_usage_error("status", "unexpected argument '%s'", argv[optind]);
-    goto out;
-  }
-  if ((rc = con_common_check(&c, "status")) != CON_OK) goto out;
-  rc = CON_FAIL;
-  int n_topics = n_devices ? n_devices : 1;
-  for (int i = 0; i < n_topics; i++) {
-    if (!con_topic(topics[i], sizeof topics[i], c.prefix, "devices", n_devices ? devices[i] : "+", "state")) {
-      con_fail(EF_ERR_INVALID_ARG, "topic too long");
-      goto out;
-    }
-    topic_ptrs[i] = topics[i];
-  }
-  for (int i = 0; i < n_devices; i++)
-    if (!table_get(&t, devices[i])) goto nomem;
+  if (optind != argc) return con_usage_error("status", "unexpected argument '%s'", argv[optind]);
+  return con_common_check(&a->c, "status");
+}
 
-  con_catch_signals();
-  if (con_link_open(&c, topic_ptrs, (size_t)n_topics, CON_CONNECT_TIMEOUT_S, &link) != EF_OK) goto out;
-  int64_t deadline = ef_mono_ms() + (int64_t)((c.timeout_s > 0 ? c.timeout_s : 2.0) * 1000);
-  int unseen = n_devices;
+/* Keeps the newest state document of each device until @p deadline_ms (or,
+ * with --device, until every named device answered) in @p t. @return false
+ * when out of memory. */
+static bool collect_states(con_link *link, const status_args *a, table *t, int64_t deadline_ms) {
+  int unseen = a->n_devices;
   con_msg *m;
-  while ((n_devices == 0 || unseen > 0) && (m = con_link_next(link, deadline))) {
+  while ((a->n_devices == 0 || unseen > 0) && (m = con_link_next(link, deadline_ms))) {
     con_doc d;
-    bool ok = con_doc_parse(m, c.prefix, &d) && !d.progress;
+    bool ok = con_doc_parse(m, a->c.prefix, &d) && !d.progress;
     con_msg_free(m);
     if (!ok) {
       con_doc_clear(&d);
       continue;
     }
-    if (n_devices) {
+    if (a->n_devices) {
       row *x = NULL;
-      for (size_t i = 0; i < t.n && !x; i++)
-        if (strcmp(t.rows[i].device, d.device) == 0) x = &t.rows[i];
+      for (size_t i = 0; i < t->n && !x; i++)
+        if (strcmp(t->rows[i].device, d.device) == 0) x = &t->rows[i];
       if (!x) {
         con_doc_clear(&d);
         continue;
       }
       if (!x->seen) unseen--;
     }
-    row *x = table_get(&t, d.device);
+    row *x = table_get(t, d.device);
     if (!x) {
       con_doc_clear(&d);
-      goto nomem;
+      return false;
     }
     con_doc_clear(&x->doc);
     x->doc = d;
     x->seen = true;
   }
+  return true;
+}
+
+int cmd_status(int argc, char **argv) {
+  status_args a;
+  char topics[CON_MAX_DEVICES][512];
+  const char *topic_ptrs[CON_MAX_DEVICES];
+  table t = {0};
+  con_link *link = NULL;
+  int rc = parse_status_args(argc, argv, &a);
+  if (rc != CON_OK) goto out;
+  rc = CON_FAIL;
+  int n_topics = a.n_devices ? a.n_devices : 1;
+  for (int i = 0; i < n_topics; i++) {
+    if (!con_topic(topics[i], sizeof topics[i], a.c.prefix, "devices", a.n_devices ? a.devices[i] : "+", "state")) {
+      con_fail(EF_ERR_INVALID_ARG, "topic too long");
+      goto out;
+    }
+    topic_ptrs[i] = topics[i];
+  }
+  for (int i = 0; i < a.n_devices; i++)
+    if (!table_get(&t, a.devices[i])) goto nomem;
+
+  con_catch_signals();
+  if (con_link_open(&a.c, topic_ptrs, (size_t)n_topics, CON_CONNECT_TIMEOUT_S, &link) != EF_OK) goto out;
+  int64_t deadline = ef_mono_ms() + (int64_t)((a.c.timeout_s > 0 ? a.c.timeout_s : 2.0) * 1000);
+  if (!collect_states(link, &a, &t, deadline)) goto nomem;
   /* t.rows is NULL when no device answered: qsort must not see it (C11
    * 7.22.5 wants a valid pointer even for 0 elements). */
   if (t.n > 1) qsort(t.rows, t.n, sizeof *t.rows, by_device);
-  if (json) {
+  if (a.json) {
     rc = print_json(&t);
   } else {
-    if (t.n == 0) printf("no device has published a state under %s/devices/\n", c.prefix);
+    if (t.n == 0) printf("no device has published a state under %s/devices/\n", a.c.prefix);
     else print_table(&t);
     rc = CON_OK;
   }

@@ -95,7 +95,17 @@ static int parse_num(const char *opt, const char *s, uint64_t *out) {
   return 0;
 }
 
-int main(int argc, char **argv) {
+/* The command line. */
+typedef struct {
+  sim_config cfg;
+  const char *flash_path, *chip;
+  uint64_t slot_size; /* 0: the chip's */
+  bool show, fw_set;
+} sim_args;
+
+/* Parses argv into @p a. @return -1 to run, 0 after --help or --version,
+ * 2 on a usage error (before usage is printed). */
+static int parse_sim_args(int argc, char **argv, sim_args *a) {
   enum { O_LINK = 256, O_FLASH, O_SHOW, O_CHIP, O_SLOT, O_REBOOT, O_DOWN, O_INIT, O_KBPS, O_ERASE,
          O_LAT, O_FAULT, O_FW, O_POLL, O_VERSION };
   static const struct option opts[] = {
@@ -118,82 +128,100 @@ int main(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  sim_config cfg = {.reboot_delay_ms = 5000, .down_ms = 200, .init_delay_ms = 50,
-                    .erase_ms_per_4k = DEFAULT_ERASE_MS_PER_4K, .rx_poll_ms = DEFAULT_RX_POLL_MS};
-  const char *flash_path = NULL, *chip = "esp32s3", *why;
-  uint64_t slot_size = 0;
-  bool show = false, fw_set = false;
-  sim_flash flash = {.fd = -1};
-  int c, rc = 2;
-
-  ef_log_set_ident("espfleet-sim");
+  sim_config *cfg = &a->cfg;
+  const char *why;
+  int c;
   while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     int bad = 0;
     switch (c) {
-    case O_LINK: cfg.link = optarg; break;
-    case O_FLASH: flash_path = optarg; break;
-    case O_SHOW: show = true; break;
-    case O_CHIP: chip = optarg; break;
-    case O_SLOT: bad = parse_num("--slot-size", optarg, &slot_size); break;
-    case O_REBOOT: bad = parse_num("--reboot-delay-ms", optarg, &cfg.reboot_delay_ms); break;
-    case O_DOWN: bad = parse_num("--down-ms", optarg, &cfg.down_ms); break;
-    case O_INIT: bad = parse_num("--init-delay-ms", optarg, &cfg.init_delay_ms); break;
-    case O_KBPS: bad = parse_num("--flash-kbps", optarg, &cfg.flash_kbps); break;
-    case O_ERASE: bad = parse_num("--erase-ms-per-4k", optarg, &cfg.erase_ms_per_4k); break;
-    case O_LAT: bad = parse_num("--latency-us", optarg, &cfg.latency_us); break;
+    case O_LINK: cfg->link = optarg; break;
+    case O_FLASH: a->flash_path = optarg; break;
+    case O_SHOW: a->show = true; break;
+    case O_CHIP: a->chip = optarg; break;
+    case O_SLOT: bad = parse_num("--slot-size", optarg, &a->slot_size); break;
+    case O_REBOOT: bad = parse_num("--reboot-delay-ms", optarg, &cfg->reboot_delay_ms); break;
+    case O_DOWN: bad = parse_num("--down-ms", optarg, &cfg->down_ms); break;
+    case O_INIT: bad = parse_num("--init-delay-ms", optarg, &cfg->init_delay_ms); break;
+    case O_KBPS: bad = parse_num("--flash-kbps", optarg, &cfg->flash_kbps); break;
+    case O_ERASE: bad = parse_num("--erase-ms-per-4k", optarg, &cfg->erase_ms_per_4k); break;
+    case O_LAT: bad = parse_num("--latency-us", optarg, &cfg->latency_us); break;
     case O_FAULT:
-      if (sim_faults_parse(&cfg.faults, optarg, &why) != 0) {
+      if (sim_faults_parse(&cfg->faults, optarg, &why) != 0) {
         fprintf(stderr, "espfleet-sim: --fault %s: %s\n", optarg, why);
         bad = 1;
       }
       break;
     case O_FW:
-      if (ef_fw_version_parse(optarg, &cfg.release) != EF_OK) {
+      if (ef_fw_version_parse(optarg, &cfg->release) != EF_OK) {
         fprintf(stderr, "espfleet-sim: --fw-version %s: expected NAME-a.b.c.d.e\n", optarg);
         bad = 1;
       }
-      fw_set = true;
+      a->fw_set = true;
       break;
-    case O_POLL: bad = parse_num("--rx-poll-ms", optarg, &cfg.rx_poll_ms); break;
+    case O_POLL: bad = parse_num("--rx-poll-ms", optarg, &cfg->rx_poll_ms); break;
     case O_VERSION: printf("espfleet-sim %s\n", ESPFLEET_VERSION); return 0;
     case 'v': ef_log_set_level(EF_LOG_DEBUG); break;
     case 'h': usage(stdout); return 0;
     default: bad = 1; break;
     }
-    if (bad) goto usage;
+    if (bad) return 2;
   }
-  if (optind != argc || !flash_path || (!show && !cfg.link)) goto usage;
+  if (optind != argc || !a->flash_path || (!a->show && !cfg->link)) return 2;
+  return -1;
+}
 
-  if (show) {
-    rc = 1;
-    if (sim_flash_open_ro(&flash, flash_path) == EF_OK && sim_show(&flash) == EF_OK) rc = 0;
-    goto out;
+/* What the chip decides (Bluetooth, slot size) and the default release.
+ * @return false after saying why (a usage error). */
+static bool complete_config(sim_args *a) {
+  sim_config *cfg = &a->cfg;
+  if (ef_chip_from_name(a->chip, &cfg->chip_id) != EF_OK) {
+    fprintf(stderr, "espfleet-sim: --chip %s: unknown chip\n", a->chip);
+    return false;
   }
-  if (ef_chip_from_name(chip, &cfg.chip_id) != EF_OK) {
-    fprintf(stderr, "espfleet-sim: --chip %s: unknown chip\n", chip);
-    goto usage;
-  }
-  const struct chip_facts *facts = chip_facts(cfg.chip_id);
-  cfg.has_bluetooth = facts ? facts->bluetooth : true;
-  if (slot_size == 0) slot_size = facts ? facts->slot_size : 1024 * 1024;
-  if (!fw_set && ef_fw_version_parse(DEFAULT_RELEASE, &cfg.release) != EF_OK) goto usage;
-  if (slot_size < 65536 || slot_size % 4096 != 0) {
+  const struct chip_facts *facts = chip_facts(cfg->chip_id);
+  cfg->has_bluetooth = facts ? facts->bluetooth : true;
+  if (a->slot_size == 0) a->slot_size = facts ? facts->slot_size : 1024 * 1024;
+  if (!a->fw_set && ef_fw_version_parse(DEFAULT_RELEASE, &cfg->release) != EF_OK) return false;
+  if (a->slot_size < 65536 || a->slot_size % 4096 != 0) {
     fprintf(stderr, "espfleet-sim: --slot-size must be a multiple of 4096, at least 64K\n");
-    goto usage;
+    return false;
   }
+  return true;
+}
 
-  /* The server takes these through a signalfd; block them before any
-   * thread or descriptor exists so none is delivered the default way. */
+/* The server takes SIGTERM and SIGINT through a signalfd; block them before
+ * any thread or descriptor exists so none is delivered the default way. */
+static void block_signals_for_server(void) {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   sigprocmask(SIG_BLOCK, &mask, NULL);
   signal(SIGPIPE, SIG_IGN);
+}
 
+int main(int argc, char **argv) {
+  sim_args a = {.cfg = {.reboot_delay_ms = 5000, .down_ms = 200, .init_delay_ms = 50,
+                        .erase_ms_per_4k = DEFAULT_ERASE_MS_PER_4K, .rx_poll_ms = DEFAULT_RX_POLL_MS},
+                .chip = "esp32s3"};
+  sim_flash flash = {.fd = -1};
+  int rc;
+
+  ef_log_set_ident("espfleet-sim");
+  rc = parse_sim_args(argc, argv, &a);
+  if (rc == 0) return 0;
+  if (rc == 2) goto usage;
+
+  if (a.show) {
+    rc = 1;
+    if (sim_flash_open_ro(&flash, a.flash_path) == EF_OK && sim_show(&flash) == EF_OK) rc = 0;
+    goto out;
+  }
+  if (!complete_config(&a)) goto usage;
+  block_signals_for_server();
   rc = 1;
-  if (sim_flash_open(&flash, flash_path, slot_size, true) != EF_OK) goto out;
-  if (sim_serve(&cfg, &flash) == EF_OK) rc = 0;
+  if (sim_flash_open(&flash, a.flash_path, a.slot_size, true) != EF_OK) goto out;
+  if (sim_serve(&a.cfg, &flash) == EF_OK) rc = 0;
   goto out;
 usage:
   usage(stderr);

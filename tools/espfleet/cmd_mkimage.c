@@ -41,7 +41,9 @@ const char cli_mkimage_usage[] =
     "Example: espfleet mkimage --chip esp32s3 --version 1.2.0 --project demo \\\n"
     "           --size 1M -o demo-1.2.0.bin\n";
 
-int cmd_mkimage(int argc, char **argv) {
+/* Parses argv into @p o and @p out_path. @return -1 when the command should
+ * run, or the usage error's exit status (the message printed). */
+static int parse_mkimage_args(int argc, char **argv, ef_mkimage_options *o, const char **out_path) {
   static const struct option opts[] = {
       {"chip", required_argument, NULL, 'c'},    {"version", required_argument, NULL, 'v'},
       {"project", required_argument, NULL, 'p'}, {"size", required_argument, NULL, 's'},
@@ -49,12 +51,8 @@ int cmd_mkimage(int argc, char **argv) {
       {"hosted-release", required_argument, NULL, 'R'},
       {NULL, 0, NULL, 0},
   };
-  ef_mkimage_options o = {.chip_id = EF_CHIP_INVALID};
-  const char *chip = NULL, *out_path = NULL;
+  const char *chip = NULL;
   bool have_size = false;
-  char *tmp_path = NULL;
-  FILE *f = NULL;
-  int rc = CLI_FAIL;
   int c;
   long l;
 
@@ -63,24 +61,24 @@ int cmd_mkimage(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
     switch (c) {
       case 'c': chip = optarg; break;
-      case 'v': o.version = optarg; break;
-      case 'p': o.project = optarg; break;
+      case 'v': o->version = optarg; break;
+      case 'p': o->project = optarg; break;
       case 's':
-        if (!cli_parse_size(optarg, &o.size)) return cli_usage_error("mkimage", "bad --size '%s'", optarg);
+        if (!cli_parse_size(optarg, &o->size)) return cli_usage_error("mkimage", "bad --size '%s'", optarg);
         have_size = true;
         break;
       case 'S':
         if (!cli_parse_long(optarg, 0, UINT32_MAX, &l))
           return cli_usage_error("mkimage", "bad --secure-version '%s'", optarg);
-        o.secure_version = (uint32_t)l;
+        o->secure_version = (uint32_t)l;
         break;
-      case 'o': out_path = optarg; break;
+      case 'o': *out_path = optarg; break;
       case 'R': {
         ef_fw_version rel;
         if (ef_fw_version_parse(optarg, &rel) != EF_OK || strlen(optarg) > EF_MKIMAGE_RELEASE_MAX)
           return cli_usage_error("mkimage", "bad --hosted-release '%s' (NAME-a.b.c.d.e, at most %d characters)",
                                  optarg, EF_MKIMAGE_RELEASE_MAX);
-        o.hosted_release = optarg;
+        o->hosted_release = optarg;
         break;
       }
       case ':': return cli_usage_error("mkimage", "option '%s' needs a value", argv[optind - 1]);
@@ -88,15 +86,27 @@ int cmd_mkimage(int argc, char **argv) {
     }
   }
   if (optind < argc) return cli_usage_error("mkimage", "unexpected argument '%s'", argv[optind]);
-  if (!chip || !o.version || !o.project || !have_size || !out_path)
+  if (!chip || !o->version || !o->project || !have_size || !*out_path)
     return cli_usage_error("mkimage", "--chip, --version, --project, --size and -o are required");
-  if (ef_chip_from_name(chip, &o.chip_id) != EF_OK)
+  if (ef_chip_from_name(chip, &o->chip_id) != EF_OK)
     return cli_usage_error("mkimage", "unknown chip '%s'", chip);
-  if (strlen(o.version) > 31 || strlen(o.project) > 31)
+  if (strlen(o->version) > 31 || strlen(o->project) > 31)
     return cli_usage_error("mkimage", "--version and --project hold at most 31 characters");
-  if (o.size < EF_MKIMAGE_MIN_SIZE || o.size > EF_MKIMAGE_MAX_SIZE)
+  if (o->size < EF_MKIMAGE_MIN_SIZE || o->size > EF_MKIMAGE_MAX_SIZE)
     return cli_usage_error("mkimage", "--size must be between %u and %llu bytes", EF_MKIMAGE_MIN_SIZE,
                            (unsigned long long)EF_MKIMAGE_MAX_SIZE);
+  return -1;
+}
+
+int cmd_mkimage(int argc, char **argv) {
+  ef_mkimage_options o = {.chip_id = EF_CHIP_INVALID};
+  const char *out_path = NULL;
+  char *tmp_path = NULL;
+  FILE *f = NULL;
+  int rc = CLI_FAIL;
+
+  int usage = parse_mkimage_args(argc, argv, &o, &out_path);
+  if (usage >= 0) return usage;
 
   bool to_stdout = strcmp(out_path, "-") == 0;
   char detail[512] = "";

@@ -45,20 +45,19 @@ static void *wait_signals(void *arg) {
   return NULL;
 }
 
-int main(int argc, char **argv) {
-  const char *config_path = NULL;
-  bool check_only = false;
-  int level = EF_LOG_INFO;
+/* Parses argv. @return -1 to run, 0 after --help or --version, 2 on a
+ * usage error (printed). */
+static int parse_args(int argc, char **argv, const char **config_path, bool *check_only) {
   static const struct option opts[] = {
       {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
       {"log-level", required_argument, NULL, 'l'}, {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  int level = EF_LOG_INFO;
   int c;
-  ef_log_set_ident("espfleetd");
   while ((c = getopt_long(argc, argv, "c:l:hV", opts, NULL)) != -1) {
     switch (c) {
-      case 'c': config_path = optarg; break;
-      case 'k': check_only = true; break;
+      case 'c': *config_path = optarg; break;
+      case 'k': *check_only = true; break;
       case 'l':
         level = ef_log_level_parse(optarg);
         if (level < 0) {
@@ -71,26 +70,28 @@ int main(int argc, char **argv) {
       default: usage(stderr); return 2;
     }
   }
-  if (!config_path || optind != argc) {
+  if (!*config_path || optind != argc) {
     usage(stderr);
     return 2;
   }
   ef_log_set_level((ef_log_level)level);
+  return -1;
+}
 
-  static ef_config cfg;
+/* Loads @p path into @p cfg; on failure prints every problem (so
+ * --check-config shows them all at once) and returns false. */
+static bool load_config(const char *path, ef_config *cfg) {
   static ef_config_problems problems;
   /* The problem list, not the status: --check-config shows every problem. */
-  if (ef_config_load(config_path, &cfg, &problems, NULL) != EF_OK) {
-    for (size_t i = 0; i < problems.count; i++) fprintf(stderr, "%s: %s\n", config_path, problems.lines[i]);
-    if (problems.dropped) fprintf(stderr, "%s: ... and %zu more problems\n", config_path, problems.dropped);
-    if (problems.count == 0) fprintf(stderr, "%s: the configuration is invalid\n", config_path);
-    return 2;
-  }
-  if (check_only) {
-    printf("%s: configuration is valid\n", config_path);
-    return 0;
-  }
+  if (ef_config_load(path, cfg, &problems, NULL) == EF_OK) return true;
+  for (size_t i = 0; i < problems.count; i++) fprintf(stderr, "%s: %s\n", path, problems.lines[i]);
+  if (problems.dropped) fprintf(stderr, "%s: ... and %zu more problems\n", path, problems.dropped);
+  if (problems.count == 0) fprintf(stderr, "%s: the configuration is invalid\n", path);
+  return false;
+}
 
+/* Runs the agent until a signal stops it. @return the exit status. */
+static int run_agent(const ef_config *cfg) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -106,7 +107,7 @@ int main(int argc, char **argv) {
   ef_agent *agent = NULL;
   ef_status st = EF_STATUS_INIT;
   char line[EF_STATUS_DETAIL_MAX + 64];
-  if (ef_agent_new(&cfg, &agent, &st) != EF_OK) {
+  if (ef_agent_new(cfg, &agent, &st) != EF_OK) {
     ef_error("%s", ef_status_text(&st, line, sizeof line));
     return 1;
   }
@@ -118,7 +119,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   pthread_detach(sig_thread);
-  ef_info("espfleetd %s starting for device %s", ESPFLEET_VERSION, cfg.device_id);
+  ef_info("espfleetd %s starting for device %s", ESPFLEET_VERSION, cfg->device_id);
   ef_err err = ef_agent_run(agent, &st);
   ef_agent_free(agent);
   if (err != EF_OK) {
@@ -127,4 +128,19 @@ int main(int argc, char **argv) {
   }
   ef_info("stopped");
   return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *config_path = NULL;
+  bool check_only = false;
+  static ef_config cfg;
+  ef_log_set_ident("espfleetd");
+  int rc = parse_args(argc, argv, &config_path, &check_only);
+  if (rc >= 0) return rc;
+  if (!load_config(config_path, &cfg)) return 2;
+  if (check_only) {
+    printf("%s: configuration is valid\n", config_path);
+    return 0;
+  }
+  return run_agent(&cfg);
 }
