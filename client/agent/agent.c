@@ -39,11 +39,16 @@ void publish_state_locked(ef_agent *a) {
   publish_doc_locked(a, &a->state);
 }
 
-void save_journal_locked(ef_agent *a) {
-  ef_status st = EF_STATUS_INIT;
-  /* Nobody above the agent to hand it to: the operator must hear of it, and
-   * the daemon goes on (the state documents still tell the controller). */
-  if (ef_journal_save(&a->journal, &st) != EF_OK) ef_error("could not save the journal: %s", st.detail);
+bool save_journal_locked(ef_agent *a, ef_status *st) {
+  ef_status why = EF_STATUS_INIT;
+  /* The operator hears of it here; what it means for the job is the
+   * caller's (docs/protocol.md, "Crash safety"): a job does not start, is
+   * stopped before OTA end, or ends failed with io_error. */
+  if (ef_journal_save(&a->journal, &why) != EF_OK) {
+    ef_error("could not save the journal: %s", why.detail);
+    ef_status_copy(st, &why);
+  }
+  return ef_journal_durable(&a->journal);
 }
 
 /*
@@ -65,7 +70,7 @@ void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprin
     r.ts_ms = ef_wall_ms();
     r.attempt = attempt;
     ef_journal_record_final(&a->journal, &r);
-    save_journal_locked(a);
+    (void)save_journal_locked(a, NULL);
   }
   ef_state doc = a->state;
   copy_truncating(doc.job_id, sizeof doc.job_id, job_id);
@@ -301,7 +306,7 @@ static void start_job_locked(ef_agent *a) {
   a->state.error = EF_OK;
   a->state.detail[0] = '\0';
   ef_journal_set_current(&a->journal, &job, attempt, a->state.state);
-  save_journal_locked(a);
+  (void)save_journal_locked(a, NULL);
   ef_info("job %s: installing %s from %s (attempt %d)", job.job_id, job.version, job.url, attempt);
   publish_state_locked(a);
 
@@ -331,7 +336,7 @@ static void handle_job_locked(ef_agent *a, const inbox_msg *m) {
   a->has_pending = true;
   /* Acknowledged to the broker: a restart must not lose it. */
   ef_journal_set_waiting(&a->journal, &job);
-  save_journal_locked(a);
+  (void)save_journal_locked(a, NULL);
 }
 
 static void handle_cancel_locked(ef_agent *a, const inbox_msg *m) {
@@ -415,11 +420,25 @@ static void read_fw_version(ef_agent *a) {
   ef_ctrl_close(ctrl);
 }
 
+/*
+ * The journal lost records: say which, keep what was read (saved at once, so
+ * the damage is not met again), and give a job whose record was lost a final
+ * state, since it will not resume.
+ */
+static void report_damage(ef_agent *a, const ef_journal_damage *d) {
+  ef_warn("journal: %zu record(s) could not be read and were dropped%s: %s", d->dropped,
+          d->truncated ? " (the file was cut short)" : "", d->summary);
+  if (d->floor_lost)
+    ef_error("journal: the secure_version floor could not be read: it starts again at 0 (docs/security.md)");
+  (void)save_journal_locked(a, NULL);
+  if (d->lost_current[0] && !ef_journal_find_final(&a->journal, d->lost_current))
+    report_final_locked(a, d->lost_current, "", EF_STATE_FAILED, EF_ERR_INTERRUPTED,
+                        "interrupted, and its journal record could not be read: it was not resumed", 1, true);
+}
+
 /* A job in the journal means the last process died during it. */
 static void resume_from_journal(ef_agent *a) {
-  const ef_journal_result *last = NULL;
-  for (size_t i = 0; i < a->journal.n_results; i++)
-    if (!last || a->journal.results[i].ts_ms >= last->ts_ms) last = &a->journal.results[i];
+  const ef_journal_result *last = ef_journal_last_final(&a->journal);
   if (last) {
     /* Start from the last final state so a restart never hides it. */
     a->state.state = last->state;
@@ -459,7 +478,7 @@ static void resume_from_journal(ef_agent *a) {
 
 ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
   ef_err err = EF_OK;
-  bool recovered = false;
+  ef_journal_damage damage;
   ef_agent *a = calloc(1, sizeof *a);
   if (!a) {
     *out = NULL;
@@ -483,10 +502,10 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
   for (size_t i = 0; i < cfg->n_groups; i++)
     snprintf(a->topic_groups[i], TOPIC_MAX, "%s/groups/%s/job", p, cfg->groups[i]);
 
-  if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
-    err = ef_status_fail(st, EF_ERR_IO, "cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
-    goto out;
-  }
+  /* A state_dir that cannot keep the journal is found now, not at the first
+   * job: it exists (or is created), is a directory, takes a write, has room. */
+  err = ef_journal_check_dir(cfg->state_dir, true, NULL, st);
+  if (err != EF_OK) goto out;
   err = ef_config_keyring(cfg, &a->keyring, st);
   if (err != EF_OK) goto out;
   if (a->keyring.n_keys == 0)
@@ -494,13 +513,13 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
             "image on it (set security.release_keys, docs/security.md)");
   else
     ef_info("signed releases: %zu release key(s), %zu revoked id(s)", a->keyring.n_keys, a->keyring.n_revoked);
-  err = ef_journal_load(&a->journal, cfg->state_dir, &recovered, st);
+  err = ef_journal_load(&a->journal, cfg->state_dir, &damage, st);
   if (err != EF_OK) goto out;
-  if (recovered) ef_warn("the journal was damaged; it was moved aside to %s.corrupt", EF_JOURNAL_FILE);
   ef_state_init(&a->state, cfg->device_id);
   a->state.app = a->journal.installed;
   a->state.signed_releases = a->keyring.n_keys > 0;
   refresh_driver_release_locked(a); /* nobody else has `a` yet */
+  if (damage.dropped || damage.truncated) report_damage(a, &damage);
   resume_from_journal(a);
 out:
   if (err != EF_OK) {

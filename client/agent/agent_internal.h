@@ -87,7 +87,9 @@ static inline void copy_truncating(char *dst, size_t n, const char *src) { snpri
 
 /* Publishing and the journal; the caller holds a->lock. */
 void publish_state_locked(ef_agent *a);
-void save_journal_locked(ef_agent *a);
+/* Saves the journal; true when everything in it is durable. A failure is
+ * logged, and its status copied to @p st (may be NULL). */
+bool save_journal_locked(ef_agent *a, ef_status *st);
 void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprint, ef_job_state st,
                          ef_err err, const char *detail, int attempt, bool record);
 void progress_tick_locked(ef_agent *a);

@@ -26,7 +26,7 @@ static void enter_phase(ef_agent *a, ef_job_state st) {
   a->state.state = st;
   a->state.bytes = atomic_load(&a->bytes);
   ef_journal_set_current(&a->journal, &a->job, a->attempt, st);
-  save_journal_locked(a);
+  (void)save_journal_locked(a, NULL);
   publish_state_locked(a);
   pthread_mutex_unlock(&a->lock);
 }

@@ -11,6 +11,7 @@
 #   wait_state JQ_CONDITION [TIMEOUT_S]  prints the state document once the
 #                                  condition holds (retained state counts)
 #   start_daemon / kill_daemon SIGNAL / daemon_alive
+#   journal_job current|waiting    job_id of that journal record
 . "$EF_SRC/tests/integration/lib_mosquitto.sh"
 . "$EF_SRC/tests/integration/lib_nginx.sh"
 
@@ -92,6 +93,14 @@ kill_daemon() {
   kill -"$1" "$DAEMON_PID" 2>/dev/null || true
   wait_for "! _ef_alive $DAEMON_PID" 10 || fail "espfleetd did not exit on SIG$1"
   wait "$DAEMON_PID" 2>/dev/null || true
+}
+
+# journal_job current|waiting: the job_id of that record of the daemon's
+# journal ("" when there is none). The journal has one record per line
+# (docs/protocol.md, "Crash safety"); a job is kept as its document's text.
+journal_job() {
+  jq -r --arg kind "$1" 'select(.kind == $kind) | .data.job | fromjson | .job_id' \
+    "$EF_TMP/state/journal.json" 2>/dev/null || true
 }
 
 # daemon_alive: true while espfleetd runs.

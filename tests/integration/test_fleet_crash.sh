@@ -14,11 +14,11 @@ wait_for "sim_get '$FLASH' .counters.ota_write | jq -e '. > 5' >/dev/null" 20 ||
 mkimage "$EF_TMP/v25.bin" 2.5.0 fleet-demo 200K
 serve "$EF_TMP/v25.bin" v25.bin
 publish_job "$(job_json waiting v25.bin)"
-wait_for "jq -e '.waiting.job_id == \"waiting\"' '$EF_TMP/state/journal.json' >/dev/null 2>&1" 5 ||
+wait_for "[ \"\$(journal_job waiting)\" = waiting ]" 5 ||
   fail "the waiting job is not in the journal"
 kill_daemon KILL
 assert_eq 0 "$(sim_get "$FLASH" .counters.ota_end)" "no OTA end before the kill"
-assert_eq crashy "$(jq -r '.current.job.job_id // empty' "$EF_TMP/state/journal.json")" \
+assert_eq crashy "$(journal_job current)" \
   "journal holds the interrupted job"
 
 start_daemon
