@@ -217,92 +217,103 @@ static size_t feed_segment_data(ef_image_validator *v, const uint8_t *p, size_t 
   return n;
 }
 
+/* The bytes the current state takes from the @p left at @p p (into
+ * *used), keeping what it needs. Fails on a bad magic or description. */
+static ef_err take(ef_image_validator *v, const uint8_t *p, size_t left, size_t *used) {
+  switch (v->st) {
+    case ST_ERROR:
+      return v->err;
+    case ST_HEADER:
+      if (v->offset == 0 && p[0] != EF_IMAGE_MAGIC)
+        return fail(v, EF_ERR_IMAGE_BAD_MAGIC, "byte 0 is 0x%02x, expected 0x%02x", p[0], EF_IMAGE_MAGIC);
+      *used = EF_IMAGE_HEADER_SIZE - v->buf_len;
+      if (*used > left) *used = left;
+      memcpy(v->buf + v->buf_len, p, *used);
+      v->buf_len += *used;
+      break;
+    case ST_SEG_HEADER:
+      *used = EF_IMAGE_SEGMENT_HEADER_SIZE - v->buf_len;
+      if (*used > left) *used = left;
+      memcpy(v->buf + v->buf_len, p, *used);
+      v->buf_len += *used;
+      break;
+    case ST_SEG_DATA:
+      *used = feed_segment_data(v, p, left);
+      if (v->st == ST_ERROR) return v->err;
+      break;
+    case ST_PADDING: {
+      uint64_t to_checksum = 15 - v->offset % 16;
+      *used = to_checksum < left ? (size_t)to_checksum : left;
+      break;
+    }
+    case ST_CHECKSUM:
+      v->stored_checksum = p[0];
+      v->checksum_offset = v->offset;
+      *used = 1;
+      break;
+    case ST_DIGEST:
+      *used = DIGEST_LEN - v->digest_len;
+      if (*used > left) *used = left;
+      memcpy(v->digest + v->digest_len, p, *used);
+      v->digest_len += *used;
+      break;
+    case ST_DONE:
+      /* A signature block (secure boot v2) may follow the digest. */
+      *used = left;
+      break;
+  }
+  return EF_OK;
+}
+
+/* Once the current state has what it needs: checks it and moves on. */
+static ef_err advance(ef_image_validator *v) {
+  ef_err err = EF_OK;
+  switch (v->st) {
+    case ST_HEADER:
+      if (v->buf_len == EF_IMAGE_HEADER_SIZE) err = on_header(v);
+      break;
+    case ST_SEG_HEADER:
+      if (v->buf_len == EF_IMAGE_SEGMENT_HEADER_SIZE) {
+        err = on_segment_header(v);
+        if (err == EF_OK && v->seg_left == 0) end_of_segment(v);
+      }
+      break;
+    case ST_SEG_DATA:
+      if (v->seg_left == 0) end_of_segment(v);
+      break;
+    case ST_PADDING:
+      if (v->offset % 16 == 15) v->st = ST_CHECKSUM;
+      break;
+    case ST_CHECKSUM:
+      v->st = v->hdr.hash_appended ? ST_DIGEST : ST_DONE;
+      if (v->hdr.hash_appended) {
+        v->sha_image = EVP_MD_CTX_new();
+        if (!v->sha_image || EVP_MD_CTX_copy_ex(v->sha_image, v->sha) != 1)
+          err = fail(v, EF_ERR_NOMEM, "cannot copy the SHA-256 state");
+      }
+      break;
+    case ST_DIGEST:
+      if (v->digest_len == DIGEST_LEN) v->st = ST_DONE;
+      break;
+    default:
+      break;
+  }
+  return err;
+}
+
 static ef_err feed(ef_image_validator *v, const uint8_t *data, size_t len) {
   size_t i = 0;
   while (i < len) {
     const uint8_t *p = data + i;
-    size_t left = len - i;
     size_t used = 0;
-    switch (v->st) {
-      case ST_ERROR:
-        return v->err;
-      case ST_HEADER:
-        if (v->offset == 0 && p[0] != EF_IMAGE_MAGIC)
-          return fail(v, EF_ERR_IMAGE_BAD_MAGIC, "byte 0 is 0x%02x, expected 0x%02x", p[0], EF_IMAGE_MAGIC);
-        used = EF_IMAGE_HEADER_SIZE - v->buf_len;
-        if (used > left) used = left;
-        memcpy(v->buf + v->buf_len, p, used);
-        v->buf_len += used;
-        break;
-      case ST_SEG_HEADER:
-        used = EF_IMAGE_SEGMENT_HEADER_SIZE - v->buf_len;
-        if (used > left) used = left;
-        memcpy(v->buf + v->buf_len, p, used);
-        v->buf_len += used;
-        break;
-      case ST_SEG_DATA:
-        used = feed_segment_data(v, p, left);
-        if (v->st == ST_ERROR) return v->err;
-        break;
-      case ST_PADDING: {
-        uint64_t to_checksum = 15 - v->offset % 16;
-        used = to_checksum < left ? (size_t)to_checksum : left;
-        break;
-      }
-      case ST_CHECKSUM:
-        v->stored_checksum = p[0];
-        v->checksum_offset = v->offset;
-        used = 1;
-        break;
-      case ST_DIGEST:
-        used = DIGEST_LEN - v->digest_len;
-        if (used > left) used = left;
-        memcpy(v->digest + v->digest_len, p, used);
-        v->digest_len += used;
-        break;
-      case ST_DONE:
-        /* A signature block (secure boot v2) may follow the digest. */
-        used = left;
-        break;
-    }
-
+    ef_err err = take(v, p, len - i, &used);
+    if (err != EF_OK) return err;
     /* One pass of SHA-256 serves both the stream's hash (the job's sha256)
      * and, through the copy taken at the digest, the appended digest. */
     if (EVP_DigestUpdate(v->sha, p, used) != 1) return fail(v, EF_ERR_INTERNAL, "SHA-256 update failed");
     v->offset += used;
     i += used;
-
-    ef_err err = EF_OK;
-    switch (v->st) {
-      case ST_HEADER:
-        if (v->buf_len == EF_IMAGE_HEADER_SIZE) err = on_header(v);
-        break;
-      case ST_SEG_HEADER:
-        if (v->buf_len == EF_IMAGE_SEGMENT_HEADER_SIZE) {
-          err = on_segment_header(v);
-          if (err == EF_OK && v->seg_left == 0) end_of_segment(v);
-        }
-        break;
-      case ST_SEG_DATA:
-        if (v->seg_left == 0) end_of_segment(v);
-        break;
-      case ST_PADDING:
-        if (v->offset % 16 == 15) v->st = ST_CHECKSUM;
-        break;
-      case ST_CHECKSUM:
-        v->st = v->hdr.hash_appended ? ST_DIGEST : ST_DONE;
-        if (v->hdr.hash_appended) {
-          v->sha_image = EVP_MD_CTX_new();
-          if (!v->sha_image || EVP_MD_CTX_copy_ex(v->sha_image, v->sha) != 1)
-            err = fail(v, EF_ERR_NOMEM, "cannot copy the SHA-256 state");
-        }
-        break;
-      case ST_DIGEST:
-        if (v->digest_len == DIGEST_LEN) v->st = ST_DONE;
-        break;
-      default:
-        break;
-    }
+    err = advance(v);
     if (err != EF_OK) return err;
   }
   return v->st == ST_ERROR ? v->err : EF_OK;

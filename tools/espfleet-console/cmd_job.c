@@ -56,7 +56,18 @@ int con_job_prepare(const char *image, const con_job_opts *o, con_image *img, ch
   return CON_OK;
 }
 
-int cmd_job(int argc, char **argv) {
+/* The command line of `job`. */
+typedef struct {
+  con_common c;
+  con_job_opts o;
+  const char *image;
+  const char *device, *group; /* exactly one, unless print */
+  bool retain, print;
+} job_args;
+
+/* @return CON_OK when the command should run, else the exit status (the
+ * usage error printed). */
+static int parse_job_args(int argc, char **argv, job_args *a) {
   enum { O_DEVICE = CON_OPT_CMD2, O_GROUP, O_PERCENT, O_RETAIN, O_PRINT };
   static const struct option longopts[] = {
       CON_JOB_LONGOPTS,
@@ -67,71 +78,62 @@ int cmd_job(int argc, char **argv) {
       {"print", no_argument, NULL, O_PRINT},
       CON_COMMON_LONGOPTS,
   };
-  con_common c;
-  con_job_opts o = {.percent = -1};
-  const char *device = NULL, *group = NULL;
-  bool retain = false, print = false;
+  long v;
+  int opt;
+  con_common_init(&a->c);
+  while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    int r = con_common_opt(&a->c, "job", opt, optarg);
+    if (r < 0) return CON_USAGE;
+    if (r > 0 || con_job_opt(&a->o, opt, optarg)) continue;
+    switch (opt) {
+      case O_DEVICE: a->device = optarg; break;
+      case O_GROUP: a->group = optarg; break;
+      case O_RETAIN: a->retain = true; break;
+      case O_PRINT: a->print = true; break;
+      case O_PERCENT:
+        if (!con_parse_long(optarg, 0, 100, &v))
+          return con_usage_error("job", "--percent: '%s' is not a number 0..100", optarg);
+        a->o.percent = (int)v;
+        break;
+      default: return con_usage_error("job", "unknown option");
+    }
+  }
+  if (optind + 1 != argc) return con_usage_error("job", "expected exactly one IMAGE");
+  a->image = argv[optind];
+  if (!a->o.url) return con_usage_error("job", "--url is required");
+  if (!a->print && !a->device == !a->group)
+    return con_usage_error("job", "give one of --device or --group (or --print)");
+  if ((a->device && !ef_id_valid(a->device)) || (a->group && !ef_id_valid(a->group)))
+    return con_usage_error("job", "--device/--group: must be 1-64 characters of [A-Za-z0-9._:-]");
+  return con_common_check(&a->c, "job");
+}
+
+int cmd_job(int argc, char **argv) {
+  job_args a = {.o = {.percent = -1}};
   char *json = NULL;
   con_link *link = NULL;
   con_image img;
   ef_job job = {0}; /* filled by con_job_prepare; zeroed so analysers see it set */
   char topic[512];
-  long v;
-  int opt, rc = CON_USAGE;
+  int rc;
 
-  con_common_init(&c);
-  while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-    int r = con_common_opt(&c, "job", opt, optarg);
-    if (r < 0) goto out;
-    if (r > 0 || con_job_opt(&o, opt, optarg)) continue;
-    switch (opt) {
-      case O_DEVICE: device = optarg; break;
-      case O_GROUP: group = optarg; break;
-      case O_RETAIN: retain = true; break;
-      case O_PRINT: print = true; break;
-      case O_PERCENT:
-        if (!con_parse_long(optarg, 0, 100, &v)) {
-          con_usage_error("job", "--percent: '%s' is not a number 0..100", optarg);
-          goto out;
-        }
-        o.percent = (int)v;
-        break;
-      default: con_usage_error("job", "unknown option"); goto out;
-    }
-  }
-  if (optind + 1 != argc) {
-    con_usage_error("job", "expected exactly one IMAGE");
-    goto out;
-  }
-  if (!o.url) {
-    con_usage_error("job", "--url is required");
-    goto out;
-  }
-  if (!print && !device == !group) {
-    con_usage_error("job", "give one of --device or --group (or --print)");
-    goto out;
-  }
-  if ((device && !ef_id_valid(device)) || (group && !ef_id_valid(group))) {
-    con_usage_error("job", "--device/--group: must be 1-64 characters of [A-Za-z0-9._:-]");
-    goto out;
-  }
-  if ((rc = con_common_check(&c, "job")) != CON_OK) goto out;
-
-  if ((rc = con_job_prepare(argv[optind], &o, &img, &json, &job)) != CON_OK) goto out;
-  if (print) {
+  if ((rc = parse_job_args(argc, argv, &a)) != CON_OK) goto out;
+  if ((rc = con_job_prepare(a.image, &a.o, &img, &json, &job)) != CON_OK) goto out;
+  if (a.print) {
     printf("%s\n", json);
     rc = CON_OK;
     goto out;
   }
   rc = CON_FAIL;
-  if (!con_topic(topic, sizeof topic, c.prefix, device ? "devices" : "groups", device ? device : group, "job")) {
+  if (!con_topic(topic, sizeof topic, a.c.prefix, a.device ? "devices" : "groups", a.device ? a.device : a.group,
+                 "job")) {
     con_fail(EF_ERR_INVALID_ARG, "topic too long");
     goto out;
   }
-  double timeout = c.timeout_s > 0 ? c.timeout_s : CON_CONNECT_TIMEOUT_S;
-  if (con_link_open(&c, NULL, 0, timeout, &link) != EF_OK) goto out;
-  if (con_link_publish(link, topic, json, retain, timeout) != EF_OK) goto out;
-  printf("published job %s to %s%s: %s %s, %llu bytes, sha256 %s\n", job.job_id, topic, retain ? " (retained)" : "",
+  double timeout = a.c.timeout_s > 0 ? a.c.timeout_s : CON_CONNECT_TIMEOUT_S;
+  if (con_link_open(&a.c, NULL, 0, timeout, &link) != EF_OK) goto out;
+  if (con_link_publish(link, topic, json, a.retain, timeout) != EF_OK) goto out;
+  printf("published job %s to %s%s: %s %s, %llu bytes, sha256 %s\n", job.job_id, topic, a.retain ? " (retained)" : "",
          *job.project ? job.project : "image", job.version, (unsigned long long)job.size, job.sha256_hex);
   rc = CON_OK;
 out:

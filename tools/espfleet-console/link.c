@@ -80,13 +80,48 @@ out:
   return err;
 }
 
+/* The TLS files must be readable: checked here so the error line names the
+ * option (the session would log its own line first). */
+static ef_err check_files(const con_common *c) {
+  const char *files[][2] = {{"--ca", c->ca_file}, {"--cert", c->cert_file}, {"--key", c->key_file}};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    if (files[i][1] && access(files[i][1], R_OK) != 0) {
+      con_fail(EF_ERR_IO, "cannot read %s %s: %s", files[i][0], files[i][1], strerror(errno));
+      return EF_ERR_IO;
+    }
+  }
+  return EF_OK;
+}
+
+/* A unique client id: two consoles (or a console and a daemon) under one id
+ * would keep kicking each other off the broker. */
+static void unique_client_id(char *out, size_t n) {
+  unsigned char rnd[4] = {0};
+  if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0, sizeof rnd); /* the pid still tells us apart */
+  snprintf(out, n, "espfleet-console-%ld-%02x%02x%02x%02x", (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+}
+
+/* Waits for the session's first connection. @return EF_OK, or EF_ERR_MQTT
+ * (error printed) on timeout or interrupt. */
+static ef_err wait_connected(const con_common *c, con_link *l, double connect_timeout_s) {
+  int64_t deadline = ef_mono_ms() + (int64_t)(connect_timeout_s * 1000);
+  while (!ef_mqtt_is_connected(l->session)) {
+    if (con_interrupted() || ef_mono_ms() >= deadline) {
+      con_fail(EF_ERR_MQTT, "no connection to %s within %g s%s", c->broker, connect_timeout_s,
+               c->verbose ? "" : "; --verbose says why");
+      return EF_ERR_MQTT;
+    }
+    ef_sleep_ms(20);
+  }
+  return EF_OK;
+}
+
 ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_topics,
                      double connect_timeout_s, con_link **out) {
   ef_err err = EF_ERR_NOMEM;
   con_link *l = NULL;
   char password[512] = "";
   char client_id[64];
-  unsigned char rnd[4] = {0};
   ef_mqtt_subscription subs[EF_MQTT_MAX_SUBSCRIPTIONS];
   *out = NULL;
 
@@ -97,16 +132,7 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
     con_fail(err, "at most %d topics", EF_MQTT_MAX_SUBSCRIPTIONS);
     goto out;
   }
-  /* Checked here so the error line names the option; the session would log
-   * its own line first. */
-  const char *files[][2] = {{"--ca", c->ca_file}, {"--cert", c->cert_file}, {"--key", c->key_file}};
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-    if (files[i][1] && access(files[i][1], R_OK) != 0) {
-      err = EF_ERR_IO;
-      con_fail(err, "cannot read %s %s: %s", files[i][0], files[i][1], strerror(errno));
-      goto out;
-    }
-  }
+  if ((err = check_files(c)) != EF_OK) goto out;
   if (c->password_file && (err = read_password(c->password_file, password, sizeof password)) != EF_OK) goto out;
   l = calloc(1, sizeof *l);
   if (!l) {
@@ -116,11 +142,7 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
   pthread_mutex_init(&l->mu, NULL);
   pthread_cond_init(&l->cv, NULL);
   snprintf(l->uri, sizeof l->uri, "%s", c->broker);
-  /* A unique id: two consoles (or a console and a daemon) under one id would
-   * keep kicking each other off the broker. */
-  if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0, sizeof rnd); /* the pid still tells us apart */
-  snprintf(client_id, sizeof client_id, "espfleet-console-%ld-%02x%02x%02x%02x", (long)getpid(), rnd[0], rnd[1],
-           rnd[2], rnd[3]);
+  unique_client_id(client_id, sizeof client_id);
   for (size_t i = 0; i < n_topics; i++) subs[i] = (ef_mqtt_subscription){topics[i], 1};
 
   ef_mqtt_options o = {
@@ -149,17 +171,7 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
     con_fail(err, "cannot start an MQTT session for %s: %s", c->broker, st.detail);
     goto out;
   }
-  int64_t deadline = ef_mono_ms() + (int64_t)(connect_timeout_s * 1000);
-  while (!ef_mqtt_is_connected(l->session)) {
-    if (con_interrupted() || ef_mono_ms() >= deadline) {
-      err = EF_ERR_MQTT;
-      con_fail(err, "no connection to %s within %g s%s", c->broker, connect_timeout_s,
-               c->verbose ? "" : "; --verbose says why");
-      goto out;
-    }
-    ef_sleep_ms(20);
-  }
-  err = EF_OK;
+  err = wait_connected(c, l, connect_timeout_s);
 out:
   explicit_bzero(password, sizeof password);
   if (err != EF_OK) {
