@@ -41,9 +41,12 @@ const char cli_mkimage_usage[] =
     "Example: espfleet mkimage --chip esp32s3 --version 1.2.0 --project demo \\\n"
     "           --size 1M -o demo-1.2.0.bin\n";
 
-/* Parses argv into @p o and @p out_path. @return -1 when the command should
- * run, or the usage error's exit status (the message printed). */
-static int parse_mkimage_args(int argc, char **argv, ef_mkimage_options *o, const char **out_path) {
+/* Prints a usage error of mkimage; false, so that a parser can return it. */
+#define USAGE_ERROR(...) (cli_usage_error("mkimage", __VA_ARGS__), false)
+
+/* Parses argv into @p o and @p out_path. @return true when the command
+ * should run, false after printing a usage error (exit CLI_USAGE). */
+static bool parse_mkimage_args(int argc, char **argv, ef_mkimage_options *o, const char **out_path) {
   static const struct option opts[] = {
       {"chip", required_argument, NULL, 'c'},    {"version", required_argument, NULL, 'v'},
       {"project", required_argument, NULL, 'p'}, {"size", required_argument, NULL, 's'},
@@ -64,38 +67,38 @@ static int parse_mkimage_args(int argc, char **argv, ef_mkimage_options *o, cons
       case 'v': o->version = optarg; break;
       case 'p': o->project = optarg; break;
       case 's':
-        if (!cli_parse_size(optarg, &o->size)) return cli_usage_error("mkimage", "bad --size '%s'", optarg);
+        if (!cli_parse_size(optarg, &o->size)) return USAGE_ERROR("bad --size '%s'", optarg);
         have_size = true;
         break;
       case 'S':
         if (!cli_parse_long(optarg, 0, UINT32_MAX, &l))
-          return cli_usage_error("mkimage", "bad --secure-version '%s'", optarg);
+          return USAGE_ERROR("bad --secure-version '%s'", optarg);
         o->secure_version = (uint32_t)l;
         break;
       case 'o': *out_path = optarg; break;
       case 'R': {
         ef_fw_version rel;
         if (ef_fw_version_parse(optarg, &rel) != EF_OK || strlen(optarg) > EF_MKIMAGE_RELEASE_MAX)
-          return cli_usage_error("mkimage", "bad --hosted-release '%s' (NAME-a.b.c.d.e, at most %d characters)",
+          return USAGE_ERROR("bad --hosted-release '%s' (NAME-a.b.c.d.e, at most %d characters)",
                                  optarg, EF_MKIMAGE_RELEASE_MAX);
         o->hosted_release = optarg;
         break;
       }
-      case ':': return cli_usage_error("mkimage", "option '%s' needs a value", argv[optind - 1]);
-      default: return cli_usage_error("mkimage", "unknown option '%s'", argv[optind - 1]);
+      case ':': return USAGE_ERROR("option '%s' needs a value", argv[optind - 1]);
+      default: return USAGE_ERROR("unknown option '%s'", argv[optind - 1]);
     }
   }
-  if (optind < argc) return cli_usage_error("mkimage", "unexpected argument '%s'", argv[optind]);
+  if (optind < argc) return USAGE_ERROR("unexpected argument '%s'", argv[optind]);
   if (!chip || !o->version || !o->project || !have_size || !*out_path)
-    return cli_usage_error("mkimage", "--chip, --version, --project, --size and -o are required");
+    return USAGE_ERROR("--chip, --version, --project, --size and -o are required");
   if (ef_chip_from_name(chip, &o->chip_id) != EF_OK)
-    return cli_usage_error("mkimage", "unknown chip '%s'", chip);
+    return USAGE_ERROR("unknown chip '%s'", chip);
   if (strlen(o->version) > 31 || strlen(o->project) > 31)
-    return cli_usage_error("mkimage", "--version and --project hold at most 31 characters");
+    return USAGE_ERROR("--version and --project hold at most 31 characters");
   if (o->size < EF_MKIMAGE_MIN_SIZE || o->size > EF_MKIMAGE_MAX_SIZE)
-    return cli_usage_error("mkimage", "--size must be between %u and %llu bytes", EF_MKIMAGE_MIN_SIZE,
+    return USAGE_ERROR("--size must be between %u and %llu bytes", EF_MKIMAGE_MIN_SIZE,
                            (unsigned long long)EF_MKIMAGE_MAX_SIZE);
-  return -1;
+  return true;
 }
 
 int cmd_mkimage(int argc, char **argv) {
@@ -105,8 +108,7 @@ int cmd_mkimage(int argc, char **argv) {
   FILE *f = NULL;
   int rc = CLI_FAIL;
 
-  int usage = parse_mkimage_args(argc, argv, &o, &out_path);
-  if (usage >= 0) return usage;
+  if (!parse_mkimage_args(argc, argv, &o, &out_path)) return CLI_USAGE;
 
   bool to_stdout = strcmp(out_path, "-") == 0;
   char detail[512] = "";
