@@ -26,8 +26,8 @@ declare -A LAYER=(
   [common]=0
   [image]=1 [ctrl]=1
   [ota]=2 [download]=2 [mqtt]=2
-  # signed releases: manifests, keys, signatures over image facts; not yet
-  # in docs/architecture.md. It needs image and common only.
+  # signed releases: manifests, keys, signatures over image facts; it
+  # needs image and common only.
   [release]=2
   [jobs]=3
   [agent]=4
