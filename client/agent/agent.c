@@ -228,6 +228,8 @@ static ef_job_facts facts_locked(const ef_agent *a, const char *job_id, bool sta
   f.driver_release = a->state.driver_release;
   f.driver_source = a->state.driver_source;
   f.keyring = &a->keyring;
+  f.has_floor = true;
+  f.secure_floor = ef_journal_floor(&a->journal);
   f.running = a->job_running ? &a->job : NULL;
   f.waiting = a->has_pending ? &a->pending : NULL;
   const ef_journal_result *rec = job_id[0] ? ef_journal_find_final(&a->journal, job_id) : NULL;

@@ -218,6 +218,26 @@ static bool ota_resume(void *arg, const ef_status *why, uint64_t offset, ef_sour
 
 /* Download and flash. Returns the outcome (in @p st too); res->ota_end_sent
  * tells whether the ESP may now boot the new image. */
+/* ef_ota_request.on_image, before OTA begin: the image's own anti-rollback
+ * counter. It must be the one the release signed, and never below the
+ * highest this device installed, whatever the job says (ESP-IDF's
+ * anti-rollback does the same with eFuses at boot). */
+static ef_err ota_on_image(void *arg, const ef_image_header *hdr, const ef_app_desc *desc, ef_status *st) {
+  ef_agent *a = arg;
+  (void)hdr;
+  pthread_mutex_lock(&a->lock);
+  uint32_t floor = ef_journal_floor(&a->journal);
+  pthread_mutex_unlock(&a->lock);
+  if (a->job.has_release && desc->secure_version != a->job.secure_version)
+    return ef_status_fail(st, EF_ERR_VERSION_MISMATCH, "image secure_version is %" PRIu32 ", the release signed %" PRIu32,
+                          desc->secure_version, a->job.secure_version);
+  if (desc->secure_version < floor)
+    return ef_status_fail(st, EF_ERR_SECURE_VERSION_ROLLBACK,
+                          "image secure_version %" PRIu32 " is below %" PRIu32 ", the highest this device installed",
+                          desc->secure_version, floor);
+  return EF_OK;
+}
+
 static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, ef_status *st) {
   ef_source src;
   memset(res, 0, sizeof *res);
@@ -238,6 +258,7 @@ static ef_err transfer(ef_agent *a, ef_ctrl *ctrl, ef_ota_result *res, ef_status
   req.on_progress = ota_on_progress;
   req.should_cancel = ota_should_cancel;
   req.resume = ota_resume;
+  req.on_image = ota_on_image;
   err = ef_ota_run(ctrl, &src, &req, res, st);
   ef_status dl = EF_STATUS_INIT;
   ef_err dl_err = stop_download(a, &dl);
@@ -403,6 +424,9 @@ void *ef_agent_job_main(void *arg) {
            res.desc_known ? res.app.project_name : a->job.project);
   copy_truncating(app.sha256_hex, sizeof app.sha256_hex, a->job.sha256_hex);
   ef_journal_set_installed(&a->journal, &app);
+  /* the anti-rollback floor rises with what was installed, never falls */
+  if (res.desc_known) ef_journal_set_floor(&a->journal, res.app.secure_version);
+  else if (a->job.has_release) ef_journal_set_floor(&a->journal, a->job.secure_version);
   a->state.app = app;
   pthread_mutex_unlock(&a->lock);
 
