@@ -59,6 +59,7 @@ bool save_journal_locked(ef_agent *a, ef_status *st) {
  */
 void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprint, ef_job_state st,
                          ef_err err, const char *detail, int attempt, bool record) {
+  char unrecorded[sizeof a->state.detail];
   if (record && job_id[0]) {
     ef_journal_result r;
     memset(&r, 0, sizeof r);
@@ -70,7 +71,21 @@ void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprin
     r.ts_ms = ef_wall_ms();
     r.attempt = attempt;
     ef_journal_record_final(&a->journal, &r);
-    (void)save_journal_locked(a, NULL);
+    ef_status why = EF_STATUS_INIT;
+    /* The state goes out only once its record is durable: a final state the
+     * journal lost would let the job run again after a restart. One that
+     * cannot be saved is not kept in memory either (a redelivery is decided
+     * again), and never reads succeeded. */
+    if (!save_journal_locked(a, &why)) {
+      ef_journal_forget_final(&a->journal, job_id);
+      if (st == EF_STATE_SUCCEEDED) {
+        snprintf(unrecorded, sizeof unrecorded, "the ESP runs the new image, but the journal could not record it: %s",
+                 why.detail);
+        st = EF_STATE_FAILED;
+        err = EF_ERR_IO;
+        detail = unrecorded;
+      }
+    }
   }
   ef_state doc = a->state;
   copy_truncating(doc.job_id, sizeof doc.job_id, job_id);
@@ -296,6 +311,9 @@ static void start_job_locked(ef_agent *a) {
   a->verify_only = verify_only;
   a->cancel_requested = false;
   a->activating = verify_only;
+  a->past_ota_end = verify_only;
+  a->journal_failed = false;
+  ef_status_clear(&a->journal_failure);
   a->job_done = false;
   atomic_store(&a->bytes, 0);
   ef_progress_limiter_init(&a->progress);
@@ -308,7 +326,17 @@ static void start_job_locked(ef_agent *a) {
   a->state.error = EF_OK;
   a->state.detail[0] = '\0';
   ef_journal_set_current(&a->journal, &job, attempt, a->state.state);
-  (void)save_journal_locked(a, NULL);
+  ef_status why = EF_STATUS_INIT;
+  if (!save_journal_locked(a, &why)) {
+    /* Without its record a restart would lose the job, and a finished one
+     * could run twice: it does not start. Nothing was recorded for it, so a
+     * redelivery is decided on again. */
+    char detail[EF_STATUS_DETAIL_MAX + 40];
+    snprintf(detail, sizeof detail, "not started: %s", why.detail);
+    ef_journal_clear_current(&a->journal);
+    report_final_locked(a, job.job_id, fp, EF_STATE_FAILED, EF_ERR_IO, detail, attempt, false);
+    return;
+  }
   ef_info("job %s: installing %s from %s (attempt %d)", job.job_id, job.version, job.url, attempt);
   publish_state_locked(a);
 
@@ -338,6 +366,8 @@ static void handle_job_locked(ef_agent *a, const inbox_msg *m) {
   a->has_pending = true;
   /* Acknowledged to the broker: a restart must not lose it. */
   ef_journal_set_waiting(&a->journal, &job);
+  /* When this save fails the job still waits here; it starts only once its
+   * record can be saved (start_job_locked). */
   (void)save_journal_locked(a, NULL);
 }
 

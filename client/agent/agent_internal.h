@@ -73,6 +73,9 @@ struct ef_agent {
   bool verify_only;
   bool cancel_requested;
   bool activating; /* OTA end is (about to be) sent: cancel no longer applies */
+  bool past_ota_end; /* the ESP may boot the new image: a failed save stops nothing */
+  bool journal_failed;     /* a save of this job's record failed: it stops before OTA end */
+  ef_status journal_failure; /* why, for the final state */
   ef_pipe *pipe;   /* set while the transfer runs, for cancel */
   struct ef_download *dl; /* the download feeding pipe; job thread only */
   _Atomic uint64_t bytes;

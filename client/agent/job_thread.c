@@ -26,7 +26,14 @@ static void enter_phase(ef_agent *a, ef_job_state st) {
   a->state.state = st;
   a->state.bytes = atomic_load(&a->bytes);
   ef_journal_set_current(&a->journal, &a->job, a->attempt, st);
-  (void)save_journal_locked(a, NULL);
+  ef_status why = EF_STATUS_INIT;
+  if (!save_journal_locked(a, &why) && !a->journal_failed) {
+    /* An update whose record cannot be kept is not activated: before OTA
+     * end the job stops (ota_should_cancel) and ends failed with io_error.
+     * After it, the final state says whether its record was saved. */
+    a->journal_failed = true;
+    ef_status_copy(&a->journal_failure, &why);
+  }
   publish_state_locked(a);
   pthread_mutex_unlock(&a->lock);
 }
@@ -42,9 +49,10 @@ static void ota_on_phase(void *arg, ef_ota_phase phase) {
     enter_phase(a, EF_STATE_VERIFYING);
   } else if (phase == EF_OTA_PHASE_ACTIVATE) {
     pthread_mutex_lock(&a->lock);
-    a->activating = true;
+    bool unrecorded = a->journal_failed; /* the engine stops before OTA end */
+    if (!unrecorded) a->activating = true;
     pthread_mutex_unlock(&a->lock);
-    enter_phase(a, EF_STATE_ACTIVATING);
+    if (!unrecorded) enter_phase(a, EF_STATE_ACTIVATING);
   }
 }
 
@@ -56,7 +64,7 @@ static void ota_on_progress(void *arg, uint64_t done, uint64_t total) {
 static bool ota_should_cancel(void *arg) {
   ef_agent *a = arg;
   pthread_mutex_lock(&a->lock);
-  bool c = a->cancel_requested || a->stop;
+  bool c = a->cancel_requested || a->stop || (a->journal_failed && !a->past_ota_end);
   pthread_mutex_unlock(&a->lock);
   return c;
 }
@@ -405,6 +413,9 @@ void *ef_agent_job_main(void *arg) {
       }
     }
   }
+  pthread_mutex_lock(&a->lock);
+  a->past_ota_end = true;
+  pthread_mutex_unlock(&a->lock);
   enter_phase(a, EF_STATE_REBOOTING);
   err = verify_boot(a, &ctrl, end_unknown, &st);
   if (err == EF_ERR_CANCELED) {
@@ -434,6 +445,13 @@ done:
   ef_ctrl_close(ctrl);
   pthread_mutex_lock(&a->lock);
   a->state.bytes = atomic_load(&a->bytes);
+  if (record && a->journal_failed && !a->past_ota_end) {
+    /* whatever stopped it (the failed save, through ota_should_cancel) */
+    final = EF_STATE_FAILED;
+    err = EF_ERR_IO;
+    ef_status_clear(&st);
+    ef_status_fail(&st, EF_ERR_IO, "stopped before OTA end: %s", a->journal_failure.detail);
+  }
   if (record) {
     ef_journal_clear_current(&a->journal);
     a->job_running = false; /* report as the state itself, not in passing */

@@ -219,6 +219,12 @@ ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_o
   if (err != EF_OK) goto out;
 
   if (req->on_phase) req->on_phase(req->arg, EF_OTA_PHASE_ACTIVATE);
+  /* The last moment anything can stop: after OTA end the ESP boots the new
+   * image. The caller may just have failed to record that it goes out. */
+  if (req->should_cancel && req->should_cancel(req->arg)) {
+    err = ef_status_fail(st, EF_ERR_CANCELED, "stopped before OTA end");
+    goto out;
+  }
   res->ota_end_sent = true;
   err = ef_ctrl_ota_end(ctrl, st);
   if (err != EF_OK) goto out;

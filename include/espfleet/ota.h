@@ -25,7 +25,7 @@
 typedef enum {
   EF_OTA_PHASE_TRANSFER, /**< OTA begin sent; downloading and writing */
   EF_OTA_PHASE_VERIFY,   /**< all bytes written; checking hash and image */
-  EF_OTA_PHASE_ACTIVATE, /**< OTA end sent */
+  EF_OTA_PHASE_ACTIVATE, /**< OTA end is about to be sent (should_cancel is asked once more first) */
 } ef_ota_phase;
 
 typedef struct {
@@ -48,7 +48,8 @@ typedef struct {
   void (*on_phase)(void *arg, ef_ota_phase phase);
   /** Progress after each chunk written (bytes, expected total or 0). */
   void (*on_progress)(void *arg, uint64_t done, uint64_t total);
-  /** Polled between chunks; true aborts with EF_ERR_CANCELED (never after OTA end). */
+  /** Polled between chunks and once more after on_phase(EF_OTA_PHASE_ACTIVATE),
+   *  right before OTA end; true aborts with EF_ERR_CANCELED (never after OTA end). */
   bool (*should_cancel)(void *arg);
   /** Optional: the source failed (@p why: its code, whether a retry may
    *  help, its detail) after @p offset bytes. Returning true with @p src

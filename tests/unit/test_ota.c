@@ -130,6 +130,7 @@ typedef struct {
   int progress_backwards;
   int cancel_polls;
   int cancel_after;       /* should_cancel true from this poll on (1-based); 0 never */
+  bool cancel_at_activate; /* should_cancel true from the ACTIVATE phase on */
   /* resume: once, continue the stream on a fresh source at the offset */
   mem_source *resume_with;
   int resumes;
@@ -145,6 +146,7 @@ static ef_err on_image(void *arg, const ef_image_header *hdr, const ef_app_desc 
 static void on_phase(void *arg, ef_ota_phase phase) {
   observer *o = arg;
   if (o->nphases < 8) o->phases[o->nphases++] = (int)phase;
+  if (phase == EF_OTA_PHASE_ACTIVATE && o->cancel_at_activate) o->cancel_after = o->cancel_polls + 1;
 }
 
 static void on_progress(void *arg, uint64_t done, uint64_t total) {
@@ -767,10 +769,28 @@ static void test_cancel_before_last_chunk(void **state) {
   free(img.data);
 }
 
+/* Stopped in the ACTIVATE phase's callback (the daemon could not record that
+ * OTA end goes out): everything was written and checked, OTA end is not sent. */
+static void test_cancel_at_activate(void **state) {
+  blob img = make_image(CHIP_S3, IMAGE_SIZE);
+  rig r;
+  rig_open(&r, 2000, NULL);
+  r.obs.cancel_at_activate = true;
+  assert_int_equal(run_blob(&r, &img, 0), EF_ERR_CANCELED);
+  assert_string_equal(r.st.detail, "stopped before OTA end");
+  assert_int_equal(r.obs.phases[r.obs.nphases - 1], EF_OTA_PHASE_ACTIVATE);
+  assert_int_equal(SEEN(r.fake, begins), 1);
+  assert_int_equal(SEEN(r.fake, ends), 0);
+  assert_false(r.res.ota_end_sent);
+  rig_close(&r);
+  free(img.data);
+}
+
 int main(void) {
   ef_log_set_level(EF_LOG_ERROR);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_good_image),
+      cmocka_unit_test(test_cancel_at_activate),
       cmocka_unit_test(test_good_image_no_expectations),
       cmocka_unit_test(test_chunking),
       cmocka_unit_test(test_chunk_too_large),
