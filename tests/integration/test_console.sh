@@ -40,6 +40,26 @@ doc=$(console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --job-id x-1
 jq -e '.job_id == "x-1" and .rollout.percent == 25 and .allow_downgrade == true and
        .not_after == "2099-01-01T00:00:00Z" and .expect_fw_version == "FG-1.1.0.0.0"' <<<"$doc" >/dev/null ||
   fail "job options not in the document: $doc"
+# ---- signed: --manifest puts the release in the job; --sign-key signs the same
+"$EF_BIN/espfleet" keygen "$EF_TMP/rel" >/dev/null || fail "keygen"
+"$EF_BIN/espfleet" sign "$EF_TMP/v1.bin" --key "$EF_TMP/rel.key" --key-id rel-1 --hosted-release FG-1.1.0.0.0 \
+  -o "$EF_TMP/v1.manifest.json" || fail "sign"
+doc=$(console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --manifest "$EF_TMP/v1.manifest.json") ||
+  fail "job --print --manifest"
+jq -e --slurpfile m "$EF_TMP/v1.manifest.json" '.release.key_id == "rel-1" and .release.signature == $m[0].signature and
+       .release.secure_version == 0 and .expect_fw_version == "FG-1.1.0.0.0"' <<<"$doc" >/dev/null ||
+  fail "the manifest's signature is not in the job: $doc"
+doc2=$(console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --sign-key "$EF_TMP/rel.key" --key-id rel-1 \
+  --expect-fw-version FG-1.1.0.0.0) || fail "job --print --sign-key"
+assert_eq "$(jq -c .release <<<"$doc")" "$(jq -c .release <<<"$doc2")" "--sign-key signs as espfleet sign does"
+mkimage "$EF_TMP/other.bin" 1.1.0 fleet-demo 601K
+rc=0
+console job "$EF_TMP/other.bin" --url "$URL_BASE/v1.bin" --print --manifest "$EF_TMP/v1.manifest.json" \
+  >/dev/null 2>"$EF_TMP/manifest.err" || rc=$?
+assert_eq 1 "$rc" "a manifest of another image"
+assert_eq hash_mismatch "$(console_code "$EF_TMP/manifest.err")" "a manifest of another image"
+pass "job --manifest and --sign-key put the release signature in the job; a manifest of another image is refused"
+
 rc=0
 console job "$EF_TMP/v1.bin" --url "http://127.0.0.1/v1.bin" --print >/dev/null 2>"$EF_TMP/http.err" || rc=$?
 assert_eq 1 "$rc" "exit status for an http url"
