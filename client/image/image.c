@@ -219,7 +219,7 @@ static size_t feed_segment_data(ef_image_validator *v, const uint8_t *p, size_t 
 
 /* The bytes the current state takes from the @p left at @p p (into
  * *used), keeping what it needs. Fails on a bad magic or description. */
-static ef_err take(ef_image_validator *v, const uint8_t *p, size_t left, size_t *used) {
+static ef_err take_bytes(ef_image_validator *v, const uint8_t *p, size_t left, size_t *used) {
   switch (v->st) {
     case ST_ERROR:
       return v->err;
@@ -306,7 +306,7 @@ static ef_err feed(ef_image_validator *v, const uint8_t *data, size_t len) {
   while (i < len) {
     const uint8_t *p = data + i;
     size_t used = 0;
-    ef_err err = take(v, p, len - i, &used);
+    ef_err err = take_bytes(v, p, len - i, &used);
     if (err != EF_OK) return err;
     /* One pass of SHA-256 serves both the stream's hash (the job's sha256)
      * and, through the copy taken at the digest, the appended digest. */
