@@ -69,14 +69,29 @@ static bool ota_should_cancel(void *arg) {
   return c;
 }
 
-static bool pause_unless_canceled(ef_agent *a, int ms);
+/* After OTA end a cancel has no effect; only a service stop ends the waits
+ * (the boot check runs again at the next start). */
+static bool stop_requested(void *arg) {
+  ef_agent *a = arg;
+  pthread_mutex_lock(&a->lock);
+  bool s = a->stop;
+  pthread_mutex_unlock(&a->lock);
+  return s;
+}
 
-static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl, ef_status *st) {
+static bool pause_unless(ef_agent *a, int ms, ef_ctrl_cancel_cb until);
+
+/* The control client asks @p until while it waits (an answer, the device,
+ * the reboot), so a cancel or a stop takes effect within
+ * EF_TRANSPORT_CANCEL_POLL_MS rather than after esp.begin_timeout_s. */
+static ef_err open_ctrl(ef_agent *a, ef_ctrl_cancel_cb until, ef_ctrl **ctrl, ef_status *st) {
   ef_ctrl_options o;
   ef_ctrl_options_default(&o);
   o.device = a->cfg.esp.device;
   o.window = a->cfg.esp.window;
   o.ota_begin_timeout_ms = a->cfg.esp.begin_timeout_s * 1000;
+  o.should_cancel = until;
+  o.cancel_arg = a;
   return ef_ctrl_open(&o, ctrl, st);
 }
 
@@ -85,17 +100,17 @@ static ef_err open_ctrl(const ef_agent *a, ef_ctrl **ctrl, ef_status *st) {
  * holds it: the driver lets one program at a time open it (a second open()
  * gets EBUSY), and an operator's `espfleet info` or a vendor tool usually
  * lets go within seconds, so failing the job at once would be wrong. Stops
- * waiting when the job is canceled or the daemon stops.
+ * waiting when @p until says so (the job is canceled or the daemon stops).
  * @return EF_OK; EF_ERR_ESP_BUSY when the device was still held at the
  *         deadline (@p st says for how long); EF_ERR_CANCELED; open_ctrl's
  *         errors (with its status).
  */
-static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl **ctrl, ef_status *st) {
+static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl_cancel_cb until, ef_ctrl **ctrl, ef_status *st) {
   int64_t deadline = ef_mono_ms() + (int64_t)wait_s * 1000;
   bool said = false;
   for (;;) {
     ef_status why = EF_STATUS_INIT; /* this attempt's; a busy one is not the last word */
-    ef_err err = open_ctrl(a, ctrl, &why);
+    ef_err err = open_ctrl(a, until, ctrl, &why);
     if (err == EF_OK) {
       if (said) ef_info("job %s: the control device is free again", a->job.job_id);
       return EF_OK;
@@ -110,7 +125,7 @@ static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl **ctrl, ef_stat
     int left = ef_ms_left(deadline);
     if (left == 0)
       return ef_status_fail(st, EF_ERR_ESP_BUSY, "another program held %.150s for %d s", a->cfg.esp.device, wait_s);
-    if (!pause_unless_canceled(a, left < BUSY_RETRY_MS ? left : BUSY_RETRY_MS))
+    if (!pause_unless(a, left < BUSY_RETRY_MS ? left : BUSY_RETRY_MS, until))
       return ef_status_fail(st, EF_ERR_CANCELED, "while waiting for the control device");
   }
 }
@@ -168,14 +183,17 @@ static ef_err stop_download(ef_agent *a, ef_status *st) {
   return err;
 }
 
-/* Waits @p ms unless the job is canceled or the daemon stops meanwhile. */
-static bool pause_unless_canceled(ef_agent *a, int ms) {
-  for (int64_t until = ef_mono_ms() + ms; ef_mono_ms() < until;) {
-    if (ota_should_cancel(a)) return false;
+/* Waits @p ms unless @p until says stop meanwhile. */
+static bool pause_unless(ef_agent *a, int ms, ef_ctrl_cancel_cb until) {
+  for (int64_t end = ef_mono_ms() + ms; ef_mono_ms() < end;) {
+    if (until(a)) return false;
     ef_sleep_ms(50);
   }
-  return !ota_should_cancel(a);
+  return !until(a);
 }
+
+/* Waits @p ms unless the job is canceled or the daemon stops meanwhile. */
+static bool pause_unless_canceled(ef_agent *a, int ms) { return pause_unless(a, ms, ota_should_cancel); }
 
 /*
  * Whether a failed transfer is worth another attempt: the download itself
@@ -297,10 +315,14 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, bool end_unknown, ef_stat
   char fw_text[64] = "";
   ef_status why = EF_STATUS_INIT;
   if (!*ctrl) {
-    err = open_ctrl_waiting(a, a->cfg.esp.boot_timeout_s, ctrl, &why);
+    err = open_ctrl_waiting(a, a->cfg.esp.boot_timeout_s, stop_requested, ctrl, &why);
     if (err == EF_ERR_ESP_BUSY || err == EF_ERR_CANCELED) return ef_status_copy(st, &why);
   }
-  if (*ctrl) err = ef_ctrl_wait_boot(*ctrl, a->cfg.esp.boot_timeout_s * 1000, &fw, &why);
+  if (*ctrl) {
+    ef_ctrl_set_cancel_cb(*ctrl, stop_requested, a); /* OTA end is past any cancel */
+    err = ef_ctrl_wait_boot(*ctrl, a->cfg.esp.boot_timeout_s * 1000, &fw, &why);
+    if (err == EF_ERR_CANCELED) return ef_status_copy(st, &why);
+  }
   if (err == EF_OK) {
     /* ESPInit may have answered the wait; ask for the version explicitly. */
     if (ef_ctrl_get_fw_version(*ctrl, &fw, NULL) == EF_OK) ef_fw_version_format(&fw, fw_text, sizeof fw_text);
@@ -359,7 +381,7 @@ void *ef_agent_job_main(void *arg) {
   if (!a->verify_only) {
     /* Waiting for a busy device counts against the time OTA begin may take:
      * nothing has been sent to the ESP yet. */
-    err = open_ctrl_waiting(a, a->cfg.esp.begin_timeout_s, &ctrl, &st);
+    err = open_ctrl_waiting(a, a->cfg.esp.begin_timeout_s, ota_should_cancel, &ctrl, &st);
     if (err == EF_ERR_CANCELED) {
       pthread_mutex_lock(&a->lock);
       bool stopping = a->stop;
@@ -407,6 +429,9 @@ void *ef_agent_job_main(void *arg) {
         /* No reboot comes to reset it: whatever the engine turned off (even
          * for an OTA begin that was refused or timed out) goes back on. */
         ef_status bt = EF_STATUS_INIT;
+        /* A canceled job still turns it back on (a stop does not wait: the
+         * job resumes at the next start). */
+        ef_ctrl_set_cancel_cb(ctrl, stop_requested, a);
         if (bt_off && ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true, &bt) != EF_OK)
           ef_warn("could not re-enable Bluetooth after the failed update: %s", bt.detail);
         goto done;

@@ -47,7 +47,16 @@ struct ef_ctrl {
   /* First failure of an OTA write since OTA begin. Sticky so that no later
    * write and, above all, no OTA end is sent after a lost or refused chunk. */
   ef_status ota_st;
+  ef_ctrl_cancel_cb cancel; /* the caller's; asked through stop_asked */
+  void *cancel_arg;
+  bool in_ota_end; /* the answer to OTA end is always waited for */
 };
+
+/* The transport's cancel callback: the caller's, except inside OTA end. */
+static bool stop_asked(void *arg) {
+  ef_ctrl *c = arg;
+  return !c->in_ota_end && c->cancel && c->cancel(c->cancel_arg);
+}
 
 
 void ef_ctrl_options_default(ef_ctrl_options *o) {
@@ -57,6 +66,8 @@ void ef_ctrl_options_default(ef_ctrl_options *o) {
   o->ota_end_timeout_ms = EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS;
   o->open_timeout_ms = EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS;
   o->window = EF_CTRL_DEFAULT_WINDOW;
+  o->should_cancel = NULL;
+  o->cancel_arg = NULL;
 }
 
 ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out, ef_status *st) {
@@ -77,6 +88,8 @@ ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out, ef_status *st) {
       goto out;
     }
     if (o->window > 0) def.window = o->window;
+    def.should_cancel = o->should_cancel;
+    def.cancel_arg = o->cancel_arg;
   }
   c = calloc(1, sizeof *c);
   if (!c) {
@@ -84,6 +97,8 @@ ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out, ef_status *st) {
     goto out;
   }
   c->o = def;
+  c->cancel = def.should_cancel;
+  c->cancel_arg = def.cancel_arg;
   c->next_uid = 1;
   c->device = strdup(def.device);
   c->rd = malloc(sizeof *c->rd);
@@ -95,7 +110,10 @@ ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out, ef_status *st) {
   c->o.device = c->device;
   ef_tlv_reader_reset(c->rd);
   c->rd->dropped = 0;
-  err = ef_transport_open(c->device, c->o.open_timeout_ms, &c->t, st);
+  err = ef_transport_new(c->device, &c->t, st);
+  if (err != EF_OK) goto out;
+  ef_transport_set_cancel_cb(c->t, stop_asked, c);
+  err = ef_transport_reopen(c->t, c->o.open_timeout_ms, st);
   if (err != EF_OK) goto out;
   c->rd_opens = ef_transport_open_count(c->t);
   *out = c;
@@ -117,6 +135,11 @@ void ef_ctrl_close(ef_ctrl *c) {
 void ef_ctrl_set_event_cb(ef_ctrl *c, ef_ctrl_event_cb cb, void *arg) {
   c->cb = cb;
   c->cb_arg = arg;
+}
+
+void ef_ctrl_set_cancel_cb(ef_ctrl *c, ef_ctrl_cancel_cb cb, void *arg) {
+  c->cancel = cb;
+  c->cancel_arg = arg;
 }
 
 void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n) {
@@ -356,6 +379,13 @@ static ef_err collect_oldest(ef_ctrl *c, ef_status *st) {
     }
     ef_status why = EF_STATUS_INIT;
     ef_err err = pump(c, p->deadline, &why);
+    if (err == EF_ERR_CANCELED) {
+      /* Nothing is re-sent after this either: the next OTA write or OTA
+       * end sees the sticky failure. */
+      ef_info("ctrl: canceled while waiting for the answer to %s (uid %d)", name, p->uid);
+      q_abandon(c);
+      return ef_status_fail(st, EF_ERR_CANCELED, "canceled while waiting for the answer to %s", name);
+    }
     if (err != EF_OK) {
       ef_warn("ctrl: ESP went away with %u request(s) in flight", c->q_len);
       q_abandon(c);
@@ -433,7 +463,12 @@ ef_err ef_ctrl_ota_end(ef_ctrl *c, ef_status *st) {
   /* Never ask the ESP to activate an image with a chunk missing. */
   ef_err err = flush_writes(c, st);
   if (err != EF_OK) return err;
-  return simple_request(c, EF_CTRL_REQ_OTA_END, c->o.ota_end_timeout_ms, st);
+  /* Whether the ESP took the image is in this answer: a cancel or a stop
+   * must not leave it unknown. */
+  c->in_ota_end = true;
+  err = simple_request(c, EF_CTRL_REQ_OTA_END, c->o.ota_end_timeout_ms, st);
+  c->in_ota_end = false;
+  return err;
 }
 
 ef_err ef_ctrl_get_fw_version(ef_ctrl *c, ef_fw_version *v, ef_status *st) {
@@ -466,6 +501,7 @@ ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms, ef_status *st) {
       if (ef_ms_left(deadline) == 0) return ef_status_copy(st, &why);
       continue;
     }
+    if (err == EF_ERR_CANCELED) return ef_status_copy(st, &why);
     if (err != EF_OK) return ef_status_fail(st, EF_ERR_INTERNAL, "%s", why.detail);
     if (c->events != events) break;
   } while (ef_ms_left(deadline) > 0);
@@ -501,6 +537,10 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v, ef_status
       err = EF_ERR_ESP_TIMEOUT;
       goto out;
     }
+    if (stop_asked(c)) {
+      err = EF_ERR_CANCELED;
+      goto out;
+    }
     if (!ef_transport_is_open(c->t)) {
       if (reopen_or_pause(c, left) != EF_OK) ef_debug("ctrl: ESP not back yet");
       continue;
@@ -531,6 +571,10 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v, ef_status
       err = EF_ERR_ESP_TIMEOUT;
       goto out;
     }
+    if (stop_asked(c)) {
+      err = EF_ERR_CANCELED;
+      goto out;
+    }
     if (!ef_transport_is_open(c->t) && reopen_or_pause(c, left) != EF_OK) continue;
     int64_t probe_end = ef_mono_ms() + (left < BOOT_PROBE_MS ? left : BOOT_PROBE_MS);
     ef_ctrl_msg m;
@@ -549,6 +593,9 @@ ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v, ef_status
   }
 out:
   if (err == EF_OK && v) *v = tmp;
+  if (err == EF_ERR_CANCELED)
+    return ef_status_fail(st, EF_ERR_CANCELED, "canceled while waiting for the ESP to %s",
+                          restarted ? "answer after its restart" : "restart");
   if (err == EF_ERR_ESP_TIMEOUT || err == EF_ERR_ESP_UNAVAILABLE)
     return ef_status_fail(st, EF_ERR_ESP_TIMEOUT,
                           restarted ? "the ESP restarted but did not answer within %d ms"

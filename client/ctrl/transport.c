@@ -24,7 +24,22 @@ struct ef_transport {
   int fd;
   int is_tty; /* a byte stream (pty, UART) rather than the driver's message device */
   unsigned opens;
+  ef_transport_cancel_cb cancel; /* asked while waiting; NULL: never */
+  void *cancel_arg;
 };
+
+static bool canceled(ef_transport *t) { return t->cancel && t->cancel(t->cancel_arg); }
+
+/* How long one poll or sleep of a wait with @p left ms may take: short
+ * enough that a cancel is seen within EF_TRANSPORT_CANCEL_POLL_MS. */
+static int slice(const ef_transport *t, int left) {
+  return t->cancel && left > EF_TRANSPORT_CANCEL_POLL_MS ? EF_TRANSPORT_CANCEL_POLL_MS : left;
+}
+
+static ef_err cancel_fail(ef_transport *t, const char *what, ef_status *st) {
+  ef_debug("ctrl: canceled while %s %s", what, t->path);
+  return ef_status_fail(st, EF_ERR_CANCELED, "canceled while %s %s", what, t->path);
+}
 
 
 static void close_fd(ef_transport *t) {
@@ -97,32 +112,41 @@ static ef_err open_wait(ef_transport *t, int timeout_ms, ef_status *st) {
     }
     int left = ef_ms_left(deadline);
     if (left == 0) break;
+    if (canceled(t)) return cancel_fail(t, "waiting for", st);
     ef_sleep_ms(left < REOPEN_INTERVAL_MS ? left : REOPEN_INTERVAL_MS);
   }
   ef_warn("ctrl: cannot open %s: %s", t->path, strerror(last_errno));
   return ef_status_fail(st, EF_ERR_ESP_UNAVAILABLE, "cannot open %s: %s", t->path, strerror(last_errno));
 }
 
-ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out, ef_status *st) {
-  ef_err err = EF_OK;
+ef_err ef_transport_new(const char *path, ef_transport **out, ef_status *st) {
   ef_transport *t = NULL;
   *out = NULL;
-  if (!path || !*path) {
-    err = ef_status_fail(st, EF_ERR_INVALID_ARG, "no device path");
-    goto out;
-  }
+  if (!path || !*path) return ef_status_fail(st, EF_ERR_INVALID_ARG, "no device path");
   t = calloc(1, sizeof *t);
   if (!t || !(t->path = strdup(path))) {
-    err = ef_status_fail(st, EF_ERR_NOMEM, NULL);
-    goto out;
+    free(t);
+    return ef_status_fail(st, EF_ERR_NOMEM, NULL);
   }
   t->fd = -1;
-  err = open_wait(t, open_timeout_ms, st);
-  if (err != EF_OK) goto out;
   *out = t;
-  t = NULL;
-out:
-  ef_transport_close(t);
+  return EF_OK;
+}
+
+void ef_transport_set_cancel_cb(ef_transport *t, ef_transport_cancel_cb cb, void *arg) {
+  t->cancel = cb;
+  t->cancel_arg = arg;
+}
+
+ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out, ef_status *st) {
+  ef_transport *t = NULL;
+  ef_err err = ef_transport_new(path, &t, st);
+  if (err == EF_OK) err = open_wait(t, open_timeout_ms, st);
+  if (err != EF_OK) {
+    ef_transport_close(t);
+    t = NULL;
+  }
+  *out = t;
   return err;
 }
 
@@ -182,7 +206,8 @@ ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int t
     int left = ef_ms_left(deadline);
     if (left == 0)
       return ef_status_fail(st, EF_ERR_ESP_TIMEOUT, "%s took no bytes within %d ms", t->path, timeout_ms);
-    int r = poll(&p, 1, left);
+    if (canceled(t)) return cancel_fail(t, "writing to", st);
+    int r = poll(&p, 1, slice(t, left));
     if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno, st);
     if (r > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL))) return gone(t, "write", 0, st);
   }
@@ -212,15 +237,16 @@ ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got,
     struct pollfd p = {.fd = t->fd, .events = POLLIN};
     int left = ef_ms_left(deadline);
     if (left == 0) return EF_OK;
+    if (canceled(t)) return cancel_fail(t, "reading from", st);
     /* A driver without poll support reports "readable" all the time; rather
      * than spin on it, fall back to reading every millisecond. */
     if (spurious >= 3) {
       ef_sleep_ms(1);
       continue;
     }
-    int r = poll(&p, 1, left);
+    int r = poll(&p, 1, slice(t, left));
     if (r < 0 && errno != EINTR) return gone(t, "poll failed", errno, st);
-    if (r == 0) return EF_OK;
+    if (r == 0) continue; /* the slice ended: the deadline or a cancel is next */
     if (r > 0 && (p.revents & POLLIN)) spurious++;
     /* Data that arrived before a hang-up is still read first: the loop
      * reads again and only then sees the error or EOF. */

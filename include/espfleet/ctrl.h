@@ -96,6 +96,16 @@ _Static_assert(EF_CTRL_MAX_CHUNK == EF_CTRL_FW_MSG_MAX - EF_CTRL_OTA_WRITE_OVERH
 #define EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS 30000
 #define EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS 5000
 
+/**
+ * Asked while the client waits (for an answer, for the device to come back,
+ * for the ESP to reboot), at least every EF_TRANSPORT_CANCEL_POLL_MS: true
+ * ends the wait with EF_ERR_CANCELED, and the requests in flight are
+ * abandoned (their answers, should they come, are discarded). Never asked
+ * inside ef_ctrl_ota_end: once OTA end is sent, its answer says whether the
+ * ESP took the image, so it is always waited for. Runs on the caller's thread.
+ */
+typedef bool (*ef_ctrl_cancel_cb)(void *arg);
+
 typedef struct {
   const char *device;       /**< device node; default EF_DEFAULT_DEVICE */
   int timeout_ms;           /**< ordinary requests; default EF_CTRL_DEFAULT_TIMEOUT_MS */
@@ -103,6 +113,8 @@ typedef struct {
   int ota_end_timeout_ms;   /**< OTA end validates the image; default EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS */
   int open_timeout_ms;      /**< waiting for the node to (re)appear; default EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS */
   int window;               /**< OTA writes in flight, 1..EF_CTRL_MAX_WINDOW; default EF_CTRL_DEFAULT_WINDOW */
+  ef_ctrl_cancel_cb should_cancel; /**< optional, asked from the first open on; default NULL */
+  void *cancel_arg;                /**< passed to should_cancel */
 } ef_ctrl_options;
 
 /** An event from the ESP. @p data is the event's bytes (init_data) or NULL. */
@@ -134,6 +146,7 @@ void ef_ctrl_options_default(ef_ctrl_options *o);
  * @return EF_OK; EF_ERR_ESP_BUSY when another program holds the device (the
  *         driver lets one program open it; not retried here, the caller
  *         decides how long to wait); EF_ERR_ESP_UNAVAILABLE;
+ *         EF_ERR_CANCELED (should_cancel, while waiting for the node);
  *         EF_ERR_INVALID_ARG for a bad window; EF_ERR_NOMEM.
  */
 ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out, ef_status *st) EF_MUST_CHECK;
@@ -143,6 +156,11 @@ void ef_ctrl_close(ef_ctrl *c);
 
 /** Sets the callback that receives events (ESPInit, Heartbeat). */
 void ef_ctrl_set_event_cb(ef_ctrl *c, ef_ctrl_event_cb cb, void *arg);
+
+/** Replaces the cancel callback of ef_ctrl_options (NULL: waits run to their
+ *  timeouts). Every call below may then also return EF_ERR_CANCELED, except
+ *  ef_ctrl_ota_end. */
+void ef_ctrl_set_cancel_cb(ef_ctrl *c, ef_ctrl_cancel_cb cb, void *arg);
 
 /**
  * OTA begin: the ESP picks the next slot and erases it.
@@ -167,7 +185,9 @@ ef_err ef_ctrl_ota_flush(ef_ctrl *c, ef_status *st) EF_MUST_CHECK;
 
 /**
  * OTA end: the ESP validates the image and, on success, switches the boot
- * slot and reboots a few seconds later. Flushes pending writes first.
+ * slot and reboots a few seconds later. Flushes pending writes first. The
+ * cancel callback is not asked: it waits for the answer up to
+ * ota_end_timeout_ms.
  * @return EF_OK; EF_ERR_OTA_END_REJECTED; EF_ERR_ESP_TIMEOUT; EF_ERR_ESP_UNAVAILABLE.
  */
 ef_err ef_ctrl_ota_end(ef_ctrl *c, ef_status *st) EF_MUST_CHECK;
@@ -187,7 +207,8 @@ ef_err ef_ctrl_feature(ef_ctrl *c, ef_feature f, bool enable, ef_status *st) EF_
  * Reads and dispatches incoming frames for up to @p timeout_ms (events go to
  * the callback). Returns early after an event was dispatched.
  * @return EF_OK (also on timeout); EF_ERR_ESP_UNAVAILABLE when the device went
- *         away and could not be re-opened within the timeout.
+ *         away and could not be re-opened within the timeout;
+ *         EF_ERR_CANCELED.
  */
 ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms, ef_status *st) EF_MUST_CHECK;
 
@@ -202,7 +223,7 @@ ef_err ef_ctrl_poll(ef_ctrl *c, int timeout_ms, ef_status *st) EF_MUST_CHECK;
  *        slightly past @p timeout_ms).
  * @return EF_OK; EF_ERR_ESP_TIMEOUT after @p timeout_ms (the detail says
  *         whether the ESP never went down or never came back); the error of
- *         a GetFwVersion the ESP answered but refused.
+ *         a GetFwVersion the ESP answered but refused; EF_ERR_CANCELED.
  */
 ef_err ef_ctrl_wait_boot(ef_ctrl *c, int timeout_ms, ef_fw_version *v, ef_status *st) EF_MUST_CHECK;
 

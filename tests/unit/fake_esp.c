@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ctrl_msg.h"
+#include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
 #include "fake_esp.h"
 
@@ -99,6 +100,7 @@ static void fake_handle(struct fake *f, const Espfleet__CtrlMsg *m) {
   case EF_CTRL_REQ_OTA_BEGIN:
     f->begins++;
     f->img_len = 0;
+    if (f->silent_begin) break;
     fake_resp(f, EF_CTRL_REQ_OTA_BEGIN, uid, f->refuse_begin ? -1 : 0);
     break;
   case EF_CTRL_REQ_OTA_WRITE: {
@@ -126,6 +128,7 @@ static void fake_handle(struct fake *f, const Espfleet__CtrlMsg *m) {
   }
   case EF_CTRL_REQ_OTA_END:
     f->ends++;
+    if (f->end_delay_ms) ef_sleep_ms(f->end_delay_ms);
     fake_resp(f, EF_CTRL_REQ_OTA_END, uid, 0);
     if (f->reboot_after_end) f->pending_hangup = 1;
     break;

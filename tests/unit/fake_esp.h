@@ -41,6 +41,8 @@ struct fake {
   int events_mode;      /**< events around the GetFwVersion answer */
   int hold_writes;      /**< answer OTA writes only once this many are pending */
   int refuse_begin;     /**< answer OTA begin with resp -1 */
+  int silent_begin;     /**< never answer OTA begin (an ESP that hangs while erasing) */
+  int end_delay_ms;     /**< answer OTA end this late (validating a large image) */
   int refuse_write;     /**< 1-based index of the write answered with resp -1 */
   int silent_from_write; /**< 1-based index of the first write never answered (a stall) */
   int hangup_on_write;  /**< 1-based index of the write after which the pty goes away */

@@ -21,6 +21,7 @@
 #include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
 #include "espfleet/log.h"
+#include "espfleet/transport.h"
 #include "fake_esp.h"
 
 /* ---------------------------------------------------------------- client */
@@ -374,6 +375,128 @@ static void test_open_missing_device(void **state) {
   rmdir(dir);
 }
 
+/* ---- cancel: every wait ends within EF_TRANSPORT_CANCEL_POLL_MS, except
+ * the wait for OTA end's answer ---- */
+
+static int64_t cancel_at; /* monotonic ms from which the callback says stop */
+
+static bool cancel_after(void *arg) {
+  (void)arg;
+  return ef_mono_ms() >= cancel_at;
+}
+
+static ef_ctrl *cancelable_client(struct fake *f, int timeout_ms, int window) {
+  ef_ctrl_options o;
+  ef_ctrl_options_default(&o);
+  o.device = f->link;
+  o.timeout_ms = timeout_ms;
+  o.ota_begin_timeout_ms = 20000;
+  o.open_timeout_ms = 2000;
+  o.window = window;
+  o.should_cancel = cancel_after;
+  cancel_at = INT64_MAX;
+  ef_ctrl *c = NULL;
+  assert_int_equal(ef_ctrl_open(&o, &c, NULL), EF_OK);
+  return c;
+}
+
+static void test_cancel_unanswered_begin(void **state) {
+  struct fake *f = fake_new();
+  f->silent_begin = 1; /* an ESP that never finishes erasing */
+  fake_start(f);
+  ef_ctrl *c = cancelable_client(f, 20000, 1);
+  int64_t t0 = ef_mono_ms();
+  cancel_at = t0 + 300;
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_ota_begin(c, &st), EF_ERR_CANCELED);
+  int64_t took = ef_mono_ms() - t0;
+  assert_true(took >= 290 && took < 300 + 2 * EF_TRANSPORT_CANCEL_POLL_MS);
+  assert_non_null(strstr(st.detail, "canceled while waiting for the answer to Req_OTABegin"));
+  assert_int_equal(SEEN(f, begins), 1);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_cancel_stalled_write(void **state) {
+  struct fake *f = fake_new();
+  f->silent_from_write = 2;
+  fake_start(f);
+  ef_ctrl *c = cancelable_client(f, 20000, 1);
+  static uint8_t chunk[4000];
+  fill(chunk, sizeof chunk, 3);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, chunk, sizeof chunk, NULL), EF_OK);
+  int64_t t0 = ef_mono_ms();
+  cancel_at = t0 + 300;
+  assert_int_equal(ef_ctrl_ota_write(c, chunk, sizeof chunk, NULL), EF_ERR_CANCELED);
+  assert_true(ef_mono_ms() - t0 < 300 + 2 * EF_TRANSPORT_CANCEL_POLL_MS);
+  /* sticky: nothing more is sent, OTA end least of all */
+  ef_ctrl_set_cancel_cb(c, NULL, NULL);
+  assert_int_equal(ef_ctrl_ota_end(c, NULL), EF_ERR_CANCELED);
+  assert_int_equal(SEEN(f, writes), 2);
+  assert_int_equal(SEEN(f, ends), 0);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_ota_end_is_not_canceled(void **state) {
+  struct fake *f = fake_new();
+  f->end_delay_ms = 400;
+  fake_start(f);
+  ef_ctrl *c = cancelable_client(f, 2000, 2);
+  static uint8_t img[2 * 4000];
+  fill(img, sizeof img, 4);
+  assert_int_equal(ef_ctrl_ota_begin(c, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, img, 4000, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_write(c, img + 4000, 4000, NULL), EF_OK);
+  assert_int_equal(ef_ctrl_ota_flush(c, NULL), EF_OK);
+  cancel_at = 0; /* from now on every wait is asked to stop */
+  int64_t t0 = ef_mono_ms();
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_ota_end(c, &st), EF_OK);
+  assert_true(ef_mono_ms() - t0 >= 350);
+  assert_int_equal(SEEN(f, ends), 1);
+  /* the next wait is asked again */
+  ef_fw_version v;
+  assert_int_equal(ef_ctrl_wait_boot(c, 10000, &v, &st), EF_ERR_CANCELED);
+  assert_non_null(strstr(st.detail, "canceled while waiting for the ESP to restart"));
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_cancel_wait_boot(void **state) {
+  struct fake *f = fake_new();
+  fake_start(f); /* never restarts */
+  ef_ctrl *c = cancelable_client(f, 2000, 1);
+  int64_t t0 = ef_mono_ms();
+  cancel_at = t0 + 300;
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_wait_boot(c, 20000, NULL, &st), EF_ERR_CANCELED);
+  assert_true(ef_mono_ms() - t0 < 300 + 2 * EF_TRANSPORT_CANCEL_POLL_MS + 500);
+  ef_ctrl_close(c);
+  fake_free(f);
+}
+
+static void test_cancel_open_wait(void **state) {
+  char dir[PATH_MAX], path[PATH_MAX + 8];
+  snprintf(dir, sizeof dir, "/tmp/ef-ctrl-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/none", dir);
+  ef_ctrl_options o;
+  ef_ctrl_options_default(&o);
+  o.device = path;
+  o.open_timeout_ms = 20000;
+  o.should_cancel = cancel_after;
+  ef_ctrl *c = NULL;
+  int64_t t0 = ef_mono_ms();
+  cancel_at = t0 + 200;
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_ctrl_open(&o, &c, &st), EF_ERR_CANCELED);
+  assert_null(c);
+  assert_true(ef_mono_ms() - t0 < 200 + 2 * EF_TRANSPORT_CANCEL_POLL_MS);
+  rmdir(dir);
+}
+
 int main(void) {
   ef_log_set_level(EF_LOG_ERROR);
   const struct CMUnitTest tests[] = {
@@ -389,6 +512,11 @@ int main(void) {
       cmocka_unit_test(test_large_image),
       cmocka_unit_test(test_open_missing_device),
       cmocka_unit_test(test_driver_refuses_write),
+      cmocka_unit_test(test_cancel_unanswered_begin),
+      cmocka_unit_test(test_cancel_stalled_write),
+      cmocka_unit_test(test_ota_end_is_not_canceled),
+      cmocka_unit_test(test_cancel_wait_boot),
+      cmocka_unit_test(test_cancel_open_wait),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
