@@ -27,7 +27,6 @@
  */
 #define MAX_SEGMENT_LEN EF_IMAGE_MAX_SEGMENT_LEN
 #define DIGEST_LEN 32
-#define DETAIL_LEN 256
 
 typedef enum {
   ST_HEADER,
@@ -63,7 +62,7 @@ struct ef_image_validator {
   bool finished;
   ef_err finish_err;
   ef_image_summary summary;
-  char detail[DETAIL_LEN];
+  char detail[EF_STATUS_DETAIL_MAX]; /* goes to the caller's ef_status */
 };
 
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }

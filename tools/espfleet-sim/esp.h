@@ -34,6 +34,9 @@
 
 #define NS_PER_MS 1000000ull
 
+/* Size of sim_esp.scratch. */
+#define SIM_SCRATCH_SIZE (64 * 1024)
+
 /** One host message as the firmware's buffer `r` holds it. */
 typedef struct {
   bool valid;
@@ -56,7 +59,7 @@ typedef struct {
   ef_tlv_reader *rx;
   uint8_t *out; /* unsent bytes are out[out_off, out_len) */
   size_t out_off, out_len;
-  uint8_t *scratch;
+  uint8_t *scratch; /* SIM_SCRATCH_SIZE bytes: pty reads (server.c), flash read-back (firmware.c) */
 
   /* receive task */
   sim_msg r;          /* the firmware's reassembly buffer */

@@ -17,7 +17,6 @@
 #include "espfleet/log.h"
 #include "espfleet/mkimage.h"
 
-#define SCRATCH_SIZE (64 * 1024)
 
 /* ConfigHeartbeat clamps the period (slave_control.c: configure_heartbeat). */
 #define HB_MIN_S 10
@@ -151,7 +150,7 @@ static ef_err check_written_image(sim_esp *s, sim_slot_info *info, char *why, si
     goto out;
   }
   for (uint64_t off = 0; off < s->ota_written;) {
-    size_t n = SCRATCH_SIZE;
+    size_t n = SIM_SCRATCH_SIZE;
     if (s->ota_written - off < n) n = (size_t)(s->ota_written - off);
     err = sim_flash_read(s->flash, s->ota_slot, off, buf, n);
     if (err != EF_OK) goto out;
@@ -173,7 +172,7 @@ static ef_err check_written_image(sim_esp *s, sim_slot_info *info, char *why, si
   }
   /* the image's own extent, hashed in a second pass over its bytes only */
   for (uint64_t off = 0; off < sum.image_size;) {
-    size_t n = SCRATCH_SIZE;
+    size_t n = SIM_SCRATCH_SIZE;
     if (sum.image_size - off < n) n = (size_t)(sum.image_size - off);
     err = sim_flash_read(s->flash, s->ota_slot, off, buf, n);
     if (err != EF_OK) goto out;

@@ -23,7 +23,6 @@
 
 #define OUT_CAP (256 * 1024)
 #define OUT_HIGH_WATER (64 * 1024) /* stop handling requests while this much is unsent */
-#define SCRATCH_SIZE (64 * 1024)
 
 uint64_t sim_now_ns(void) { return (uint64_t)ef_mono_ns(); }
 
@@ -344,7 +343,7 @@ static ef_err reboot(sim_esp *s) {
 static void read_input(sim_esp *s) {
   for (;;) {
     size_t cap = ef_tlv_reader_space(s->rx);
-    if (cap > SCRATCH_SIZE) cap = SCRATCH_SIZE;
+    if (cap > SIM_SCRATCH_SIZE) cap = SIM_SCRATCH_SIZE;
     if (cap == 0) return;
     ssize_t n = read(s->pty.master, s->scratch, cap);
     if (n < 0 && errno == EINTR) continue;
@@ -403,7 +402,7 @@ ef_err sim_serve(sim_config *cfg, sim_flash *flash) {
 
   s->rx = malloc(sizeof *s->rx);
   s->out = malloc(OUT_CAP);
-  s->scratch = malloc(SCRATCH_SIZE);
+  s->scratch = malloc(SIM_SCRATCH_SIZE);
   if (!s->rx || !s->out || !s->scratch) goto out;
   ef_tlv_reader_reset(s->rx);
   sigemptyset(&mask);
