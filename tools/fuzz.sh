@@ -33,7 +33,7 @@ for n in "${names[@]}"; do
   mkdir -p "$build/corpus/$n"
   echo "fuzz_$n: ${limit[*]}"
   (cd "$build" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    "./tests/fuzz/fuzz_$n" "${limit[@]}" -print_final_stats=1 "corpus/$n" "$here/tests/fuzz/corpus/$n" \
+    "./bin/fuzz_$n" "${limit[@]}" -print_final_stats=1 "corpus/$n" "$here/tests/fuzz/corpus/$n" \
     2>"$build/fuzz_$n.log") || { status=1; echo "fuzz_$n FAILED:"; tail -n 40 "$build/fuzz_$n.log"; }
   grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$build/fuzz_$n.log" | sed 's/^/  /' || true
 done

@@ -12,7 +12,8 @@ void ef_status_clear(ef_status *st) {
   st->detail[0] = '\0';
 }
 
-static ef_err vfail(ef_status *st, ef_err code, bool retryable, const char *fmt, va_list ap) {
+__attribute__((format(printf, 4, 0))) static ef_err vfail(ef_status *st, ef_err code, bool retryable,
+                                                          const char *fmt, va_list ap) {
   /* the first failure is the cause; later ones are its consequences */
   if (!st || st->code != EF_OK || code == EF_OK) return code;
   st->code = code;
