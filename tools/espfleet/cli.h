@@ -13,6 +13,9 @@
 /* Exit codes: 0 success, 1 failure (error line printed), 2 usage error. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
+/** Longest timeout an option takes, in ms (an hour). */
+#define CLI_MAX_TIMEOUT_MS 3600000
+
 /**
  * Prints "espfleet: error: <code_name>: <sentence> (<detail>)" to stderr
  * (without the parenthesis when @p detail is NULL or empty).

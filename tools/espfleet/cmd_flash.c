@@ -151,15 +151,15 @@ static int parse_flash_args(int argc, char **argv, flash_args *a) {
         a->co.window = (int)l;
         break;
       case O_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, 3600000, &l)) bad = "--timeout-ms";
+        if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l)) bad = "--timeout-ms";
         a->co.timeout_ms = (int)l;
         break;
       case O_BEGIN_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, 3600000, &l)) bad = "--begin-timeout-ms";
+        if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l)) bad = "--begin-timeout-ms";
         a->co.ota_begin_timeout_ms = (int)l;
         break;
       case O_BOOT_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, 3600000, &a->boot_timeout_ms)) bad = "--boot-timeout-ms";
+        if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &a->boot_timeout_ms)) bad = "--boot-timeout-ms";
         break;
       case O_MAX_SIZE:
         if (!cli_parse_size(optarg, &a->max_size)) bad = "--max-size";

@@ -48,7 +48,7 @@ int cmd_info(int argc, char **argv) {
     switch (c) {
       case O_DEVICE: co.device = optarg; break;
       case O_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, 3600000, &l))
+        if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l))
           return cli_usage_error("info", "bad value '%s' for --timeout-ms", optarg);
         co.timeout_ms = (int)l;
         break;
