@@ -10,6 +10,7 @@
 #include "espfleet/agent.h"
 #include "espfleet/config.h"
 #include "espfleet/download.h"
+#include "espfleet/journal.h"
 #include "espfleet/log.h"
 
 static void usage(FILE *f) {
@@ -90,6 +91,21 @@ static bool load_config(const char *path, ef_config *cfg) {
   return false;
 }
 
+/* --check-config asks the machine too: a state_dir the journal cannot live
+ * in (read-only, full, not a directory, a FIFO at the journal's path) makes
+ * the configuration useless here. A missing one is created at start. The
+ * daemon checks again when it starts. */
+static bool check_state_dir(const char *path, const ef_config *cfg) {
+  ef_status st = EF_STATUS_INIT;
+  bool missing = false;
+  if (ef_journal_check_dir(cfg->state_dir, false, &missing, &st) != EF_OK) {
+    fprintf(stderr, "%s: state_dir: %s\n", path, st.detail);
+    return false;
+  }
+  if (missing) printf("%s: state_dir %s does not exist yet: espfleetd creates it at start\n", path, cfg->state_dir);
+  return true;
+}
+
 /* Runs the agent until a signal stops it. @return the exit status. */
 static int run_agent(const ef_config *cfg) {
   sigset_t set;
@@ -139,6 +155,7 @@ int main(int argc, char **argv) {
   if (rc >= 0) return rc;
   if (!load_config(config_path, &cfg)) return 2;
   if (check_only) {
+    if (!check_state_dir(config_path, &cfg)) return 2;
     printf("%s: configuration is valid\n", config_path);
     return 0;
   }
