@@ -35,7 +35,7 @@ declare -A LAYER=(
 
 # Module owning each public header (docs/architecture.md's module table).
 declare -A OWNER=(
-  [error.h]=common [log.h]=common [status.h]=common [clock.h]=common [hex.h]=common
+  [error.h]=common [log.h]=common [status.h]=common [clock.h]=common [hex.h]=common [text.h]=common
   [tlv.h]=ctrl [transport.h]=ctrl [ctrl.h]=ctrl
   [image.h]=image [mkimage.h]=image
   [pipe.h]=download [download.h]=download

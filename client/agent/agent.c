@@ -22,6 +22,7 @@
 #include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
 #include "espfleet/log.h"
+#include "espfleet/text.h"
 
 /* ---- publishing (all under lock) ---- */
 
@@ -337,7 +338,9 @@ static void start_job_locked(ef_agent *a) {
     report_final_locked(a, job.job_id, fp, EF_STATE_FAILED, EF_ERR_IO, detail, attempt, false);
     return;
   }
-  ef_info("job %s: installing %s from %s (attempt %d)", job.job_id, job.version, job.url, attempt);
+  char url[EF_JOB_URL_MAX + 16];
+  ef_url_redact(job.url, EF_URL_PATH, url, sizeof url); /* no credentials or tokens in logs */
+  ef_info("job %s: installing %s from %s (attempt %d)", job.job_id, job.version, url, attempt);
   publish_state_locked(a);
 
   a->job_running = true;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "espfleet/log.h"
+#include "espfleet/text.h"
 
 enum {
   MAX_REDIRECTS = 5,
@@ -55,22 +56,18 @@ ef_err ef_download_global_init(void) {
 
 /* Formats "scheme://host[:port]" of @p url into d->where and the host into
  * d->host. Paths and queries can carry access tokens (and the authority
- * credentials), so messages name the server only. */
+ * credentials), so messages name the server only (ef_url_redact, the one
+ * redaction of URLs). */
 static void url_origin(ef_download *d, const char *url) {
   CURLU *h = curl_url();
-  char *scheme = NULL, *host = NULL, *port = NULL;
+  char *host = NULL;
 
+  ef_url_redact(url, EF_URL_ORIGIN, d->where, sizeof d->where);
   if (!h || curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK) goto out;
-  if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) goto out;
   if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK) goto out;
-  /* CURLUPART_PORT only succeeds when the URL names a port explicitly. */
-  if (curl_url_get(h, CURLUPART_PORT, &port, 0) != CURLUE_OK) port = NULL;
-  snprintf(d->where, sizeof(d->where), "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
   snprintf(d->host, sizeof(d->host), "%s", host);
 out:
-  curl_free(port);
   curl_free(host);
-  curl_free(scheme);
   curl_url_cleanup(h);
 }
 

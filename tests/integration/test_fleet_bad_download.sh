@@ -48,6 +48,16 @@ head -c 300000 "$EF_TMP/v2.bin" >"$WWW/short.bin"
 expect_failure short "$(jq -c ".url = \"$URL_BASE/short.bin\" | .job_id = \"short\"" <<<"$json")" size_mismatch
 
 expect_failure notfound "$(jq -c ".url = \"$URL_BASE/missing.bin\" | .job_id = \"notfound\"" <<<"$json")" download_failed
+# Credentials and a query token in the URL stay out of the log and the
+# state document (finding 7): the log names the URL without them.
+secret_url="https://user:s3cret@127.0.0.1:$NGINX_PORT/missing.bin?token=t0ken"
+expect_failure secret "$(jq -c ".url = \"$secret_url\" | .job_id = \"secret\"" <<<"$json")" download_failed
+! grep -E 's3cret|t0ken' "$DAEMON_LOG" || fail "URL secrets in the daemon's log"
+grep -qF "job secret: installing 2.0.0 from https://…@127.0.0.1:$NGINX_PORT/missing.bin?… (attempt 1)" "$DAEMON_LOG" ||
+  fail "the log does not name the URL without its secrets"
+doc=$(wait_final secret 5)
+! grep -E 's3cret|t0ken' <<<"$doc" || fail "URL secrets in the state document: $doc"
+pass "no credentials or query token of a job URL in the log or the state"
 closed=$(free_port)
 # A host that refuses connections may come back: tried download.max_attempts
 # (3) times, 1 s and 2 s apart.
