@@ -3,12 +3,16 @@
 #include <string.h>
 
 #include "console.h"
+#include "espfleet/text.h"
 
 /* The string member @p key of @p obj into @p out (cut to @p n bytes), or ""
- * when it is missing or not a string: documents from other versions show. */
+ * when it is missing or not a string: documents from other versions show.
+ * Whatever a device sent is escaped here, the one way into the console's
+ * text: a state document with "\u001b]0;..." must not drive the operator's
+ * terminal. */
 static void copy_member_or_empty(char *out, size_t n, const cJSON *obj, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-  snprintf(out, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
+  ef_text_escape(cJSON_IsString(v) ? v->valuestring : "", out, n);
 }
 
 static uint64_t get_u64(const cJSON *obj, const char *key) {

@@ -20,5 +20,6 @@ bool con_topic_parse(const char *topic, const char *prefix, char device[EF_JOB_I
   else return false;
   memcpy(device, id, (size_t)(slash - id));
   device[slash - id] = '\0';
-  return true;
+  /* a broker may carry any UTF-8 in a topic: only real device ids show */
+  return ef_id_valid(device);
 }
