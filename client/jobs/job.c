@@ -388,6 +388,18 @@ void ef_job_manifest(const ef_job *job, ef_manifest *out) {
   memcpy(out->sig, job->release_signature, sizeof out->sig);
 }
 
+/* True when a JSON string in @p json escapes a NUL ("\u0000"): cJSON would
+ * end the string there, so "j1\u0000x" would read as "j1" and a key
+ * "version\u0000" as "version". */
+static bool has_escaped_nul(const char *json, size_t len) {
+  for (size_t i = 0; i + 1 < len; i++) {
+    if (json[i] != '\\') continue;
+    if (json[i + 1] == 'u' && len - i >= 6 && memcmp(json + i + 2, "0000", 4) == 0) return true;
+    i++; /* the escaped character: "\\u0000" is a backslash and "u0000" */
+  }
+  return false;
+}
+
 static void job_clear(ef_job *j) {
   memset(j, 0, sizeof *j);
   j->chip_id = -1;
@@ -419,6 +431,10 @@ ef_err ef_job_parse(const char *json, size_t len, const ef_job_limits *lim, ef_j
   }
   if (!utf8_valid((const unsigned char *)json, len)) {
     fail(reason, n, &failed, "payload: not valid UTF-8 text");
+    goto out;
+  }
+  if (has_escaped_nul(json, len)) {
+    fail(reason, n, &failed, "payload: \\u0000 is not allowed (a NUL would cut a string short)");
     goto out;
   }
   /* cJSON wants the terminator inside the length to reject trailing garbage. */

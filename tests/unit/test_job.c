@@ -163,6 +163,15 @@ static const struct bad_case bad_cases[] = {
     {"{\"job_id\":\"j1\",\"url\":\"https://h/\xc3\x28\"}", "payload: not valid UTF-8", ""},
     {"{\"job_id\":\"j1\",\"url\":\"https://h/\xed\xa0\x80\"}", "payload: not valid UTF-8", ""},
     {"{\"job_id\":\"j1\",\"url\":\"https://h/\xc0\xaf\"}", "payload: not valid UTF-8", ""},
+    /* an escaped NUL would cut a string short: refused, never truncated */
+    {"{\"job_id\":\"j1\\u0000evil\"," GOOD_REST "}", "payload: \\u0000 is not allowed", ""},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1.0\\u0000x\"}",
+     "payload: \\u0000 is not allowed", ""},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"project\":\"p\\u0000\"}", "payload: \\u0000 is not allowed", ""},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"expect_fw_version\":\"FG-1.0.4.0.0\\u0000x\"}",
+     "payload: \\u0000 is not allowed", ""},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"version\\u0000\":\"9\"}", "payload: \\u0000 is not allowed", ""},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"note\":\"\\\\\\u0000\"}", "payload: \\u0000 is not allowed", ""},
 };
 
 static void test_bad_jobs(void **state) {
@@ -189,6 +198,15 @@ static void test_embedded_nul(void **state) {
   const char doc[] = "{\"job_id\":\"j1\"}\0{\"x\":1}";
   assert_int_equal(parse_with(doc, sizeof doc - 1, NULL, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
   assert_string_equal(reason, "payload: not valid UTF-8 text");
+}
+
+static void test_escaped_backslash_then_u0000(void **state) {
+  (void)state;
+  ef_job j;
+  char reason[256] = "";
+  /* "\\u0000" in JSON is a backslash and the text "u0000": no NUL, accepted */
+  assert_int_equal(parse("{\"job_id\":\"j1\"," GOOD_REST ",\"note\":\"a\\\\u0000b\"}", &j, reason, sizeof reason), EF_OK);
+  assert_string_equal(j.job_id, "j1");
 }
 
 static void test_not_null_terminated(void **state) {
@@ -953,6 +971,7 @@ int main(void) {
       cmocka_unit_test(test_full_job),       cmocka_unit_test(test_minimal_job_defaults),
       cmocka_unit_test(test_sha_upper_case), cmocka_unit_test(test_bad_jobs),
       cmocka_unit_test(test_embedded_nul),   cmocka_unit_test(test_not_null_terminated),
+      cmocka_unit_test(test_escaped_backslash_then_u0000),
       cmocka_unit_test(test_too_large),      cmocka_unit_test(test_huge_payload),
       cmocka_unit_test(test_allow_http),     cmocka_unit_test(test_rfc3339),
       cmocka_unit_test(test_fingerprint),    cmocka_unit_test(test_to_json_round_trip),
