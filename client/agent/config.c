@@ -190,6 +190,33 @@ static bool uri_ok(const char *uri, bool *tls) {
   return true;
 }
 
+/* True when the host of @p rest ("host[:port][/...]", after the scheme) is
+ * this machine: "localhost", 127.0.0.0/8 or ::1. */
+static bool loopback_host(const char *rest) {
+  char host[256];
+  size_t n = strcspn(rest, "/?#");
+  for (size_t i = n; i > 0; i--) /* user information ends at the last '@' */
+    if (rest[i - 1] == '@') {
+      rest += i;
+      n -= i;
+      break;
+    }
+  if (*rest == '[') {
+    const char *close = memchr(rest, ']', n);
+    if (!close) return false;
+    n = (size_t)(close - rest) + 1;
+  } else {
+    const char *colon = memchr(rest, ':', n);
+    if (colon) n = (size_t)(colon - rest);
+  }
+  if (n == 0 || n >= sizeof host) return false;
+  memcpy(host, rest, n);
+  host[n] = '\0';
+  if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0) return true;
+  if (strncmp(host, "127.", 4) != 0) return false;
+  return strspn(host, "0123456789.") == n;
+}
+
 static bool topic_prefix_ok(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > 128 || s[0] == '/' || s[n - 1] == '/' || strstr(s, "//")) return false;
@@ -229,6 +256,10 @@ static void parse_mqtt(ctx_t *c, const cJSON *m, ef_config *cfg) {
   /* TLS files with a plain-text URI usually mean a forgotten "s". */
   if (uri_valid && !tls && (cfg->mqtt.ca_file[0] || cfg->mqtt.cert_file[0]))
     problem(c, "mqtt.uri: TLS files are configured but the uri is mqtt:// (use mqtts://)");
+  /* Anyone on the path would read it, and with it log in as this device. */
+  if (uri_valid && !tls && cfg->mqtt.password_file[0] && !loopback_host(cfg->mqtt.uri + strlen("mqtt://")))
+    problem(c, "mqtt.password_file: the password would cross the network in clear over mqtt:// "
+               "(use mqtts://; mqtt:// with a password only to a broker on this host)");
   check_readable(c, "mqtt.ca_file", cfg->mqtt.ca_file);
   check_readable(c, "mqtt.cert_file", cfg->mqtt.cert_file);
   check_readable(c, "mqtt.key_file", cfg->mqtt.key_file);

@@ -263,6 +263,39 @@ static void test_tls_with_plain_uri(void **state) {
   free(p);
 }
 
+/* A password over mqtt:// crosses the network in clear: a problem, unless
+ * the broker is on this host (finding 7d). */
+static void test_password_in_clear(void **state) {
+  (void)state;
+  ef_config *c = malloc(sizeof *c);
+  ef_config_problems *p = malloc(sizeof *p);
+  static const struct {
+    const char *uri;
+    bool problem;
+  } cases[] = {
+      {"mqtt://broker.example.com:1883", true}, {"mqtt://10.0.0.5", true},
+      {"mqtt://127.0.0.1:1883", false},         {"mqtt://127.1.2.3", false},
+      {"mqtt://localhost:1883", false},         {"mqtt://LOCALHOST", false},
+      {"mqtt://[::1]:1883", false},             {"mqtt://127.0.0.1.evil.example.com", true},
+      {"mqtt://localhost.evil.example.com", true}, {"mqtt://[::2]:1883", true},
+      {"mqtts://broker.example.com:8883", false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char json[512];
+    snprintf(json, sizeof json, "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"%s\",\"username\":\"d\","
+             "\"password_file\":\"/etc/espfleet/mqtt-password\"}}", cases[i].uri);
+    ef_err e = ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL);
+    bool named = has_problem(p, "mqtt.password_file: the password would cross the network in clear");
+    if (named != cases[i].problem || (e == EF_OK) == cases[i].problem)
+      fail_msg("%s: %s, problem %s", cases[i].uri, ef_err_name(e), named ? "named" : "not named");
+  }
+  /* without a password there is nothing to protect */
+  const char *json = "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://broker.example.com\"}}";
+  assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_OK);
+  free(c);
+  free(p);
+}
+
 /* The ESP32-C2's request queue (REQ_Q_MAX 3) is no limit: the firmware's
  * one receive buffer lets only one request wait in it (docs/esp-hosted.md). */
 static void test_window_of_esp32c2(void **state) {
@@ -310,7 +343,7 @@ static void test_load_file_and_password(void **state) {
   char *pw = strdup(write_tmp("password", "pa ss\r\n\n"));
   char json[1024];
   snprintf(json, sizeof json,
-           "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h:1\",\"username\":\"u\",\"password_file\":\"%s\"}}", pw);
+           "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://127.0.0.1:1\",\"username\":\"u\",\"password_file\":\"%s\"}}", pw);
   const char *path = write_tmp("config.json", json);
   assert_int_equal(ef_config_load(path, c, p, NULL), EF_OK);
   assert_true(c->mqtt.has_password);
@@ -379,6 +412,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_every_problem_named, setup, teardown),
       cmocka_unit_test_setup_teardown(test_structural_problems, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tls_with_plain_uri, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_password_in_clear, setup, teardown),
       cmocka_unit_test_setup_teardown(test_window_of_esp32c2, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunk_size_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_file_and_password, setup, teardown),
