@@ -259,35 +259,11 @@ static void parse_release(const cJSON *root, ef_job *out, char *reason, size_t n
   out->has_release = true;
 }
 
-static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason,
-                         size_t n, bool *failed, bool *too_large) {
-  static const char *const known[] = {"job_id",  "url",  "sha256",          "size",
-                                      "version", "project", "chip",          "allow_downgrade",
-                                      "rollout", "not_after", "expect_fw_version",
-                                      "driver_update", "release"};
-  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
-    bool dup = false;
-    (void)get_unique(root, known[i], &dup);
-    if (dup) fail(reason, n, failed, "%s: given more than once", known[i]);
-  }
+/* What gets installed: the image's hash, size and identity. */
+static void parse_image_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason, size_t n,
+                         bool *failed, bool *too_large) {
   bool dup = false;
-
-  const cJSON *it = get_unique(root, "job_id", &dup);
-  bool id_dup = dup;
-  if (!it) fail(reason, n, failed, "job_id: required");
-  else if (!cJSON_IsString(it) || !ef_id_valid(it->valuestring))
-    fail(reason, n, failed, "job_id: must be 1-64 characters of [A-Za-z0-9._:-]");
-  else if (!id_dup) snprintf(out->job_id, sizeof out->job_id, "%s", it->valuestring);
-
-  it = get_unique(root, "url", &dup);
-  if (!it) fail(reason, n, failed, "url: required");
-  else if (!cJSON_IsString(it) || strlen(it->valuestring) > EF_JOB_URL_MAX)
-    fail(reason, n, failed, "url: must be a string of at most %d characters", EF_JOB_URL_MAX);
-  else if (!url_ok(it->valuestring, lim->allow_http))
-    fail(reason, n, failed, lim->allow_http ? "url: must be an http or https URL with a host"
-                                            : "url: must be https (https://host/...)");
-  else snprintf(out->url, sizeof out->url, "%s", it->valuestring);
-
+  const cJSON *it;
   it = get_unique(root, "sha256", &dup);
   if (!it) fail(reason, n, failed, "sha256: required");
   else if (!cJSON_IsString(it) || strlen(it->valuestring) != 64 ||
@@ -331,6 +307,12 @@ static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *ou
     }
   }
 
+}
+
+/* How the device may take it: downgrade, rollout, deadline, releases. */
+static void parse_policy_fields(const cJSON *root, ef_job *out, char *reason, size_t n, bool *failed) {
+  bool dup = false;
+  const cJSON *it;
   it = get_unique(root, "allow_downgrade", &dup);
   if (it) {
     if (!cJSON_IsBool(it)) fail(reason, n, failed, "allow_downgrade: must be true or false");
@@ -370,6 +352,39 @@ static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *ou
       fail(reason, n, failed, "driver_update: needs expect_fw_version (the release the updated driver accepts)");
   }
 
+}
+
+static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason,
+                         size_t n, bool *failed, bool *too_large) {
+  static const char *const known[] = {"job_id",  "url",  "sha256",          "size",
+                                      "version", "project", "chip",          "allow_downgrade",
+                                      "rollout", "not_after", "expect_fw_version",
+                                      "driver_update", "release"};
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+    bool dup = false;
+    (void)get_unique(root, known[i], &dup);
+    if (dup) fail(reason, n, failed, "%s: given more than once", known[i]);
+  }
+  bool dup = false;
+
+  const cJSON *it = get_unique(root, "job_id", &dup);
+  bool id_dup = dup;
+  if (!it) fail(reason, n, failed, "job_id: required");
+  else if (!cJSON_IsString(it) || !ef_id_valid(it->valuestring))
+    fail(reason, n, failed, "job_id: must be 1-64 characters of [A-Za-z0-9._:-]");
+  else if (!id_dup) snprintf(out->job_id, sizeof out->job_id, "%s", it->valuestring);
+
+  it = get_unique(root, "url", &dup);
+  if (!it) fail(reason, n, failed, "url: required");
+  else if (!cJSON_IsString(it) || strlen(it->valuestring) > EF_JOB_URL_MAX)
+    fail(reason, n, failed, "url: must be a string of at most %d characters", EF_JOB_URL_MAX);
+  else if (!url_ok(it->valuestring, lim->allow_http))
+    fail(reason, n, failed, lim->allow_http ? "url: must be an http or https URL with a host"
+                                            : "url: must be https (https://host/...)");
+  else snprintf(out->url, sizeof out->url, "%s", it->valuestring);
+
+  parse_image_fields(root, lim, out, reason, n, failed, too_large);
+  parse_policy_fields(root, out, reason, n, failed);
   parse_release(root, out, reason, n, failed);
 }
 
