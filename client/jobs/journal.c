@@ -118,7 +118,7 @@ static void tb_add(text_buf *b, const char *s, size_t n) {
  * (a FIFO would block open() until a writer came), and refuses anything but
  * a regular file. *fd is -1 with EF_OK when the file does not exist.
  */
-static ef_err open_regular(const char *path, int *fd, ef_status *st) {
+static ef_err open_regular(const char *path, int *fd, off_t *size, ef_status *st) {
   struct stat sb;
   *fd = io->open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
   if (*fd < 0) {
@@ -140,25 +140,40 @@ static ef_err open_regular(const char *path, int *fd, ef_status *st) {
     return ef_status_fail(st, EF_ERR_IO, "%s is %s, not a regular file: it is not read (remove it)", path,
                           file_kind(sb.st_mode));
   }
+  if (size) *size = sb.st_size;
   return EF_OK;
 }
 
 /* Reads the whole file; *buf is NULL with EF_OK when the file does not exist. */
 static ef_err read_file(const char *path, char **buf, size_t *len, bool *too_big, ef_status *st) {
   char *data = NULL;
-  size_t used = 0;
+  size_t used = 0, cap;
   int fd = -1;
+  off_t size = 0;
   *buf = NULL;
   *too_big = false;
-  ef_err rc = open_regular(path, &fd, st);
+  ef_err rc = open_regular(path, &fd, &size, st);
   if (rc != EF_OK || fd < 0) goto out;
-  data = malloc(JOURNAL_MAX_BYTES + 1);
+  /* The size it has now and room to see that it grew, and the NUL; at most
+   * one byte more than a journal may have, to tell that it is too big. */
+  cap = size > 0 && size < JOURNAL_MAX_BYTES ? (size_t)size + 2 : JOURNAL_MAX_BYTES + 2;
+  data = malloc(cap);
   if (!data) {
     rc = ef_status_fail(st, EF_ERR_NOMEM, "cannot read %s", path);
     goto out;
   }
   for (;;) {
-    ssize_t r = io->read(fd, data + used, JOURNAL_MAX_BYTES + 1 - used);
+    if (used + 1 == cap && cap < JOURNAL_MAX_BYTES + 2) {
+      size_t more = cap * 2 < JOURNAL_MAX_BYTES + 2 ? cap * 2 : JOURNAL_MAX_BYTES + 2;
+      char *p = realloc(data, more);
+      if (!p) {
+        rc = ef_status_fail(st, EF_ERR_NOMEM, "cannot read %s", path);
+        goto out;
+      }
+      data = p;
+      cap = more;
+    }
+    ssize_t r = io->read(fd, data + used, cap - 1 - used);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       rc = ef_status_fail(st, EF_ERR_IO, "cannot read %s: %s", path, strerror(errno));
@@ -710,7 +725,7 @@ ef_err ef_journal_check_dir(const char *state_dir, bool create, bool *missing, e
     return ef_status_fail(st, EF_ERR_IO, "cannot use state_dir %s: %s", state_dir, strerror(errno));
   if (!S_ISDIR(sb.st_mode))
     return ef_status_fail(st, EF_ERR_IO, "state_dir %s is %s, not a directory", state_dir, file_kind(sb.st_mode));
-  ef_err rc = open_regular(path, &fd, st);
+  ef_err rc = open_regular(path, &fd, NULL, st);
   if (fd >= 0) io->close(fd);
   if (rc != EF_OK) return rc;
   if (io->statvfs(state_dir, &vfs) != 0)

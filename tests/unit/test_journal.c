@@ -423,6 +423,29 @@ static void test_unreadable_files(void **state) {
   }
 }
 
+/* A file larger than any journal is not read (nor held in memory whole). */
+static void test_too_big(void **state) {
+  (void)state;
+  free(full_journal());
+  char *text = read_text("journal.json");
+  size_t n = (1 << 20) + 10, k = strlen(text);
+  char *big = malloc(n + 1);
+  assert_non_null(big);
+  memcpy(big, text, k); /* a whole journal first: it is still not read */
+  memset(big + k, ' ', n - k);
+  big[n] = '\0';
+  write_text("journal.json", big);
+  ef_journal_damage d;
+  ef_journal *j = load_ok(&d);
+  assert_true(d.dropped > 0);
+  assert_true(d.floor_lost);
+  assert_non_null(strstr(d.summary, "larger than 1048576 bytes: not read"));
+  assert_false(j->has_current);
+  free(j);
+  free(big);
+  free(text);
+}
+
 static void test_results_bounded_and_replaced(void **state) {
   (void)state;
   ef_journal *j = load_ok(NULL);
@@ -698,6 +721,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_damaged_line_costs_one_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cut_short, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unreadable_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
       cmocka_unit_test_setup_teardown(test_results_bounded_and_replaced, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refusals_never_evict_results, setup, teardown),
       cmocka_unit_test_setup_teardown(test_floor, setup, teardown),
