@@ -347,8 +347,9 @@ static bool decode_waiting(const cJSON *job_doc, ef_journal *j, char *id, char *
 static bool decode_installed(const cJSON *o, ef_journal *j, char *why, size_t n) {
   ef_app_info app;
   memset(&app, 0, sizeof app);
+  /* an app without a version is none (and would not be written back) */
   if (!cJSON_IsObject(o) || !copy_if_fits(app.version, sizeof app.version, str_of(o, "version")) ||
-      !copy_if_fits(app.project, sizeof app.project, str_of(o, "project")) ||
+      !app.version[0] || !copy_if_fits(app.project, sizeof app.project, str_of(o, "project")) ||
       !copy_if_fits(app.sha256_hex, sizeof app.sha256_hex, str_of(o, "sha256"))) {
     snprintf(why, n, "version, project or sha256 missing or too long");
     return false;
