@@ -109,3 +109,32 @@ sleep 1
 assert_eq "$begins" "$(sim_get "$FLASH" .counters.ota_begin)" "nothing flashed again"
 assert_eq "$(sha256_of "$EF_TMP/v4.bin")" "$(sim_get "$FLASH" .running.sha256)" "v4 still runs"
 pass "80 refused documents and a restart later, a finished job is still not run again"
+
+# 6. A damaged record costs that record only. The job in progress has a
+# record this version refuses (its url): it cannot resume, and ends failed
+# with interrupted; a result line has a flipped byte; the rest loads.
+kill_daemon TERM
+python3 - "$EF_TMP/state/journal.json" <<'PY'
+import json, sys, zlib
+path = sys.argv[1]
+lines = open(path).read().splitlines(True)
+def line(kind, data):
+    d = json.dumps(data, separators=(',', ':'))
+    return '{"kind":"%s","crc":"%08x","data":%s}\n' % (kind, zlib.crc32(d.encode()), d)
+job = json.dumps({"job_id": "lost", "url": "ftp://x/y", "sha256": "0" * 64, "size": 1, "version": "1"})
+lines.insert(2, line("current", {"attempt": 1, "phase": "downloading", "job": job}))
+last_result = max(i for i, l in enumerate(lines) if l.startswith('{"kind":"result"'))
+lines[last_result] = lines[last_result].replace('"message":"', '"message":"X', 1)
+open(path, 'w').write(''.join(lines))
+PY
+start_daemon
+doc=$(wait_final lost 20) || fail "the job whose record was lost got no final state"
+assert_eq failed "$(jq -r .state <<<"$doc")" "state of the job whose record was lost"
+assert_eq interrupted "$(jq -r .error.code <<<"$doc")" "code of the job whose record was lost"
+grep -q "journal: 2 record(s) could not be read and were dropped" "$DAEMON_LOG" ||
+  fail "the damage is not in the log: $(grep journal: "$DAEMON_LOG")"
+[ -s "$EF_TMP/state/journal.json.corrupt" ] || fail "no copy of the damaged journal"
+publish_job "$(job_json unrecorded v2.bin)"
+wait_state '.job_id == "unrecorded" and .state == "succeeded" and .attempt == 1' 30 >/dev/null ||
+  fail "a result was lost with the damaged records"
+pass "a damaged journal: the unreadable records are dropped and said, the job in progress ends interrupted, the rest stands"
