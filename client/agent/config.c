@@ -509,8 +509,11 @@ static ef_err parse(ctx_t *c, const char *json, size_t len, ef_config *cfg) {
   parse_esp(c, section(c, root, "esp"), cfg);
   parse_download(c, section(c, root, "download"), cfg);
   parse_security(c, section(c, root, "security"), cfg);
+  /* The device_id: what a broker that ties sessions to identities uses
+   * (mosquitto's use_username_as_clientid with user = device_id, a
+   * certificate's CN, AWS IoT's thing name), docs/security.md. */
   if (!cfg->mqtt.client_id[0] && cfg->device_id[0])
-    snprintf(cfg->mqtt.client_id, sizeof cfg->mqtt.client_id, "espfleet-%s", cfg->device_id);
+    snprintf(cfg->mqtt.client_id, sizeof cfg->mqtt.client_id, "%s", cfg->device_id);
   if (c->count == 0) rc = EF_OK;
 out:
   cJSON_Delete(root);

@@ -60,7 +60,7 @@ typedef struct {
   char state_dir[EF_CONFIG_PATH_MAX];
   struct {
     char uri[EF_CONFIG_STR_MAX];           /**< mqtt://host:port or mqtts://host:port */
-    char client_id[EF_CONFIG_STR_MAX];     /**< default "espfleet-<device_id>" */
+    char client_id[EF_CONFIG_STR_MAX];     /**< default: the device_id */
     char username[EF_CONFIG_STR_MAX];      /**< "" = none */
     char password_file[EF_CONFIG_PATH_MAX];
     char password[EF_CONFIG_STR_MAX];      /**< read from password_file, trailing newline removed */

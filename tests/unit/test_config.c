@@ -68,7 +68,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c->n_groups, 0);
   assert_string_equal(c->state_dir, "/var/lib/espfleet");
   assert_string_equal(c->mqtt.uri, "mqtt://127.0.0.1:1883");
-  assert_string_equal(c->mqtt.client_id, "espfleet-dev-1");
+  assert_string_equal(c->mqtt.client_id, "dev-1"); /* the device_id: docs/security.md, "Broker access" */
   assert_string_equal(c->mqtt.username, "");
   assert_false(c->mqtt.has_password);
   assert_string_equal(c->mqtt.ca_file, "");
