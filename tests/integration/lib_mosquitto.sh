@@ -25,6 +25,9 @@ _mosq_write_config() {
     echo "log_dest file $dir/mosquitto.log"
     echo "log_type all"
     echo "connection_messages true"
+    # As config/mosquitto.conf.example: no packet above 64 KiB reaches a
+    # client (the daemon's MQTT library would hold it whole, twice).
+    echo "max_packet_size 65536"
     # As root, mosquitto drops to user 'mosquitto', which cannot write our
     # private (0700) directory; stay as the current user instead.
     if [[ $(id -u) -eq 0 ]]; then echo "user root"; fi
