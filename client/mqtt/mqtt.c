@@ -33,6 +33,11 @@
 
 #include "espfleet/clock.h"
 #include "espfleet/log.h"
+#include "tls_check.h"
+
+/* How long the look at a failed TLS connection may take per step (connect,
+ * handshake): it runs in Paho's callback, which ef_mqtt_stop waits for. */
+#define TLS_CHECK_MS 1500
 
 enum conn_state {
   ST_WAITING,     /* disconnected; the supervisor connects at next_attempt */
@@ -539,9 +544,19 @@ out:
 static void on_connect_failure(void *ctx, MQTTAsync_failureData *r) {
   ef_mqtt *s = ctx;
   cb_enter(s);
-  char cause[256];
+  char cause[320], tls_why[256] = "";
+  /* The first failure of a streak over TLS is looked at once more, to say
+   * why in words (a host name mismatch, the CA, the broker refusing the
+   * client certificate), which Paho does not. */
   pthread_mutex_lock(&s->mu);
-  if (s->tls_error[0])
+  bool look = s->tls && !s->failure_logged && s->state == ST_CONNECTING;
+  pthread_mutex_unlock(&s->mu);
+  if (look && !ef_mqtt_tls_check(s->uri, s->ca_file, s->cert_file, s->key_file, TLS_CHECK_MS, tls_why, sizeof tls_why))
+    tls_why[0] = '\0';
+  pthread_mutex_lock(&s->mu);
+  if (tls_why[0])
+    snprintf(cause, sizeof cause, "TLS: %s", tls_why);
+  else if (s->tls_error[0])
     snprintf(cause, sizeof cause, "TLS: %s", s->tls_error);
   else if (r && r->message)
     snprintf(cause, sizeof cause, "%s", r->message);
