@@ -56,10 +56,30 @@ EOF
   ) || { echo "nginx_make_certs: openssl failed in $dir" >&2; return 1; }
 }
 
+# nginx_make_server_cert PKI NAME SAN: one more server certificate from
+# PKI's CA (made by nginx_make_certs), PKI/NAME.pem and PKI/NAME.key, valid
+# for SAN (openssl's subjectAltName syntax, e.g. "DNS:fw.example.com"):
+# nginx_start --cert NAME serves it, e.g. a certificate for another host.
+nginx_make_server_cert() {
+  local dir=$1 name=$2 san=$3
+  (
+    set -e
+    cd "$dir"
+    sed "s/^subjectAltName = .*/subjectAltName = $san/" openssl.cnf >"$name.cnf"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$name.key" 2>/dev/null
+    openssl req -config "$name.cnf" -new -key "$name.key" -subj "/CN=${san#*:}" -out "$name.csr" 2>/dev/null
+    openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile "$name.cnf" -extensions server_ext -out "$name.pem" 2>/dev/null
+    rm -f "$name.csr" "$name.cnf" ca.srl
+    chmod 600 "$name.key"
+  ) || { echo "nginx_make_server_cert: openssl failed in $dir" >&2; return 1; }
+}
+
 # nginx_start --dir DIR --root WWW --certs PKI [--rate BYTES_PER_S] [--http]
-#             [--server-conf TEXT]
+#             [--server-conf TEXT] [--cert NAME]
 # Starts nginx in the background serving folder WWW over HTTPS on a free
-# loopback port, with the certificate from nginx_make_certs PKI. DIR (created)
+# loopback port, with the certificate from nginx_make_certs PKI (or PKI/NAME.pem
+# from nginx_make_server_cert with --cert NAME). DIR (created)
 # receives nginx.conf, error.log, access.log and temp folders.
 #   --rate N         limit each response to N bytes/s (nginx limit_rate)
 #   --http           also serve WWW over plain HTTP on another free port
@@ -69,6 +89,7 @@ EOF
 # Returns 1 (printing the error log) when nginx does not come up in 5 s.
 nginx_start() {
   local dir="" root="" certs="" rate="" http=0 extra="" _
+  NGINX_CERT=server
   while (($#)); do
     case "$1" in
       --dir) dir=$2; shift 2 ;;
@@ -77,6 +98,7 @@ nginx_start() {
       --rate) rate=$2; shift 2 ;;
       --http) http=1; shift ;;
       --server-conf) extra=$2; shift 2 ;;
+      --cert) NGINX_CERT=$2; shift 2 ;;
       *) echo "nginx_start: unknown argument $1" >&2; return 2 ;;
     esac
   done
@@ -188,8 +210,8 @@ _nginx_write_conf() {
     echo "  server {"
     echo "    listen 127.0.0.1:$NGINX_PORT ssl;"
     echo "    server_name localhost;"
-    echo "    ssl_certificate $certs/server.pem;"
-    echo "    ssl_certificate_key $certs/server.key;"
+    echo "    ssl_certificate $certs/${NGINX_CERT:-server}.pem;"
+    echo "    ssl_certificate_key $certs/${NGINX_CERT:-server}.key;"
     echo "    ssl_protocols TLSv1.2 TLSv1.3;"
     echo "    $common"
     echo "  }"

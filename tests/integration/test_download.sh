@@ -194,6 +194,17 @@ else
   pass "URL secrets kept out of the detail ($out)"
 fi
 
+# A server whose certificate (from the trusted CA) is for another host:
+# refused as a TLS failure, and not worth another try (finding 8).
+nginx_stop
+nginx_make_server_cert "$tmp/pki" wrong-name "DNS:fw.example.com" || exit 1
+nginx_start --dir "$tmp/nginx-wrong" --root "$tmp/www" --certs "$tmp/pki" --cert wrong-name || exit 1
+expect "certificate for another host name" \
+  "^error download_failed TLS: .*(subject name|host ?name|does not match).*127\.0\.0\.1.*[^]]\$" -- \
+  "https://127.0.0.1:$NGINX_PORT/image.bin" "${ca[@]}"
+expect "certificate for another host name (localhost)" "^error download_failed TLS: .*localhost.*[^]]\$" -- \
+  "https://localhost:$NGINX_PORT/image.bin" "${ca[@]}"
+
 if ((failures > 0)); then
   echo "$failures check(s) failed"
   exit 1
