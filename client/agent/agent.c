@@ -80,8 +80,8 @@ void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprin
     if (!save_journal_locked(a, &why)) {
       ef_journal_forget_final(&a->journal, job_id);
       if (st == EF_STATE_SUCCEEDED) {
-        snprintf(unrecorded, sizeof unrecorded, "the ESP runs the new image, but the journal could not record it: %s",
-                 why.detail);
+        snprintf(unrecorded, sizeof unrecorded,
+                 "the ESP runs the new image, but the journal could not record it: %s", why.detail);
         st = EF_STATE_FAILED;
         err = EF_ERR_IO;
         detail = unrecorded;
@@ -101,8 +101,8 @@ void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprin
   }
   doc.ts_ms = ef_wall_ms();
   if (st == EF_STATE_FAILED || st == EF_STATE_REJECTED)
-    ef_info("job %s: %s: %s%s%s", job_id[0] ? job_id : "(no job_id)", ef_state_name(st),
-            ef_err_name(err), detail && detail[0] ? ": " : "", detail ? detail : "");
+    ef_info("job %s: %s: %s%s%s", job_id[0] ? job_id : "(no job_id)", ef_state_name(st), ef_err_name(err),
+            detail && detail[0] ? ": " : "", detail ? detail : "");
   else
     ef_info("job %s: %s", job_id[0] ? job_id : "(no job_id)", ef_state_name(st));
   if (a->job_running) {
@@ -221,9 +221,10 @@ static void refresh_driver_release_locked(ef_agent *a) {
     /* The kernel's ring buffer wrapped since the line was read: it still holds. */
     ef_debug("%s now; keeping the driver release %s read earlier", why, s->driver_release);
   } else if (!a->driver_unknown_logged) {
-    ef_warn("the host driver's ESP-Hosted release is unknown (%s): jobs are not checked against it; "
-            "set esp.driver_release",
-            why);
+    ef_warn(
+        "the host driver's ESP-Hosted release is unknown (%s): jobs are not checked against it; "
+        "set esp.driver_release",
+        why);
     a->driver_unknown_logged = true;
   }
 }
@@ -263,28 +264,28 @@ static ef_job_facts facts_locked(const ef_agent *a, const char *job_id, bool sta
 static bool settle_locked(ef_agent *a, ef_job_decision d, const ef_job *job, const char *fp,
                           const ef_status *st) {
   switch (d) {
-    case EF_DECISION_SKIP:
-      report_final_locked(a, job->job_id, fp, EF_STATE_SKIPPED, EF_OK, "outside the rollout percentage", 0, true);
-      return true;
-    case EF_DECISION_INSTALLED:
-      report_final_locked(a, job->job_id, fp, EF_STATE_SUCCEEDED, EF_OK, "this image is already installed", 0,
-                          true);
-      return true;
-    case EF_DECISION_REJECT:
-    case EF_DECISION_REFUSE:
-      report_final_locked(a, job->job_id, fp, EF_STATE_REJECTED, st->code, st->detail, 0,
-                          d == EF_DECISION_REJECT);
-      return true;
-    case EF_DECISION_IGNORE:
-      ef_debug("job %s: duplicate delivery while it runs, ignored", job->job_id);
-      return true;
-    case EF_DECISION_REPEAT:
-      /* Finished before: never run twice, say again how it ended. */
-      republish_final_locked(a, ef_journal_find_final(&a->journal, job->job_id));
-      return true;
-    case EF_DECISION_RUN:
-    case EF_DECISION_WAIT:
-      break;
+  case EF_DECISION_SKIP:
+    report_final_locked(a, job->job_id, fp, EF_STATE_SKIPPED, EF_OK, "outside the rollout percentage", 0,
+                        true);
+    return true;
+  case EF_DECISION_INSTALLED:
+    report_final_locked(a, job->job_id, fp, EF_STATE_SUCCEEDED, EF_OK, "this image is already installed", 0,
+                        true);
+    return true;
+  case EF_DECISION_REJECT:
+  case EF_DECISION_REFUSE:
+    report_final_locked(a, job->job_id, fp, EF_STATE_REJECTED, st->code, st->detail, 0,
+                        d == EF_DECISION_REJECT);
+    return true;
+  case EF_DECISION_IGNORE:
+    ef_debug("job %s: duplicate delivery while it runs, ignored", job->job_id);
+    return true;
+  case EF_DECISION_REPEAT:
+    /* Finished before: never run twice, say again how it ended. */
+    republish_final_locked(a, ef_journal_find_final(&a->journal, job->job_id));
+    return true;
+  case EF_DECISION_RUN:
+  case EF_DECISION_WAIT: break;
   }
   return false;
 }
@@ -394,7 +395,8 @@ static void handle_cancel_locked(ef_agent *a, const inbox_msg *m) {
     ef_job_fingerprint(&a->pending, fp);
     a->has_pending = false;
     ef_journal_set_waiting(&a->journal, NULL);
-    report_final_locked(a, a->pending.job_id, fp, EF_STATE_CANCELED, EF_OK, "canceled while waiting", 0, true);
+    report_final_locked(a, a->pending.job_id, fp, EF_STATE_CANCELED, EF_OK, "canceled while waiting", 0,
+                        true);
   } else {
     ef_info("cancel for job %s: not waiting or running, nothing to do", id->valuestring);
   }
@@ -409,7 +411,8 @@ void progress_tick_locked(ef_agent *a) {
   if (!ef_progress_due(&a->progress, ef_mono_ms(), done, a->job.size)) return;
   char *json = ef_report_progress_json(a->cfg.device_id, a->job.job_id, done, a->job.size, ef_wall_ms());
   /* QoS 0: a lost progress document is replaced by the next one. */
-  if (json && a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_progress, json, strlen(json), 0, false, NULL) != EF_OK)
+  if (json && a->mqtt &&
+      ef_mqtt_publish(a->mqtt, a->topic_progress, json, strlen(json), 0, false, NULL) != EF_OK)
     ef_debug("progress document not queued");
   free(json);
 }
@@ -491,8 +494,8 @@ static void resume_from_journal(ef_agent *a) {
   int attempt = a->journal.attempt + 1;
   char fp[65];
   ef_job_fingerprint(job, fp);
-  ef_warn("job %s was interrupted in state %s (attempt %d)", job->job_id,
-          ef_state_name(a->journal.phase), a->journal.attempt);
+  ef_warn("job %s was interrupted in state %s (attempt %d)", job->job_id, ef_state_name(a->journal.phase),
+          a->journal.attempt);
   if (a->journal.phase == EF_STATE_REBOOTING) {
     /* OTA end was accepted: only the boot check is left. */
     attempt = a->journal.attempt;
@@ -544,10 +547,12 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
   err = ef_config_keyring(cfg, &a->keyring, st);
   if (err != EF_OK) goto out;
   if (a->keyring.n_keys == 0)
-    ef_warn("NO RELEASE KEYS: this device installs unsigned jobs; anyone who can publish a job can install any "
-            "image on it (set security.release_keys, docs/security.md)");
+    ef_warn(
+        "NO RELEASE KEYS: this device installs unsigned jobs; anyone who can publish a job can install any "
+        "image on it (set security.release_keys, docs/security.md)");
   else
-    ef_info("signed releases: %zu release key(s), %zu revoked id(s)", a->keyring.n_keys, a->keyring.n_revoked);
+    ef_info("signed releases: %zu release key(s), %zu revoked id(s)", a->keyring.n_keys,
+            a->keyring.n_revoked);
   err = ef_journal_load(&a->journal, cfg->state_dir, &damage, st);
   if (err != EF_OK) goto out;
   ef_state_init(&a->state, cfg->device_id);

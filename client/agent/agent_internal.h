@@ -23,7 +23,7 @@
 /* Bytes between the download and the ESP writer: enough to ride out jitter
  * on either side, small enough that memory does not depend on the image. */
 #define PIPE_CAPACITY (256 * 1024)
-#define TICK_MS 200
+#define TICK_MS       200
 
 typedef enum { MSG_JOB, MSG_CANCEL } msg_kind;
 
@@ -56,7 +56,7 @@ struct ef_agent {
   atomic_bool republish; /* (re)connected: publish the state again */
 
   ef_journal journal;
-  ef_state state; /* the document on the state topic */
+  ef_state state;     /* the document on the state topic */
   ef_keyring keyring; /* security.release_keys, loaded at start; empty = unsigned jobs run */
 
   bool has_pending;
@@ -72,21 +72,22 @@ struct ef_agent {
   int attempt;
   bool verify_only;
   bool cancel_requested;
-  bool activating; /* OTA end is (about to be) sent: cancel no longer applies */
-  bool past_ota_end; /* the ESP may boot the new image: a failed save stops nothing */
-  bool journal_failed;     /* a save of this job's record failed: it stops before OTA end */
+  bool activating;           /* OTA end is (about to be) sent: cancel no longer applies */
+  bool past_ota_end;         /* the ESP may boot the new image: a failed save stops nothing */
+  bool journal_failed;       /* a save of this job's record failed: it stops before OTA end */
   ef_status journal_failure; /* why, for the final state */
-  ef_pipe *pipe;   /* set while the transfer runs, for cancel */
-  struct ef_download *dl; /* the download feeding pipe; job thread only */
+  ef_pipe *pipe;             /* set while the transfer runs, for cancel */
+  struct ef_download *dl;    /* the download feeding pipe; job thread only */
   _Atomic uint64_t bytes;
   ef_progress_limiter progress;
   bool driver_unknown_logged; /* "driver release unknown" is said once */
 };
 
-
 /* Copies @p src (NULL as "") into @p dst of @p n bytes, cut to fit: for
  * texts where a cut is harmless (state documents, journal messages). */
-static inline void copy_truncating(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
+static inline void copy_truncating(char *dst, size_t n, const char *src) {
+  snprintf(dst, n, "%s", src ? src : "");
+}
 
 /* Publishing and the journal; the caller holds a->lock. */
 void publish_state_locked(ef_agent *a);

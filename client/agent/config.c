@@ -18,7 +18,7 @@
 typedef struct {
   ef_config_problems *p;
   unsigned flags;
-  size_t count; /* problems seen, also when p is NULL */
+  size_t count;                      /* problems seen, also when p is NULL */
   char first[EF_CONFIG_PROBLEM_LEN]; /* the first one, for the status */
 } ctx_t;
 
@@ -94,8 +94,8 @@ static const cJSON *section(ctx_t *c, const cJSON *root, const char *name) {
 }
 
 /* A string value; "" required means "must be present". Returns false when absent or wrong. */
-static bool get_str(ctx_t *c, const cJSON *obj, const char *prefix, const char *key, char *dst,
-                    size_t n, bool allow_empty) {
+static bool get_str(ctx_t *c, const cJSON *obj, const char *prefix, const char *key, char *dst, size_t n,
+                    bool allow_empty) {
   const cJSON *it = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
   if (!it) return false;
   if (!cJSON_IsString(it)) {
@@ -114,8 +114,8 @@ static bool get_str(ctx_t *c, const cJSON *obj, const char *prefix, const char *
   return true;
 }
 
-static void get_int(ctx_t *c, const cJSON *obj, const char *prefix, const char *key, double lo,
-                    double hi, int *dst) {
+static void get_int(ctx_t *c, const cJSON *obj, const char *prefix, const char *key, double lo, double hi,
+                    int *dst) {
   const cJSON *it = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
   if (!it) return;
   if (!cJSON_IsNumber(it) || it->valuedouble < lo || it->valuedouble > hi ||
@@ -224,8 +224,8 @@ static bool topic_prefix_ok(const char *s) {
 }
 
 static void parse_mqtt(ctx_t *c, const cJSON *m, ef_config *cfg) {
-  static const char *const keys[] = {"uri",       "client_id", "username", "password_file", "ca_file",
-                                     "cert_file", "key_file",  "keepalive_s", "topic_prefix", NULL};
+  static const char *const keys[] = {"uri",       "client_id", "username",    "password_file", "ca_file",
+                                     "cert_file", "key_file",  "keepalive_s", "topic_prefix",  NULL};
   const char *pre = "mqtt.";
   bool tls = false, uri_valid = false;
   if (m) check_keys(c, m, pre, keys);
@@ -247,7 +247,9 @@ static void parse_mqtt(ctx_t *c, const cJSON *m, ef_config *cfg) {
     if (topic_prefix_ok(prefix))
       memcpy(cfg->mqtt.topic_prefix, prefix, sizeof prefix);
     else
-      problem(c, "mqtt.topic_prefix: must be 1-128 characters without +, #, empty levels or a leading or trailing /");
+      problem(c,
+              "mqtt.topic_prefix: must be 1-128 characters without +, #, empty levels or a leading or "
+              "trailing /");
   }
   if (cfg->mqtt.cert_file[0] && !cfg->mqtt.key_file[0])
     problem(c, "mqtt.key_file: required when mqtt.cert_file is set");
@@ -258,8 +260,9 @@ static void parse_mqtt(ctx_t *c, const cJSON *m, ef_config *cfg) {
     problem(c, "mqtt.uri: TLS files are configured but the uri is mqtt:// (use mqtts://)");
   /* Anyone on the path would read it, and with it log in as this device. */
   if (uri_valid && !tls && cfg->mqtt.password_file[0] && !loopback_host(cfg->mqtt.uri + strlen("mqtt://")))
-    problem(c, "mqtt.password_file: the password would cross the network in clear over mqtt:// "
-               "(use mqtts://; mqtt:// with a password only to a broker on this host)");
+    problem(c,
+            "mqtt.password_file: the password would cross the network in clear over mqtt:// "
+            "(use mqtts://; mqtt:// with a password only to a broker on this host)");
   check_readable(c, "mqtt.ca_file", cfg->mqtt.ca_file);
   check_readable(c, "mqtt.cert_file", cfg->mqtt.cert_file);
   check_readable(c, "mqtt.key_file", cfg->mqtt.key_file);
@@ -267,10 +270,17 @@ static void parse_mqtt(ctx_t *c, const cJSON *m, ef_config *cfg) {
 }
 
 static void parse_esp(ctx_t *c, const cJSON *e, ef_config *cfg) {
-  static const char *const keys[] = {"device",         "chip",           "chunk_size",
-                                     "window",         "max_image_size", "disable_bt_during_ota",
-                                     "boot_timeout_s", "begin_timeout_s", "driver_release",
-                                     "kernel_log",     NULL};
+  static const char *const keys[] = {"device",
+                                     "chip",
+                                     "chunk_size",
+                                     "window",
+                                     "max_image_size",
+                                     "disable_bt_during_ota",
+                                     "boot_timeout_s",
+                                     "begin_timeout_s",
+                                     "driver_release",
+                                     "kernel_log",
+                                     NULL};
   const char *pre = "esp.";
   if (!e) return;
   check_keys(c, e, pre, keys);
@@ -345,7 +355,8 @@ static void parse_security(ctx_t *c, const cJSON *s, ef_config *cfg) {
   if (!s) return;
   check_keys(c, s, "security.", keys);
   const cJSON *list = cJSON_GetObjectItemCaseSensitive(s, "release_keys"), *it;
-  if (list && !cJSON_IsArray(list)) problem(c, "security.release_keys: must be a list of {id, public_key_file}");
+  if (list && !cJSON_IsArray(list))
+    problem(c, "security.release_keys: must be a list of {id, public_key_file}");
   const cJSON *arr = cJSON_IsArray(list) ? list : NULL;
   int i = 0;
   cJSON_ArrayForEach(it, arr) {
@@ -359,7 +370,8 @@ static void parse_security(ctx_t *c, const cJSON *s, ef_config *cfg) {
     bool ok = get_str(c, it, pre, "id", id, sizeof id, false) &&
               get_str(c, it, pre, "public_key_file", file, sizeof file, false);
     if (!ok) {
-      if (!cJSON_GetObjectItemCaseSensitive(it, "id") || !cJSON_GetObjectItemCaseSensitive(it, "public_key_file"))
+      if (!cJSON_GetObjectItemCaseSensitive(it, "id") ||
+          !cJSON_GetObjectItemCaseSensitive(it, "public_key_file"))
         problem(c, "%.*s: needs id and public_key_file", (int)strlen(pre) - 1, pre);
       continue;
     }
@@ -381,7 +393,8 @@ static void parse_security(ctx_t *c, const cJSON *s, ef_config *cfg) {
       /* the key must load as the daemon will load it */
       ef_release_key *k = NULL;
       ef_status ks = EF_STATUS_INIT;
-      if (ef_release_key_load(file, &k, &ks) != EF_OK) problem(c, "%spublic_key_file: %s", pre, ks.detail);
+      if (ef_release_key_load(file, &k, &ks) != EF_OK)
+        problem(c, "%spublic_key_file: %s", pre, ks.detail);
       else if (ef_release_key_is_private(k))
         problem(c, "%spublic_key_file: %s is a private key; devices hold the public key only", pre, file);
       ef_release_key_free(k);
@@ -444,8 +457,10 @@ static void parse_groups(ctx_t *c, const cJSON *g, ef_config *cfg) {
       bool dup = false;
       for (size_t k = 0; k < cfg->n_groups; k++)
         if (strcmp(cfg->groups[k], it->valuestring) == 0) dup = true;
-      if (dup) problem(c, "groups[%d]: \"%s\" is listed twice", i, it->valuestring);
-      else snprintf(cfg->groups[cfg->n_groups++], sizeof cfg->groups[0], "%s", it->valuestring);
+      if (dup)
+        problem(c, "groups[%d]: \"%s\" is listed twice", i, it->valuestring);
+      else
+        snprintf(cfg->groups[cfg->n_groups++], sizeof cfg->groups[0], "%s", it->valuestring);
     }
     i++;
   }
@@ -466,7 +481,8 @@ static void position(const char *text, size_t off, int *line, int *col) {
 }
 
 static ef_err parse(ctx_t *c, const char *json, size_t len, ef_config *cfg) {
-  static const char *const keys[] = {"device_id", "groups", "state_dir", "mqtt", "esp", "download", "security", NULL};
+  static const char *const keys[] = {"device_id", "groups",   "state_dir", "mqtt",
+                                     "esp",       "download", "security",  NULL};
   char *copy = NULL;
   cJSON *root = NULL;
   ef_err rc = EF_ERR_CONFIG;
@@ -525,7 +541,8 @@ out:
 static ef_err report(const ctx_t *c, ef_err rc, ef_status *st) {
   if (rc == EF_OK) return EF_OK;
   if (c->count > 1)
-    return ef_status_fail(st, rc, "%s (and %zu more problem%s)", c->first, c->count - 1, c->count > 2 ? "s" : "");
+    return ef_status_fail(st, rc, "%s (and %zu more problem%s)", c->first, c->count - 1,
+                          c->count > 2 ? "s" : "");
   return ef_status_fail(st, rc, "%s", c->first);
 }
 

@@ -105,7 +105,8 @@ static ef_err open_ctrl(ef_agent *a, ef_ctrl_cancel_cb until, ef_ctrl **ctrl, ef
  *         deadline (@p st says for how long); EF_ERR_CANCELED; open_ctrl's
  *         errors (with its status).
  */
-static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl_cancel_cb until, ef_ctrl **ctrl, ef_status *st) {
+static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl_cancel_cb until, ef_ctrl **ctrl,
+                                ef_status *st) {
   int64_t deadline = ef_mono_ms() + (int64_t)wait_s * 1000;
   bool said = false;
   for (;;) {
@@ -124,7 +125,8 @@ static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl_cancel_cb until
     }
     int left = ef_ms_left(deadline);
     if (left == 0)
-      return ef_status_fail(st, EF_ERR_ESP_BUSY, "another program held %.150s for %d s", a->cfg.esp.device, wait_s);
+      return ef_status_fail(st, EF_ERR_ESP_BUSY, "another program held %.150s for %d s", a->cfg.esp.device,
+                            wait_s);
     if (!pause_unless(a, left < BUSY_RETRY_MS ? left : BUSY_RETRY_MS, until))
       return ef_status_fail(st, EF_ERR_CANCELED, "while waiting for the control device");
   }
@@ -132,9 +134,8 @@ static ef_err open_ctrl_waiting(ef_agent *a, int wait_s, ef_ctrl_cancel_cb until
 
 /* Errors that mean "this job does not fit this device": nothing was changed. */
 static bool is_rejection(ef_err err) {
-  return err == EF_ERR_CHIP_MISMATCH || err == EF_ERR_PROJECT_MISMATCH ||
-         err == EF_ERR_VERSION_MISMATCH || err == EF_ERR_TOO_LARGE ||
-         err == EF_ERR_DOWNGRADE_REFUSED;
+  return err == EF_ERR_CHIP_MISMATCH || err == EF_ERR_PROJECT_MISMATCH || err == EF_ERR_VERSION_MISMATCH ||
+         err == EF_ERR_TOO_LARGE || err == EF_ERR_DOWNGRADE_REFUSED;
 }
 
 /* Starts fetching the job's image from byte @p offset into a new pipe
@@ -255,11 +256,13 @@ static ef_err ota_on_image(void *arg, const ef_image_header *hdr, const ef_app_d
   uint32_t floor = ef_journal_floor(&a->journal);
   pthread_mutex_unlock(&a->lock);
   if (a->job.has_release && desc->secure_version != a->job.secure_version)
-    return ef_status_fail(st, EF_ERR_VERSION_MISMATCH, "image secure_version is %" PRIu32 ", the release signed %" PRIu32,
+    return ef_status_fail(st, EF_ERR_VERSION_MISMATCH,
+                          "image secure_version is %" PRIu32 ", the release signed %" PRIu32,
                           desc->secure_version, a->job.secure_version);
   if (desc->secure_version < floor)
     return ef_status_fail(st, EF_ERR_SECURE_VERSION_ROLLBACK,
-                          "image secure_version %" PRIu32 " is below %" PRIu32 ", the highest this device installed",
+                          "image secure_version %" PRIu32 " is below %" PRIu32
+                          ", the highest this device installed",
                           desc->secure_version, floor);
   return EF_OK;
 }
@@ -331,14 +334,15 @@ static ef_err verify_boot(ef_agent *a, ef_ctrl **ctrl, bool end_unknown, ef_stat
   if (fw_text[0]) copy_truncating(a->state.fw_version, sizeof a->state.fw_version, fw_text);
   pthread_mutex_unlock(&a->lock);
   if (err != EF_OK && end_unknown)
-    return ef_status_fail(st, EF_ERR_BOOT_VERIFY_FAILED,
-                          "OTA end was not answered and the ESP did not restart within %d s: it did not take the "
-                          "image (the firmware restarts only after a successful OTA end)",
-                          a->cfg.esp.boot_timeout_s);
+    return ef_status_fail(
+        st, EF_ERR_BOOT_VERIFY_FAILED,
+        "OTA end was not answered and the ESP did not restart within %d s: it did not take the "
+        "image (the firmware restarts only after a successful OTA end)",
+        a->cfg.esp.boot_timeout_s);
   if (err != EF_OK) {
     ef_info("job %s: boot check: %s", a->job.job_id, why.detail);
-    return ef_status_fail(st, EF_ERR_BOOT_VERIFY_FAILED, "the ESP did not come back within %d s after OTA end",
-                          a->cfg.esp.boot_timeout_s);
+    return ef_status_fail(st, EF_ERR_BOOT_VERIFY_FAILED,
+                          "the ESP did not come back within %d s after OTA end", a->cfg.esp.boot_timeout_s);
   }
   if (end_unknown)
     ef_info("job %s: the ESP restarted after the unanswered OTA end: it took the image", a->job.job_id);
@@ -456,13 +460,14 @@ void *ef_agent_job_main(void *arg) {
   ef_app_info app;
   memset(&app, 0, sizeof app);
   copy_truncating(app.version, sizeof app.version, a->job.version);
-  copy_truncating(app.project, sizeof app.project,
-           res.desc_known ? res.app.project_name : a->job.project);
+  copy_truncating(app.project, sizeof app.project, res.desc_known ? res.app.project_name : a->job.project);
   copy_truncating(app.sha256_hex, sizeof app.sha256_hex, a->job.sha256_hex);
   ef_journal_set_installed(&a->journal, &app);
   /* the anti-rollback floor rises with what was installed, never falls */
-  if (res.desc_known) ef_journal_set_floor(&a->journal, res.app.secure_version);
-  else if (a->job.has_release) ef_journal_set_floor(&a->journal, a->job.secure_version);
+  if (res.desc_known)
+    ef_journal_set_floor(&a->journal, res.app.secure_version);
+  else if (a->job.has_release)
+    ef_journal_set_floor(&a->journal, a->job.secure_version);
   a->state.app = app;
   pthread_mutex_unlock(&a->lock);
 

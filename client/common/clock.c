@@ -4,7 +4,7 @@
 #include <time.h>
 
 #define NS_PER_MS 1000000LL
-#define NS_PER_S 1000000000LL
+#define NS_PER_S  1000000000LL
 
 static int64_t ns_of(clockid_t id) {
   struct timespec ts;

@@ -46,9 +46,7 @@ bool ef_err_retryable(ef_err err) {
   case EF_ERR_ESP_TIMEOUT:
   case EF_ERR_ESP_BUSY:
   case EF_ERR_DOWNLOAD_FAILED:
-  case EF_ERR_MQTT:
-    return true;
-  default:
-    return false;
+  case EF_ERR_MQTT: return true;
+  default: return false;
   }
 }

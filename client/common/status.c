@@ -58,6 +58,7 @@ const char *ef_status_text(const ef_status *st, char *buf, size_t n) {
     snprintf(buf, n, "%s", ef_err_name(EF_OK));
     return buf;
   }
-  if (snprintf(buf, n, "%s%s%s", ef_err_name(st->code), st->detail[0] ? ": " : "", st->detail) < 0) buf[0] = '\0';
+  if (snprintf(buf, n, "%s%s%s", ef_err_name(st->code), st->detail[0] ? ": " : "", st->detail) < 0)
+    buf[0] = '\0';
   return buf;
 }

@@ -113,6 +113,8 @@ void ef_url_redact(const char *url, ef_url_keep keep, char *out, size_t n) {
   if (keep == EF_URL_ORIGIN) return;
   const char *path_end = auth_end + strcspn(auth_end, "?#");
   put_escaped(&s, auth_end, (size_t)(path_end - auth_end));
-  if (*path_end == '?') put(&s, "?\xE2\x80\xA6", 4);
-  else if (*path_end == '#') put(&s, "#\xE2\x80\xA6", 4);
+  if (*path_end == '?')
+    put(&s, "?\xE2\x80\xA6", 4);
+  else if (*path_end == '#')
+    put(&s, "#\xE2\x80\xA6", 4);
 }

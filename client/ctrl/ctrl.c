@@ -19,12 +19,12 @@
 /* One request in flight. */
 struct pending {
   int32_t uid;
-  int req_id;          /* EF_CTRL_REQ_* */
-  int64_t deadline;    /* monotonic ms */
-  int timeout_ms;      /* for the log line */
-  int done;            /* a response was matched */
-  ef_status st;        /* its outcome once done (the firmware's resp when refused) */
-  ef_fw_version *fw;   /* where a GetFwVersion answer goes, or NULL */
+  int req_id;        /* EF_CTRL_REQ_* */
+  int64_t deadline;  /* monotonic ms */
+  int timeout_ms;    /* for the log line */
+  int done;          /* a response was matched */
+  ef_status st;      /* its outcome once done (the firmware's resp when refused) */
+  ef_fw_version *fw; /* where a GetFwVersion answer goes, or NULL */
 };
 
 struct ef_ctrl {
@@ -58,7 +58,6 @@ static bool stop_asked(void *arg) {
   return !c->in_ota_end && c->cancel && c->cancel(c->cancel_arg);
 }
 
-
 void ef_ctrl_options_default(ef_ctrl_options *o) {
   o->device = EF_DEFAULT_DEVICE;
   o->timeout_ms = EF_CTRL_DEFAULT_TIMEOUT_MS;
@@ -84,7 +83,8 @@ ef_err ef_ctrl_open(const ef_ctrl_options *o, ef_ctrl **out, ef_status *st) {
     if (o->ota_end_timeout_ms > 0) def.ota_end_timeout_ms = o->ota_end_timeout_ms;
     if (o->open_timeout_ms > 0) def.open_timeout_ms = o->open_timeout_ms;
     if (o->window < 0 || o->window > EF_CTRL_MAX_WINDOW) {
-      err = ef_status_fail(st, EF_ERR_INVALID_ARG, "window %d is outside 1..%d", o->window, EF_CTRL_MAX_WINDOW);
+      err =
+          ef_status_fail(st, EF_ERR_INVALID_ARG, "window %d is outside 1..%d", o->window, EF_CTRL_MAX_WINDOW);
       goto out;
     }
     if (o->window > 0) def.window = o->window;
@@ -144,8 +144,8 @@ void ef_ctrl_set_cancel_cb(ef_ctrl *c, ef_ctrl_cancel_cb cb, void *arg) {
 
 void ef_fw_version_format(const ef_fw_version *v, char *buf, size_t n) {
   if (!buf || n == 0) return;
-  snprintf(buf, n, "%s-%u.%u.%u.%u.%u", v->name, (unsigned)v->major1, (unsigned)v->major2,
-           (unsigned)v->minor, (unsigned)v->rev_patch1, (unsigned)v->rev_patch2);
+  snprintf(buf, n, "%s-%u.%u.%u.%u.%u", v->name, (unsigned)v->major1, (unsigned)v->major2, (unsigned)v->minor,
+           (unsigned)v->rev_patch1, (unsigned)v->rev_patch2);
 }
 
 ef_err ef_fw_version_parse(const char *text, ef_fw_version *v) {
@@ -174,9 +174,7 @@ ef_err ef_fw_version_parse(const char *text, ef_fw_version *v) {
 
 /* ---- the queue of requests in flight ---- */
 
-static struct pending *q_at(ef_ctrl *c, unsigned i) {
-  return &c->q[(c->q_head + i) % EF_CTRL_MAX_WINDOW];
-}
+static struct pending *q_at(ef_ctrl *c, unsigned i) { return &c->q[(c->q_head + i) % EF_CTRL_MAX_WINDOW]; }
 
 static void q_pop(ef_ctrl *c) {
   c->q_head = (c->q_head + 1) % EF_CTRL_MAX_WINDOW;
@@ -216,9 +214,7 @@ static void dispatch_event(ef_ctrl *c, const Espfleet__CtrlMsg *m) {
     if (m->payload_case == ESPFLEET__CTRL_MSG__PAYLOAD_EVENT_HEARTBEAT && m->event_heartbeat)
       ev.hb_num = m->event_heartbeat->hb_num;
     break;
-  default:
-    ef_debug("ctrl: ignoring event %d", ev.id);
-    return;
+  default: ef_debug("ctrl: ignoring event %d", ev.id); return;
   }
   c->events++;
   if (c->cb) c->cb(c->cb_arg, &ev);
@@ -238,8 +234,7 @@ static struct pending *match(ef_ctrl *c, int32_t uid, int req_id) {
 static void complete(ef_ctrl *c, struct pending *p, const Espfleet__CtrlMsg *m) {
   int32_t resp = 0;
   p->done = 1;
-  if ((int)m->msg_id != p->req_id + EF_CTRL_RESP_OFFSET ||
-      ef_ctrl_msg_resp(m, &resp) != EF_OK) {
+  if ((int)m->msg_id != p->req_id + EF_CTRL_RESP_OFFSET || ef_ctrl_msg_resp(m, &resp) != EF_OK) {
     ef_warn("ctrl: answer to %s (uid %d) is %s (id %d)", ef_ctrl_msg_name(p->req_id), p->uid,
             ef_ctrl_msg_name((int)m->msg_id), (int)m->msg_id);
     ef_status_fail(&p->st, EF_ERR_ESP_PROTOCOL, "answer to %s (uid %d) is %s (id %d)",
@@ -338,8 +333,9 @@ static ef_err send_req(ef_ctrl *c, ef_ctrl_msg *m, int timeout_ms, ef_fw_version
   size_t n = ef_ctrl_msg_frame(&m->msg, EF_TLV_EP_RESP, c->tx, EF_TLV_MAX_FRAME);
   /* The firmware would truncate a longer message and never answer it. */
   if (n == 0 || n > EF_CTRL_FW_MSG_MAX)
-    return ef_status_fail(st, EF_ERR_INVALID_ARG, "%s would be a %zu-byte message; the firmware takes at most %d",
-                          name, n, EF_CTRL_FW_MSG_MAX);
+    return ef_status_fail(st, EF_ERR_INVALID_ARG,
+                          "%s would be a %zu-byte message; the firmware takes at most %d", name, n,
+                          EF_CTRL_FW_MSG_MAX);
   ef_status why = EF_STATUS_INIT;
   ef_err err = ef_transport_write(c->t, c->tx, n, timeout_ms, &why);
   if (err != EF_OK) {
@@ -372,8 +368,8 @@ static ef_err collect_oldest(ef_ctrl *c, ef_status *st) {
     }
     if (ef_mono_ms() >= p->deadline) {
       ef_warn("ctrl: no answer to %s (uid %d) within %d ms", name, p->uid, p->timeout_ms);
-      ef_err err = ef_status_fail(st, EF_ERR_ESP_TIMEOUT, "no answer to %s (uid %d) within %d ms", name, p->uid,
-                                  p->timeout_ms);
+      ef_err err = ef_status_fail(st, EF_ERR_ESP_TIMEOUT, "no answer to %s (uid %d) within %d ms", name,
+                                  p->uid, p->timeout_ms);
       q_pop(c);
       return err;
     }
@@ -436,7 +432,8 @@ ef_err ef_ctrl_ota_write(ef_ctrl *c, const uint8_t *data, size_t len, ef_status 
   ef_err err = EF_OK;
   ef_status why = EF_STATUS_INIT;
   if (!data || len == 0 || len > EF_CTRL_MAX_CHUNK)
-    return ef_status_fail(st, EF_ERR_INVALID_ARG, "an OTA write of %zu bytes (1..%d)", len, EF_CTRL_MAX_CHUNK);
+    return ef_status_fail(st, EF_ERR_INVALID_ARG, "an OTA write of %zu bytes (1..%d)", len,
+                          EF_CTRL_MAX_CHUNK);
   if (c->ota_st.code != EF_OK) return ef_status_copy(st, &c->ota_st);
   if (ef_ctrl_msg_init(&m, EF_CTRL_REQ_OTA_WRITE, take_uid(c)) != EF_OK) {
     err = ef_status_fail(&why, EF_ERR_INTERNAL, "cannot build an OTA write");

@@ -9,7 +9,7 @@ ef_err ef_ctrl_msg_init(ef_ctrl_msg *m, int msg_id, int32_t uid) {
   Espfleet__CtrlMsg *msg = &m->msg;
   espfleet__ctrl_msg__init(msg);
   switch (msg_id) {
-  /* Each case initialises the member (descriptor and defaults) and points
+    /* Each case initialises the member (descriptor and defaults) and points
    * the oneof at it; the oneof member's field number is the msg id. */
 #define EF_MEMBER(id, field, fn)            \
   case id:                                  \
@@ -31,8 +31,7 @@ ef_err ef_ctrl_msg_init(ef_ctrl_msg *m, int msg_id, int32_t uid) {
     EF_MEMBER(301, event_esp_init, event_esp_init)
     EF_MEMBER(302, event_heartbeat, event_heartbeat)
 #undef EF_MEMBER
-  default:
-    return EF_ERR_INVALID_ARG;
+  default: return EF_ERR_INVALID_ARG;
   }
   msg->payload_case = (Espfleet__CtrlMsg__PayloadCase)msg_id;
   msg->msg_id = (Espfleet__CtrlMsgId)msg_id;
@@ -40,8 +39,8 @@ ef_err ef_ctrl_msg_init(ef_ctrl_msg *m, int msg_id, int32_t uid) {
   if (msg_id >= 200) {
     /* The firmware marks what it sends (slave_control.c: data_transfer_handler,
      * ctrl_notify_handler). */
-    msg->msg_type = msg_id >= 300 ? ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_EVENT
-                                  : ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_RESP;
+    msg->msg_type =
+        msg_id >= 300 ? ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_EVENT : ESPFLEET__CTRL_MSG_TYPE__MSG_TYPE_RESP;
   } else if (msg_id == 116 || msg_id == 118 || msg_id == 123) {
     /* Requests are encoded as ESP-Hosted's host library does (ctrl_core.c,
      * ctrl_app_send_req): msg_type is left unset, so it is absent on the
@@ -61,16 +60,14 @@ static int32_t *resp_field(Espfleet__CtrlMsg *msg) {
     return msg->resp_ota_begin ? &msg->resp_ota_begin->resp : NULL;
   case ESPFLEET__CTRL_MSG__PAYLOAD_RESP_OTA_WRITE:
     return msg->resp_ota_write ? &msg->resp_ota_write->resp : NULL;
-  case ESPFLEET__CTRL_MSG__PAYLOAD_RESP_OTA_END:
-    return msg->resp_ota_end ? &msg->resp_ota_end->resp : NULL;
+  case ESPFLEET__CTRL_MSG__PAYLOAD_RESP_OTA_END: return msg->resp_ota_end ? &msg->resp_ota_end->resp : NULL;
   case ESPFLEET__CTRL_MSG__PAYLOAD_RESP_CONFIG_HEARTBEAT:
     return msg->resp_config_heartbeat ? &msg->resp_config_heartbeat->resp : NULL;
   case ESPFLEET__CTRL_MSG__PAYLOAD_RESP_ENABLE_DISABLE:
     return msg->resp_enable_disable ? &msg->resp_enable_disable->resp : NULL;
   case ESPFLEET__CTRL_MSG__PAYLOAD_RESP_GET_FW_VERSION:
     return msg->resp_get_fw_version ? &msg->resp_get_fw_version->resp : NULL;
-  default:
-    return NULL;
+  default: return NULL;
   }
 }
 
@@ -81,8 +78,7 @@ ef_err ef_ctrl_msg_set_resp(ef_ctrl_msg *m, int32_t resp) {
   return EF_OK;
 }
 
-size_t ef_ctrl_msg_frame(const Espfleet__CtrlMsg *msg, const char *endpoint, uint8_t *out,
-                         size_t cap) {
+size_t ef_ctrl_msg_frame(const Espfleet__CtrlMsg *msg, const char *endpoint, uint8_t *out, size_t cap) {
   size_t plen = espfleet__ctrl_msg__get_packed_size(msg);
   size_t hdr = ef_tlv_frame_size(endpoint, 0);
   if (plen > EF_TLV_MAX_PAYLOAD || hdr + plen > cap) return 0;
@@ -97,8 +93,7 @@ ef_err ef_ctrl_msg_parse(const uint8_t *payload, size_t len, Espfleet__CtrlMsg *
   *out = espfleet__ctrl_msg__unpack(NULL, len, payload);
   if (!*out) return EF_ERR_ESP_PROTOCOL;
   Espfleet__CtrlMsg *m = *out;
-  if (m->payload_case != ESPFLEET__CTRL_MSG__PAYLOAD__NOT_SET &&
-      (int)m->payload_case != (int)m->msg_id) {
+  if (m->payload_case != ESPFLEET__CTRL_MSG__PAYLOAD__NOT_SET && (int)m->payload_case != (int)m->msg_id) {
     espfleet__ctrl_msg__free_unpacked(m, NULL);
     *out = NULL;
     return EF_ERR_ESP_PROTOCOL;

@@ -77,8 +77,7 @@ ef_err ef_ctrl_msg_set_resp(ef_ctrl_msg *m, int32_t resp) EF_MUST_CHECK;
  * @return the frame length, or 0 when @p cap is too small or the serialized
  *         message exceeds EF_TLV_MAX_PAYLOAD.
  */
-size_t ef_ctrl_msg_frame(const Espfleet__CtrlMsg *msg, const char *endpoint, uint8_t *out,
-                         size_t cap);
+size_t ef_ctrl_msg_frame(const Espfleet__CtrlMsg *msg, const char *endpoint, uint8_t *out, size_t cap);
 
 /**
  * Parses one received payload (a frame's payload).

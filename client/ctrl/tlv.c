@@ -4,7 +4,7 @@
 #include <string.h>
 
 /* Bytes of a frame before its endpoint name and between name and payload. */
-#define HDR_EP 3   /* type 0x01 + u16le name length */
+#define HDR_EP   3 /* type 0x01 + u16le name length */
 #define HDR_DATA 3 /* type 0x02 + u16le payload length */
 
 static void put_le16(uint8_t *p, size_t v) {
@@ -18,8 +18,8 @@ size_t ef_tlv_frame_size(const char *endpoint, size_t payload_len) {
   return HDR_EP + strlen(endpoint) + HDR_DATA + payload_len;
 }
 
-size_t ef_tlv_encode(const char *endpoint, const uint8_t *payload, size_t payload_len,
-                     uint8_t *out, size_t out_cap) {
+size_t ef_tlv_encode(const char *endpoint, const uint8_t *payload, size_t payload_len, uint8_t *out,
+                     size_t out_cap) {
   size_t ep_len = strlen(endpoint);
   if (ep_len == 0 || ep_len > EF_TLV_MAX_EP || payload_len > EF_TLV_MAX_PAYLOAD) return 0;
   size_t total = HDR_EP + ep_len + HDR_DATA + payload_len;
@@ -28,7 +28,8 @@ size_t ef_tlv_encode(const char *endpoint, const uint8_t *payload, size_t payloa
   *p++ = EF_TLV_TYPE_EP;
   put_le16(p, ep_len);
   p += 2;
-  memcpy(p, endpoint, ep_len); // NOLINT(bugprone-not-null-terminated-result): length-prefixed bytes, no NUL on the wire
+  memcpy(p, endpoint,
+         ep_len); // NOLINT(bugprone-not-null-terminated-result): length-prefixed bytes, no NUL on the wire
   p += ep_len;
   *p++ = EF_TLV_TYPE_DATA;
   put_le16(p, payload_len);

@@ -41,7 +41,6 @@ static ef_err cancel_fail(ef_transport *t, const char *what, ef_status *st) {
   return ef_status_fail(st, EF_ERR_CANCELED, "canceled while %s %s", what, t->path);
 }
 
-
 static void close_fd(ef_transport *t) {
   if (t->fd >= 0) {
     close(t->fd);
@@ -197,7 +196,8 @@ ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int t
        * are errors of this frame, never a reason to write the remainder. */
       if ((size_t)n == len - done) return EF_OK;
       ef_warn("ctrl: %s took %zd of a %zu-byte message", t->path, n, len);
-      return ef_status_fail(st, EF_ERR_ESP_WRITE_REFUSED, "%s took %zd of a %zu-byte message", t->path, n, len);
+      return ef_status_fail(st, EF_ERR_ESP_WRITE_REFUSED, "%s took %zd of a %zu-byte message", t->path, n,
+                            len);
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return gone(t, "write failed", errno, st);
@@ -214,7 +214,8 @@ ef_err ef_transport_write(ef_transport *t, const uint8_t *buf, size_t len, int t
   return EF_OK;
 }
 
-ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms, ef_status *st) {
+ef_err ef_transport_read(ef_transport *t, uint8_t *buf, size_t cap, size_t *got, int timeout_ms,
+                         ef_status *st) {
   int64_t deadline = ef_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   *got = 0;
   if (t->fd < 0) {

@@ -39,12 +39,12 @@ struct ef_download {
   uint64_t offset;
   char where[256]; /* scheme://host[:port] for messages: never the query */
   char host[200];
-  CURL *curl;      /* used by this download's thread only */
+  CURL *curl; /* used by this download's thread only */
 
   /* written by the curl callbacks, read after curl_easy_perform */
   bool response_checked;
   uint64_t received;
-  ef_status fail;    /* set when a callback stopped the transfer */
+  ef_status fail; /* set when a callback stopped the transfer */
 
   ef_status outcome; /* what the pipe's reader and ef_download_join get */
   char errbuf[CURL_ERROR_SIZE];
@@ -137,8 +137,8 @@ static bool check_response(ef_download *d, CURL *c) {
   }
   if (d->offset && code != 206) {
     /* a 200 would restart the body at byte 0; starting over can work */
-    ef_status_fail_r(&d->fail, EF_ERR_DOWNLOAD_NO_RANGE, true, "server does not serve byte ranges (HTTP %ld from %s)",
-                     code, d->where);
+    ef_status_fail_r(&d->fail, EF_ERR_DOWNLOAD_NO_RANGE, true,
+                     "server does not serve byte ranges (HTTP %ld from %s)", code, d->where);
     return false;
   }
   curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
@@ -190,22 +190,20 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
  * also how a connection reset during the handshake shows: see is_tls_error.) */
 static bool is_tls_setup_error(CURLcode res) {
   switch (res) {
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_CLIENTCERT:
-    case CURLE_USE_SSL_FAILED:
-      return true;
-    default:
-      return false;
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_CLIENTCERT:
+  case CURLE_USE_SSL_FAILED: return true;
+  default: return false;
   }
 }
 
@@ -224,18 +222,19 @@ static void describe_curl_error(ef_download *d, CURLcode res) {
   /* Without CURLOPT_TIMEOUT a timeout after the request went out can only
    * be the low-speed (stall) limit; before it, the connect timeout. */
   curl_off_t pretransfer = 0;
-  bool connected = curl_easy_getinfo(d->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK &&
-                   pretransfer > 0;
+  bool connected =
+      curl_easy_getinfo(d->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK && pretransfer > 0;
 
   ef_status *o = &d->outcome;
   if (is_tls_error(res)) {
     ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, !is_tls_setup_error(res), "TLS: %s%s%s", msg, sep, where);
   } else if (res == CURLE_OPERATION_TIMEDOUT && connected) {
-    ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, true, "stalled: no data for %ld s from %s (after %" PRIu64 " bytes)",
-                     d->stall_timeout_s, d->where, d->received);
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, true,
+                     "stalled: no data for %ld s from %s (after %" PRIu64 " bytes)", d->stall_timeout_s,
+                     d->where, d->received);
   } else if (res == CURLE_RANGE_ERROR) {
-    ef_status_fail_r(o, EF_ERR_DOWNLOAD_NO_RANGE, true, "server does not serve byte ranges (%s%s%s)", msg, sep,
-                     where);
+    ef_status_fail_r(o, EF_ERR_DOWNLOAD_NO_RANGE, true, "server does not serve byte ranges (%s%s%s)", msg,
+                     sep, where);
   } else if (res == CURLE_UNSUPPORTED_PROTOCOL) {
     /* the URL itself passed ef_download_check_url: a redirect went astray */
     ef_status_fail_r(o, EF_ERR_DOWNLOAD_FAILED, false, "redirect refused: %s%s%s", msg, sep, where);
@@ -254,8 +253,8 @@ static CURLcode setup(ef_download *d) {
   CURL *c = d->curl;
   CURLcode r = CURLE_OK;
 
-#define SET(opt, val) \
-  do { \
+#define SET(opt, val)                                              \
+  do {                                                             \
     if ((r = curl_easy_setopt(c, opt, val)) != CURLE_OK) goto out; \
   } while (0)
   SET(CURLOPT_URL, d->url);
@@ -347,7 +346,8 @@ ef_err ef_download_start(const ef_download_options *o, ef_pipe *sink, ef_downloa
   d = calloc(1, sizeof(*d));
   if (!d) goto out;
   d->sink = sink;
-  d->connect_timeout_s = o->connect_timeout_s > 0 ? o->connect_timeout_s : EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S;
+  d->connect_timeout_s =
+      o->connect_timeout_s > 0 ? o->connect_timeout_s : EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S;
   d->stall_timeout_s = o->stall_timeout_s > 0 ? o->stall_timeout_s : EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S;
   d->allow_http = o->allow_http;
   d->max_bytes = o->max_bytes;

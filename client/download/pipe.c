@@ -21,8 +21,8 @@ struct ef_pipe {
   pthread_cond_t writable; /* producer waits here for space or an abort */
   uint8_t *buf;
   size_t cap;
-  size_t head; /* index of the oldest buffered byte */
-  size_t len;  /* buffered bytes */
+  size_t head;       /* index of the oldest buffered byte */
+  size_t len;        /* buffered bytes */
   size_t wake_space; /* free bytes worth waking a waiting producer for */
   bool reader_waiting;
   bool writer_waiting;

@@ -8,9 +8,8 @@ static const struct {
   uint16_t id;
   const char *name;
 } chips[] = {
-    {0x0000, "esp32"},   {0x0002, "esp32s2"}, {0x0005, "esp32c3"},
-    {0x0009, "esp32s3"}, {0x000C, "esp32c2"}, {0x000D, "esp32c6"},
-    {0x0010, "esp32h2"}, {0x0012, "esp32p4"}, {0x0017, "esp32c5"},
+    {0x0000, "esp32"},   {0x0002, "esp32s2"}, {0x0005, "esp32c3"}, {0x0009, "esp32s3"}, {0x000C, "esp32c2"},
+    {0x000D, "esp32c6"}, {0x0010, "esp32h2"}, {0x0012, "esp32p4"}, {0x0017, "esp32c5"},
 };
 
 const char *ef_chip_name(uint16_t chip_id) {

@@ -26,7 +26,7 @@
  * header from making the caller erase a slot and stream for minutes.
  */
 #define MAX_SEGMENT_LEN EF_IMAGE_MAX_SEGMENT_LEN
-#define DIGEST_LEN 32
+#define DIGEST_LEN      32
 
 typedef enum {
   ST_HEADER,
@@ -42,16 +42,16 @@ typedef enum {
 struct ef_image_validator {
   state st;
   ef_err err;
-  uint64_t offset;     /* bytes consumed so far */
+  uint64_t offset;                   /* bytes consumed so far */
   uint8_t buf[EF_IMAGE_HEADER_SIZE]; /* header or segment header being collected */
   size_t buf_len;
-  unsigned seg_index;  /* segment being read */
-  uint32_t seg_left;   /* data bytes left in the current segment */
-  uint8_t checksum;    /* running XOR over segment data */
+  unsigned seg_index; /* segment being read */
+  uint32_t seg_left;  /* data bytes left in the current segment */
+  uint8_t checksum;   /* running XOR over segment data */
   uint8_t stored_checksum;
   uint64_t checksum_offset;
   uint8_t desc_raw[EF_APP_DESC_SIZE];
-  size_t desc_len;     /* bytes of desc_raw filled */
+  size_t desc_len; /* bytes of desc_raw filled */
   bool desc_ready;
   uint8_t digest[DIGEST_LEN];
   size_t digest_len;
@@ -164,17 +164,16 @@ static ef_err on_segment_header(ef_image_validator *v) {
   /* ESP-IDF's loader refuses unaligned segments, so the ESP would too. */
   if (s->length % 4 != 0)
     return fail(v, EF_ERR_IMAGE_SEGMENTS,
-                "segment %u header at offset %" PRIu64 " gives length %" PRIu32
-                ", not a multiple of 4",
+                "segment %u header at offset %" PRIu64 " gives length %" PRIu32 ", not a multiple of 4",
                 v->seg_index, data_offset - EF_IMAGE_SEGMENT_HEADER_SIZE, s->length);
   if (data_offset + s->length + 1 + DIGEST_LEN > UINT32_MAX)
     return fail(v, EF_ERR_IMAGE_SEGMENTS,
-                "segment %u (offset %" PRIu64 ", length %" PRIu32 ") would end past 4 GiB",
-                v->seg_index, data_offset, s->length);
+                "segment %u (offset %" PRIu64 ", length %" PRIu32 ") would end past 4 GiB", v->seg_index,
+                data_offset, s->length);
   if (v->seg_index == 0 && s->length < EF_APP_DESC_SIZE)
     return fail(v, EF_ERR_IMAGE_BAD_DESC,
-                "first segment has %" PRIu32 " bytes, too short for the %d-byte app description",
-                s->length, EF_APP_DESC_SIZE);
+                "first segment has %" PRIu32 " bytes, too short for the %d-byte app description", s->length,
+                EF_APP_DESC_SIZE);
   s->file_offset = (uint32_t)data_offset;
   v->seg_left = s->length;
   v->buf_len = 0;
@@ -205,8 +204,9 @@ static size_t feed_segment_data(ef_image_validator *v, const uint8_t *p, size_t 
     v->desc_len += take;
     /* The magic alone decides whether this is an app image: say so at once. */
     if (before < 4 && v->desc_len >= 4 && le32(v->desc_raw) != EF_APP_DESC_MAGIC) {
-      fail(v, EF_ERR_IMAGE_BAD_DESC, "app description magic at offset %d is 0x%08" PRIx32
-           ", expected 0x%08" PRIx32, EF_APP_DESC_OFFSET, le32(v->desc_raw), (uint32_t)EF_APP_DESC_MAGIC);
+      fail(v, EF_ERR_IMAGE_BAD_DESC,
+           "app description magic at offset %d is 0x%08" PRIx32 ", expected 0x%08" PRIx32, EF_APP_DESC_OFFSET,
+           le32(v->desc_raw), (uint32_t)EF_APP_DESC_MAGIC);
       return 0;
     }
     if (v->desc_len == EF_APP_DESC_SIZE) parse_desc(v);
@@ -220,46 +220,45 @@ static size_t feed_segment_data(ef_image_validator *v, const uint8_t *p, size_t 
  * *used), keeping what it needs. Fails on a bad magic or description. */
 static ef_err take_bytes(ef_image_validator *v, const uint8_t *p, size_t left, size_t *used) {
   switch (v->st) {
-    case ST_ERROR:
-      return v->err;
-    case ST_HEADER:
-      if (v->offset == 0 && p[0] != EF_IMAGE_MAGIC)
-        return fail(v, EF_ERR_IMAGE_BAD_MAGIC, "byte 0 is 0x%02x, expected 0x%02x", p[0], EF_IMAGE_MAGIC);
-      *used = EF_IMAGE_HEADER_SIZE - v->buf_len;
-      if (*used > left) *used = left;
-      memcpy(v->buf + v->buf_len, p, *used);
-      v->buf_len += *used;
-      break;
-    case ST_SEG_HEADER:
-      *used = EF_IMAGE_SEGMENT_HEADER_SIZE - v->buf_len;
-      if (*used > left) *used = left;
-      memcpy(v->buf + v->buf_len, p, *used);
-      v->buf_len += *used;
-      break;
-    case ST_SEG_DATA:
-      *used = feed_segment_data(v, p, left);
-      if (v->st == ST_ERROR) return v->err;
-      break;
-    case ST_PADDING: {
-      uint64_t to_checksum = 15 - v->offset % 16;
-      *used = to_checksum < left ? (size_t)to_checksum : left;
-      break;
-    }
-    case ST_CHECKSUM:
-      v->stored_checksum = p[0];
-      v->checksum_offset = v->offset;
-      *used = 1;
-      break;
-    case ST_DIGEST:
-      *used = DIGEST_LEN - v->digest_len;
-      if (*used > left) *used = left;
-      memcpy(v->digest + v->digest_len, p, *used);
-      v->digest_len += *used;
-      break;
-    case ST_DONE:
-      /* A signature block (secure boot v2) may follow the digest. */
-      *used = left;
-      break;
+  case ST_ERROR: return v->err;
+  case ST_HEADER:
+    if (v->offset == 0 && p[0] != EF_IMAGE_MAGIC)
+      return fail(v, EF_ERR_IMAGE_BAD_MAGIC, "byte 0 is 0x%02x, expected 0x%02x", p[0], EF_IMAGE_MAGIC);
+    *used = EF_IMAGE_HEADER_SIZE - v->buf_len;
+    if (*used > left) *used = left;
+    memcpy(v->buf + v->buf_len, p, *used);
+    v->buf_len += *used;
+    break;
+  case ST_SEG_HEADER:
+    *used = EF_IMAGE_SEGMENT_HEADER_SIZE - v->buf_len;
+    if (*used > left) *used = left;
+    memcpy(v->buf + v->buf_len, p, *used);
+    v->buf_len += *used;
+    break;
+  case ST_SEG_DATA:
+    *used = feed_segment_data(v, p, left);
+    if (v->st == ST_ERROR) return v->err;
+    break;
+  case ST_PADDING: {
+    uint64_t to_checksum = 15 - v->offset % 16;
+    *used = to_checksum < left ? (size_t)to_checksum : left;
+    break;
+  }
+  case ST_CHECKSUM:
+    v->stored_checksum = p[0];
+    v->checksum_offset = v->offset;
+    *used = 1;
+    break;
+  case ST_DIGEST:
+    *used = DIGEST_LEN - v->digest_len;
+    if (*used > left) *used = left;
+    memcpy(v->digest + v->digest_len, p, *used);
+    v->digest_len += *used;
+    break;
+  case ST_DONE:
+    /* A signature block (secure boot v2) may follow the digest. */
+    *used = left;
+    break;
   }
   return EF_OK;
 }
@@ -268,34 +267,33 @@ static ef_err take_bytes(ef_image_validator *v, const uint8_t *p, size_t left, s
 static ef_err advance(ef_image_validator *v) {
   ef_err err = EF_OK;
   switch (v->st) {
-    case ST_HEADER:
-      if (v->buf_len == EF_IMAGE_HEADER_SIZE) err = on_header(v);
-      break;
-    case ST_SEG_HEADER:
-      if (v->buf_len == EF_IMAGE_SEGMENT_HEADER_SIZE) {
-        err = on_segment_header(v);
-        if (err == EF_OK && v->seg_left == 0) end_of_segment(v);
-      }
-      break;
-    case ST_SEG_DATA:
-      if (v->seg_left == 0) end_of_segment(v);
-      break;
-    case ST_PADDING:
-      if (v->offset % 16 == 15) v->st = ST_CHECKSUM;
-      break;
-    case ST_CHECKSUM:
-      v->st = v->hdr.hash_appended ? ST_DIGEST : ST_DONE;
-      if (v->hdr.hash_appended) {
-        v->sha_image = EVP_MD_CTX_new();
-        if (!v->sha_image || EVP_MD_CTX_copy_ex(v->sha_image, v->sha) != 1)
-          err = fail(v, EF_ERR_NOMEM, "cannot copy the SHA-256 state");
-      }
-      break;
-    case ST_DIGEST:
-      if (v->digest_len == DIGEST_LEN) v->st = ST_DONE;
-      break;
-    default:
-      break;
+  case ST_HEADER:
+    if (v->buf_len == EF_IMAGE_HEADER_SIZE) err = on_header(v);
+    break;
+  case ST_SEG_HEADER:
+    if (v->buf_len == EF_IMAGE_SEGMENT_HEADER_SIZE) {
+      err = on_segment_header(v);
+      if (err == EF_OK && v->seg_left == 0) end_of_segment(v);
+    }
+    break;
+  case ST_SEG_DATA:
+    if (v->seg_left == 0) end_of_segment(v);
+    break;
+  case ST_PADDING:
+    if (v->offset % 16 == 15) v->st = ST_CHECKSUM;
+    break;
+  case ST_CHECKSUM:
+    v->st = v->hdr.hash_appended ? ST_DIGEST : ST_DONE;
+    if (v->hdr.hash_appended) {
+      v->sha_image = EVP_MD_CTX_new();
+      if (!v->sha_image || EVP_MD_CTX_copy_ex(v->sha_image, v->sha) != 1)
+        err = fail(v, EF_ERR_NOMEM, "cannot copy the SHA-256 state");
+    }
+    break;
+  case ST_DIGEST:
+    if (v->digest_len == DIGEST_LEN) v->st = ST_DONE;
+    break;
+  default: break;
   }
   return err;
 }
@@ -337,13 +335,13 @@ const ef_app_desc *ef_image_get_app_desc(const ef_image_validator *v) { return &
 
 static const char *state_name(const ef_image_validator *v) {
   switch (v->st) {
-    case ST_HEADER: return "the image header";
-    case ST_SEG_HEADER: return "a segment header";
-    case ST_SEG_DATA: return "segment data";
-    case ST_PADDING: return "the padding before the checksum";
-    case ST_CHECKSUM: return "the checksum";
-    case ST_DIGEST: return "the SHA-256 digest";
-    default: return "the image";
+  case ST_HEADER: return "the image header";
+  case ST_SEG_HEADER: return "a segment header";
+  case ST_SEG_DATA: return "segment data";
+  case ST_PADDING: return "the padding before the checksum";
+  case ST_CHECKSUM: return "the checksum";
+  case ST_DIGEST: return "the SHA-256 digest";
+  default: return "the image";
   }
 }
 
@@ -351,13 +349,13 @@ static const char *state_name(const ef_image_validator *v) {
 static uint64_t expected_end(const ef_image_validator *v) {
   uint64_t end;
   switch (v->st) {
-    case ST_HEADER: return EF_IMAGE_HEADER_SIZE;
-    case ST_SEG_HEADER: return v->offset - v->buf_len + EF_IMAGE_SEGMENT_HEADER_SIZE;
-    case ST_SEG_DATA: return v->offset + v->seg_left;
-    case ST_PADDING: end = v->offset + (15 - v->offset % 16) + 1; break;
-    case ST_CHECKSUM: end = v->offset + 1; break;
-    case ST_DIGEST: return v->checksum_offset + 1 + DIGEST_LEN;
-    default: return v->offset;
+  case ST_HEADER: return EF_IMAGE_HEADER_SIZE;
+  case ST_SEG_HEADER: return v->offset - v->buf_len + EF_IMAGE_SEGMENT_HEADER_SIZE;
+  case ST_SEG_DATA: return v->offset + v->seg_left;
+  case ST_PADDING: end = v->offset + (15 - v->offset % 16) + 1; break;
+  case ST_CHECKSUM: end = v->offset + 1; break;
+  case ST_DIGEST: return v->checksum_offset + 1 + DIGEST_LEN;
+  default: return v->offset;
   }
   return v->hdr.hash_appended ? end + DIGEST_LEN : end;
 }
@@ -367,17 +365,17 @@ static ef_err do_finish(ef_image_validator *v) {
   if (v->st != ST_DONE) {
     if (v->st == ST_SEG_DATA || v->st == ST_SEG_HEADER)
       return fail(v, EF_ERR_IMAGE_TRUNCATED,
-                  "stream ended at offset %" PRIu64 " inside %s of segment %u of %u; the image needs at least %" PRIu64
-                  " bytes",
+                  "stream ended at offset %" PRIu64
+                  " inside %s of segment %u of %u; the image needs at least %" PRIu64 " bytes",
                   v->offset, state_name(v), v->seg_index, (unsigned)v->hdr.segment_count, expected_end(v));
     return fail(v, EF_ERR_IMAGE_TRUNCATED,
-                "stream ended at offset %" PRIu64 " inside %s; the image needs %s%" PRIu64 " bytes", v->offset,
-                state_name(v), v->st == ST_HEADER ? "" : "at least ", expected_end(v));
+                "stream ended at offset %" PRIu64 " inside %s; the image needs %s%" PRIu64 " bytes",
+                v->offset, state_name(v), v->st == ST_HEADER ? "" : "at least ", expected_end(v));
   }
   if (v->stored_checksum != v->checksum)
     return fail(v, EF_ERR_IMAGE_BAD_CHECKSUM,
-                "checksum byte at offset %" PRIu64 " is 0x%02x, segment data gives 0x%02x", v->checksum_offset,
-                v->stored_checksum, v->checksum);
+                "checksum byte at offset %" PRIu64 " is 0x%02x, segment data gives 0x%02x",
+                v->checksum_offset, v->stored_checksum, v->checksum);
   if (v->hdr.hash_appended) {
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned md_len = 0;
@@ -483,7 +481,8 @@ ef_err ef_image_stream_sha256(const ef_image_validator *v, uint8_t out[32]) {
   EVP_MD_CTX *copy = EVP_MD_CTX_new();
   if (!copy) goto out;
   err = EF_ERR_INTERNAL;
-  if (EVP_MD_CTX_copy_ex(copy, v->sha) != 1 || EVP_DigestFinal_ex(copy, out, &len) != 1 || len != 32) goto out;
+  if (EVP_MD_CTX_copy_ex(copy, v->sha) != 1 || EVP_DigestFinal_ex(copy, out, &len) != 1 || len != 32)
+    goto out;
   err = EF_OK;
 out:
   EVP_MD_CTX_free(copy);

@@ -19,11 +19,10 @@
 #define DROM_ADDR 0x3C000020u
 #define IRAM_ADDR 0x40374000u
 #define IROM_ADDR 0x42000020u
-#define IRAM_MAX (128u * 1024u)
+#define IRAM_MAX  (128u * 1024u)
 /* Stays below the validator's per-segment limit. */
-#define IROM_SEG_MAX EF_IMAGE_MAX_SEGMENT_LEN
+#define IROM_SEG_MAX   EF_IMAGE_MAX_SEGMENT_LEN
 #define FLASH_MODE_DIO 2
-
 
 typedef struct {
   FILE *out;
@@ -160,7 +159,8 @@ static ef_err write_app_desc(writer *w, const ef_mkimage_options *o, const uint8
 
 static ef_err write_release(writer *w, const char *release) {
   uint8_t r[EF_MKIMAGE_RELEASE_RECORD_SIZE] = {0};
-  memcpy(r, EF_MKIMAGE_RELEASE_MAGIC, 8); // NOLINT(bugprone-not-null-terminated-result): an 8-byte magic, no NUL
+  memcpy(r, EF_MKIMAGE_RELEASE_MAGIC,
+         8); // NOLINT(bugprone-not-null-terminated-result): an 8-byte magic, no NUL
   put_str(r + 8, release);
   return emit(w, r, sizeof r, true);
 }
@@ -218,8 +218,8 @@ ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *writte
   uint32_t seg0_len = EF_APP_DESC_SIZE + (o->hosted_release ? EF_MKIMAGE_RELEASE_RECORD_SIZE : 0);
   err = make_plan(o->size, seg0_len, &pl);
   if (err != EF_OK) {
-    ef_status_fail(st, err, "size %llu is outside %u..%llu bytes", (unsigned long long)o->size, EF_MKIMAGE_MIN_SIZE,
-                   (unsigned long long)EF_MKIMAGE_MAX_SIZE);
+    ef_status_fail(st, err, "size %llu is outside %u..%llu bytes", (unsigned long long)o->size,
+                   EF_MKIMAGE_MIN_SIZE, (unsigned long long)EF_MKIMAGE_MAX_SIZE);
     goto out;
   }
   err = options_hash(o, seed);

@@ -22,9 +22,9 @@
 
 const char *ef_driver_source_name(ef_driver_source s) {
   switch (s) {
-    case EF_DRIVER_SOURCE_CONFIG: return "config";
-    case EF_DRIVER_SOURCE_KERNEL_LOG: return "kernel_log";
-    default: return "unknown";
+  case EF_DRIVER_SOURCE_CONFIG: return "config";
+  case EF_DRIVER_SOURCE_KERNEL_LOG: return "kernel_log";
+  default: return "unknown";
   }
 }
 
@@ -109,8 +109,10 @@ ef_err ef_driver_release_read_log(const char *path, char *out, size_t n, bool *f
         used = 0;
         skipping = false;
       } else if (!skipping) {
-        if (used < sizeof line) line[used++] = ch;
-        else skipping = true;
+        if (used < sizeof line)
+          line[used++] = ch;
+        else
+          skipping = true;
       }
     }
   }

@@ -109,8 +109,8 @@ static void civil_from_days(int64_t z, int *y, int *m, int *d) {
 }
 
 /* The instants "0000-01-01T00:00:00Z" and "9999-12-31T23:59:59Z". */
-#define RFC3339_MIN_Z (-62167219200LL)
-#define RFC3339_MAX_Z 253402300799LL
+#define RFC3339_MIN_Z      (-62167219200LL)
+#define RFC3339_MAX_Z      253402300799LL
 #define RFC3339_MAX_OFFSET (23 * 3600 + 59 * 60)
 
 ef_err ef_rfc3339_parse(const char *s, time_t *out) {
@@ -157,19 +157,24 @@ bool ef_rfc3339_format_seconds(time_t t, char out[32]) {
   int64_t local = (int64_t)t, off = 0;
   /* Instants beyond year 9999 (or before year 0) in UTC still have a name
    * with an offset of up to 23:59: "9999-12-31T23:59:59-01:00". */
-  if (local > RFC3339_MAX_Z) off = -((local - RFC3339_MAX_Z + 59) / 60 * 60);
-  else if (local < RFC3339_MIN_Z) off = (RFC3339_MIN_Z - local + 59) / 60 * 60;
+  if (local > RFC3339_MAX_Z)
+    off = -((local - RFC3339_MAX_Z + 59) / 60 * 60);
+  else if (local < RFC3339_MIN_Z)
+    off = (RFC3339_MIN_Z - local + 59) / 60 * 60;
   out[0] = '\0';
   if (off > RFC3339_MAX_OFFSET || off < -RFC3339_MAX_OFFSET) return false;
   local += off;
   int64_t days = (local >= 0 ? local : local - 86399) / 86400, secs = local - days * 86400;
   int y, m, d;
   civil_from_days(days, &y, &m, &d);
-  int k = snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60),
-                   (int)(secs % 60));
+  int k = snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, (int)(secs / 3600),
+                   (int)(secs / 60 % 60), (int)(secs % 60));
   int64_t a = off < 0 ? -off : off;
-  if (off == 0) snprintf(out + k, 32 - (size_t)k, "Z");
-  else snprintf(out + k, 32 - (size_t)k, "%c%02d:%02d", off < 0 ? '-' : '+', (int)(a / 3600), (int)(a / 60 % 60));
+  if (off == 0)
+    snprintf(out + k, 32 - (size_t)k, "Z");
+  else
+    snprintf(out + k, 32 - (size_t)k, "%c%02d:%02d", off < 0 ? '-' : '+', (int)(a / 3600),
+             (int)(a / 60 % 60));
   return true;
 }
 
@@ -193,16 +198,18 @@ static const cJSON *get_unique(const cJSON *root, const char *key, bool *dup) {
   /* cJSON_ArrayForEach written out, so that static analysers follow it */
   for (const cJSON *it = root ? root->child : NULL; it; it = it->next) {
     if (it->string && strcmp(it->string, key) == 0) {
-      if (found) *dup = true;
-      else found = it;
+      if (found)
+        *dup = true;
+      else
+        found = it;
     }
   }
   return found;
 }
 
 /* Optional string of 1..max characters; returns false (with a reason) when present but wrong. */
-static bool opt_string(const cJSON *it, const char *key, size_t max, char *dst, char *reason,
-                       size_t n, bool *failed) {
+static bool opt_string(const cJSON *it, const char *key, size_t max, char *dst, char *reason, size_t n,
+                       bool *failed) {
   if (!it) return true;
   if (!cJSON_IsString(it) || !it->valuestring[0] || strlen(it->valuestring) > max) {
     fail(reason, n, failed, "%s: must be a string of 1-%zu characters", key, max);
@@ -213,15 +220,17 @@ static bool opt_string(const cJSON *it, const char *key, size_t max, char *dst, 
 }
 
 static bool is_uint(const cJSON *it, double max) {
-  return cJSON_IsNumber(it) && isfinite(it->valuedouble) && it->valuedouble >= 0 &&
-         it->valuedouble <= max && floor(it->valuedouble) == it->valuedouble;
+  return cJSON_IsNumber(it) && isfinite(it->valuedouble) && it->valuedouble >= 0 && it->valuedouble <= max &&
+         floor(it->valuedouble) == it->valuedouble;
 }
 
 /* Scheme prefix and a non-empty host; the full syntax check is the download module's. */
 static bool url_ok(const char *url, bool allow_http) {
   const char *rest = NULL;
-  if (strncasecmp(url, "https://", 8) == 0) rest = url + 8;
-  else if (allow_http && strncasecmp(url, "http://", 7) == 0) rest = url + 7;
+  if (strncasecmp(url, "https://", 8) == 0)
+    rest = url + 8;
+  else if (allow_http && strncasecmp(url, "http://", 7) == 0)
+    rest = url + 7;
   if (!rest) return false;
   if (*rest == '\0' || *rest == '/' || *rest == ':' || *rest == '?' || *rest == '#') return false;
   for (const char *p = url; *p; p++)
@@ -236,7 +245,8 @@ static void parse_release(const cJSON *root, ef_job *out, char *reason, size_t n
   const cJSON *r = get_unique(root, "release", &dup);
   if (!r) return;
   if (!cJSON_IsObject(r)) {
-    fail(reason, n, failed, "release: must be an object {key_id, signature, secure_version, allow_downgrade}");
+    fail(reason, n, failed,
+         "release: must be an object {key_id, signature, secure_version, allow_downgrade}");
     return;
   }
   for (const cJSON *c = r->child; c; c = c->next) {
@@ -249,30 +259,38 @@ static void parse_release(const cJSON *root, ef_job *out, char *reason, size_t n
   const cJSON *sv = get_unique(r, "secure_version", &dup), *dg = get_unique(r, "allow_downgrade", &dup);
   if (!cJSON_IsString(id) || !ef_release_key_id_valid(id->valuestring))
     fail(reason, n, failed, "release.key_id: must be 1-64 characters of [A-Za-z0-9._:-]");
-  else snprintf(out->release_key_id, sizeof out->release_key_id, "%s", id->valuestring);
+  else
+    snprintf(out->release_key_id, sizeof out->release_key_id, "%s", id->valuestring);
   if (!cJSON_IsString(sig) || !ef_release_sig_from_base64(sig->valuestring, out->release_signature))
     fail(reason, n, failed, "release.signature: must be the base64 of a 64-byte Ed25519 signature");
-  if (!is_uint(sv, 4294967295.0)) fail(reason, n, failed, "release.secure_version: must be an integer 0..4294967295");
-  else out->secure_version = (uint32_t)sv->valuedouble;
-  if (dg && !cJSON_IsBool(dg)) fail(reason, n, failed, "release.allow_downgrade: must be true or false");
-  else out->signed_downgrade = cJSON_IsTrue(dg);
+  if (!is_uint(sv, 4294967295.0))
+    fail(reason, n, failed, "release.secure_version: must be an integer 0..4294967295");
+  else
+    out->secure_version = (uint32_t)sv->valuedouble;
+  if (dg && !cJSON_IsBool(dg))
+    fail(reason, n, failed, "release.allow_downgrade: must be true or false");
+  else
+    out->signed_downgrade = cJSON_IsTrue(dg);
   out->has_release = true;
 }
 
 /* What gets installed: the image's hash, size and identity. */
-static void parse_image_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason, size_t n,
-                         bool *failed, bool *too_large) {
+static void parse_image_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason,
+                               size_t n, bool *failed, bool *too_large) {
   bool dup = false;
   const cJSON *it;
   it = get_unique(root, "sha256", &dup);
-  if (!it) fail(reason, n, failed, "sha256: required");
+  if (!it)
+    fail(reason, n, failed, "sha256: required");
   else if (!cJSON_IsString(it) || strlen(it->valuestring) != 64 ||
            ef_hex_to_sha256(it->valuestring, out->sha256) != EF_OK)
     fail(reason, n, failed, "sha256: must be 64 hex digits");
-  else ef_hex(out->sha256, 32, out->sha256_hex);
+  else
+    ef_hex(out->sha256, 32, out->sha256_hex);
 
   it = get_unique(root, "size", &dup);
-  if (!it) fail(reason, n, failed, "size: required");
+  if (!it)
+    fail(reason, n, failed, "size: required");
   else if (!is_uint(it, EF_JSON_MAX_EXACT_INT) || it->valuedouble < 1)
     fail(reason, n, failed,
          "size: must be a positive integer no larger than esp.max_image_size (%" PRIu64 ")",
@@ -289,24 +307,24 @@ static void parse_image_fields(const cJSON *root, const ef_job_limits *lim, ef_j
   }
 
   it = get_unique(root, "version", &dup);
-  if (!it) fail(reason, n, failed, "version: required");
-  else opt_string(it, "version", EF_JOB_VERSION_MAX, out->version, reason, n, failed);
+  if (!it)
+    fail(reason, n, failed, "version: required");
+  else
+    opt_string(it, "version", EF_JOB_VERSION_MAX, out->version, reason, n, failed);
 
-  opt_string(get_unique(root, "project", &dup), "project", EF_JOB_PROJECT_MAX, out->project,
-             reason, n, failed);
+  opt_string(get_unique(root, "project", &dup), "project", EF_JOB_PROJECT_MAX, out->project, reason, n,
+             failed);
 
   it = get_unique(root, "chip", &dup);
   if (it) {
     uint16_t id;
-    if (!cJSON_IsString(it) || ef_chip_from_name(it->valuestring, &id) != EF_OK ||
-        !ef_chip_name(id)) {
+    if (!cJSON_IsString(it) || ef_chip_from_name(it->valuestring, &id) != EF_OK || !ef_chip_name(id)) {
       fail(reason, n, failed, "chip: must be a known chip name such as \"esp32\" or \"esp32s3\"");
     } else {
       out->chip_id = id;
       snprintf(out->chip, sizeof out->chip, "%s", ef_chip_name(id));
     }
   }
-
 }
 
 /* How the device may take it: downgrade, rollout, deadline, releases. */
@@ -315,19 +333,26 @@ static void parse_policy_fields(const cJSON *root, ef_job *out, char *reason, si
   const cJSON *it;
   it = get_unique(root, "allow_downgrade", &dup);
   if (it) {
-    if (!cJSON_IsBool(it)) fail(reason, n, failed, "allow_downgrade: must be true or false");
-    else out->allow_downgrade = cJSON_IsTrue(it);
+    if (!cJSON_IsBool(it))
+      fail(reason, n, failed, "allow_downgrade: must be true or false");
+    else
+      out->allow_downgrade = cJSON_IsTrue(it);
   }
 
   it = get_unique(root, "rollout", &dup);
   if (it) {
     bool pdup = false;
     const cJSON *pc = cJSON_IsObject(it) ? get_unique(it, "percent", &pdup) : NULL;
-    if (!cJSON_IsObject(it)) fail(reason, n, failed, "rollout: must be an object {\"percent\": 0..100}");
-    else if (!pc) fail(reason, n, failed, "rollout.percent: required in rollout");
-    else if (pdup) fail(reason, n, failed, "rollout.percent: given more than once");
-    else if (!is_uint(pc, 100)) fail(reason, n, failed, "rollout.percent: must be 0..100");
-    else out->rollout_percent = (int)pc->valuedouble;
+    if (!cJSON_IsObject(it))
+      fail(reason, n, failed, "rollout: must be an object {\"percent\": 0..100}");
+    else if (!pc)
+      fail(reason, n, failed, "rollout.percent: required in rollout");
+    else if (pdup)
+      fail(reason, n, failed, "rollout.percent: given more than once");
+    else if (!is_uint(pc, 100))
+      fail(reason, n, failed, "rollout.percent: must be 0..100");
+    else
+      out->rollout_percent = (int)pc->valuedouble;
   }
 
   it = get_unique(root, "not_after", &dup);
@@ -335,31 +360,43 @@ static void parse_policy_fields(const cJSON *root, ef_job *out, char *reason, si
     time_t t;
     if (!cJSON_IsString(it) || ef_rfc3339_parse(it->valuestring, &t) != EF_OK)
       fail(reason, n, failed, "not_after: must be an RFC 3339 time (e.g. 2025-01-31T12:00:00Z)");
-    else out->not_after = t == 0 ? 1 : t; /* 0 means "no deadline" */
+    else
+      out->not_after = t == 0 ? 1 : t; /* 0 means "no deadline" */
   }
 
-  opt_string(get_unique(root, "expect_fw_version", &dup), "expect_fw_version",
-             EF_JOB_FW_VERSION_MAX, out->expect_fw_version, reason, n, failed);
+  opt_string(get_unique(root, "expect_fw_version", &dup), "expect_fw_version", EF_JOB_FW_VERSION_MAX,
+             out->expect_fw_version, reason, n, failed);
 
   it = get_unique(root, "driver_update", &dup);
   if (it) {
-    if (!cJSON_IsBool(it)) fail(reason, n, failed, "driver_update: must be true or false");
-    else out->driver_update = cJSON_IsTrue(it);
+    if (!cJSON_IsBool(it))
+      fail(reason, n, failed, "driver_update: must be true or false");
+    else
+      out->driver_update = cJSON_IsTrue(it);
     /* It lifts the driver gate for the release the job names; without one
      * there is nothing to lift, and the sender likely forgot it. */
     bool edup = false;
     if (out->driver_update && !get_unique(root, "expect_fw_version", &edup))
-      fail(reason, n, failed, "driver_update: needs expect_fw_version (the release the updated driver accepts)");
+      fail(reason, n, failed,
+           "driver_update: needs expect_fw_version (the release the updated driver accepts)");
   }
-
 }
 
-static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason,
-                         size_t n, bool *failed, bool *too_large) {
-  static const char *const known[] = {"job_id",  "url",  "sha256",          "size",
-                                      "version", "project", "chip",          "allow_downgrade",
-                                      "rollout", "not_after", "expect_fw_version",
-                                      "driver_update", "release"};
+static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *out, char *reason, size_t n,
+                         bool *failed, bool *too_large) {
+  static const char *const known[] = {"job_id",
+                                      "url",
+                                      "sha256",
+                                      "size",
+                                      "version",
+                                      "project",
+                                      "chip",
+                                      "allow_downgrade",
+                                      "rollout",
+                                      "not_after",
+                                      "expect_fw_version",
+                                      "driver_update",
+                                      "release"};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
     bool dup = false;
     (void)get_unique(root, known[i], &dup);
@@ -369,19 +406,24 @@ static void parse_fields(const cJSON *root, const ef_job_limits *lim, ef_job *ou
 
   const cJSON *it = get_unique(root, "job_id", &dup);
   bool id_dup = dup;
-  if (!it) fail(reason, n, failed, "job_id: required");
+  if (!it)
+    fail(reason, n, failed, "job_id: required");
   else if (!cJSON_IsString(it) || !ef_id_valid(it->valuestring))
     fail(reason, n, failed, "job_id: must be 1-64 characters of [A-Za-z0-9._:-]");
-  else if (!id_dup) snprintf(out->job_id, sizeof out->job_id, "%s", it->valuestring);
+  else if (!id_dup)
+    snprintf(out->job_id, sizeof out->job_id, "%s", it->valuestring);
 
   it = get_unique(root, "url", &dup);
-  if (!it) fail(reason, n, failed, "url: required");
+  if (!it)
+    fail(reason, n, failed, "url: required");
   else if (!cJSON_IsString(it) || strlen(it->valuestring) > EF_JOB_URL_MAX)
     fail(reason, n, failed, "url: must be a string of at most %d characters", EF_JOB_URL_MAX);
   else if (!url_ok(it->valuestring, lim->allow_http))
-    fail(reason, n, failed, lim->allow_http ? "url: must be an http or https URL with a host"
-                                            : "url: must be https (https://host/...)");
-  else snprintf(out->url, sizeof out->url, "%s", it->valuestring);
+    fail(reason, n, failed,
+         lim->allow_http ? "url: must be an http or https URL with a host"
+                         : "url: must be https (https://host/...)");
+  else
+    snprintf(out->url, sizeof out->url, "%s", it->valuestring);
 
   parse_image_fields(root, lim, out, reason, n, failed, too_large);
   parse_policy_fields(root, out, reason, n, failed);
@@ -553,8 +595,7 @@ char *ef_job_to_json(const ef_job *job) {
   if (!o) return NULL;
   bool ok = cJSON_AddStringToObject(o, "job_id", job->job_id) &&
             cJSON_AddStringToObject(o, "url", job->url) &&
-            cJSON_AddStringToObject(o, "sha256", job->sha256_hex) &&
-            add_uint(o, "size", job->size) &&
+            cJSON_AddStringToObject(o, "sha256", job->sha256_hex) && add_uint(o, "size", job->size) &&
             cJSON_AddStringToObject(o, "version", job->version);
   if (ok && job->project[0]) ok = cJSON_AddStringToObject(o, "project", job->project);
   if (ok && job->chip[0]) ok = cJSON_AddStringToObject(o, "chip", job->chip);

@@ -124,8 +124,8 @@ static ef_err open_regular(const char *path, int *fd, off_t *size, ef_status *st
   if (*fd < 0) {
     if (errno == ENOENT) return EF_OK;
     if (errno == ELOOP)
-      return ef_status_fail(st, EF_ERR_IO, "%s is a symbolic link, not a regular file: it is not followed (remove it)",
-                            path);
+      return ef_status_fail(
+          st, EF_ERR_IO, "%s is a symbolic link, not a regular file: it is not followed (remove it)", path);
     return ef_status_fail(st, EF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   }
   if (io->fstat(*fd, &sb) != 0) {
@@ -322,7 +322,8 @@ static bool decode_current(const cJSON *o, ef_journal *j, char *id, char *why, s
   double v;
   ef_job_state phase;
   bool ok = decode_job(cJSON_GetObjectItemCaseSensitive(o, "job"), &job, why, n);
-  if (ok && (!int_of(o, "attempt", 1, 1000000, &v) || ef_state_from_name(str_of(o, "phase"), &phase) != EF_OK)) {
+  if (ok &&
+      (!int_of(o, "attempt", 1, 1000000, &v) || ef_state_from_name(str_of(o, "phase"), &phase) != EF_OK)) {
     snprintf(why, n, "attempt or phase missing");
     ok = false;
   }
@@ -401,8 +402,7 @@ static cJSON *encode_result(const ef_journal_result *r) {
             cJSON_AddStringToObject(o, "fingerprint", r->fingerprint) &&
             cJSON_AddStringToObject(o, "state", ef_state_name(r->state)) &&
             cJSON_AddStringToObject(o, "error", ef_err_name(r->error)) &&
-            cJSON_AddStringToObject(o, "message", r->message) &&
-            add_int(o, "ts_ms", r->ts_ms) &&
+            cJSON_AddStringToObject(o, "message", r->message) && add_int(o, "ts_ms", r->ts_ms) &&
             cJSON_AddStringToObject(o, "ts", ts) /* for people reading the file */ &&
             cJSON_AddNumberToObject(o, "attempt", r->attempt);
   if (ok) return o;
@@ -454,7 +454,8 @@ static char *encode(const ef_journal *j, size_t *len) {
   if (j->has_current) {
     cJSON *o = cJSON_CreateObject();
     if (o && !(cJSON_AddNumberToObject(o, "attempt", j->attempt) &&
-               cJSON_AddStringToObject(o, "phase", ef_state_name(j->phase)) && encode_job(o, "job", &j->current))) {
+               cJSON_AddStringToObject(o, "phase", ef_state_name(j->phase)) &&
+               encode_job(o, "job", &j->current))) {
       cJSON_Delete(o);
       o = NULL;
     }
@@ -469,7 +470,8 @@ static char *encode(const ef_journal *j, size_t *len) {
     add_record(&b, "waiting", o, &lines);
   }
   for (size_t i = 0; i < j->n_results; i++) add_record(&b, "result", encode_result(&j->results[i]), &lines);
-  for (size_t i = 0; i < j->n_decisions; i++) add_record(&b, "result", encode_result(&j->decisions[i]), &lines);
+  for (size_t i = 0; i < j->n_decisions; i++)
+    add_record(&b, "result", encode_result(&j->decisions[i]), &lines);
   add_record(&b, "end", floor_doc("records", (double)lines, j->floor), &lines);
   if (!b.ok) {
     free(b.p);
@@ -585,8 +587,8 @@ static void decode_lines(const char *text, size_t len, ef_journal *j, ef_journal
       if (bad)
         damage_note(d, "line %zu: %s", lineno, why);
       else
-        damage_note(d, "line %zu (%s%s%.64s%s): %s", lineno, kind, id ? " \"" : "", id ? id : "", id ? "\"" : "",
-                    why);
+        damage_note(d, "line %zu (%s%s%.64s%s): %s", lineno, kind, id ? " \"" : "", id ? id : "",
+                    id ? "\"" : "", why);
     }
     cJSON_Delete(o);
   }
@@ -725,7 +727,8 @@ ef_err ef_journal_check_dir(const char *state_dir, bool create, bool *missing, e
   if (io->stat(state_dir, &sb) != 0)
     return ef_status_fail(st, EF_ERR_IO, "cannot use state_dir %s: %s", state_dir, strerror(errno));
   if (!S_ISDIR(sb.st_mode))
-    return ef_status_fail(st, EF_ERR_IO, "state_dir %s is %s, not a directory", state_dir, file_kind(sb.st_mode));
+    return ef_status_fail(st, EF_ERR_IO, "state_dir %s is %s, not a directory", state_dir,
+                          file_kind(sb.st_mode));
   ef_err rc = open_regular(path, &fd, NULL, st);
   if (fd >= 0) io->close(fd);
   if (rc != EF_OK) return rc;
@@ -734,7 +737,8 @@ ef_err ef_journal_check_dir(const char *state_dir, bool create, bool *missing, e
                           strerror(errno));
   uint64_t free_bytes = (uint64_t)vfs.f_bavail * (vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize);
   if (free_bytes < EF_JOURNAL_MIN_FREE)
-    return ef_status_fail(st, EF_ERR_IO, "state_dir %s has %" PRIu64 " KiB free, the journal needs at least %u KiB",
+    return ef_status_fail(st, EF_ERR_IO,
+                          "state_dir %s has %" PRIu64 " KiB free, the journal needs at least %u KiB",
                           state_dir, free_bytes / 1024, EF_JOURNAL_MIN_FREE / 1024);
   if (vfs.f_files > 0 && vfs.f_favail == 0)
     return ef_status_fail(st, EF_ERR_IO, "state_dir %s has no free inodes", state_dir);

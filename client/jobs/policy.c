@@ -21,9 +21,8 @@ uint32_t ef_canary_bucket(const char *job_id, const char *device_id) {
   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
   if (!ctx) return 0;
   uint32_t bucket = 0;
-  if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-      EVP_DigestUpdate(ctx, job_id, strlen(job_id)) == 1 && EVP_DigestUpdate(ctx, "/", 1) == 1 &&
-      EVP_DigestUpdate(ctx, device_id, strlen(device_id)) == 1 &&
+  if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, job_id, strlen(job_id)) == 1 &&
+      EVP_DigestUpdate(ctx, "/", 1) == 1 && EVP_DigestUpdate(ctx, device_id, strlen(device_id)) == 1 &&
       EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= 4) {
     uint32_t first = (uint32_t)md[0] << 24 | (uint32_t)md[1] << 16 | (uint32_t)md[2] << 8 | md[3];
     bucket = first % 10000u;
@@ -63,14 +62,14 @@ ef_err ef_job_check_driver(const ef_job *job, const char *driver_release) {
 
 const char *ef_job_decision_name(ef_job_decision d) {
   switch (d) {
-    case EF_DECISION_RUN: return "run";
-    case EF_DECISION_SKIP: return "skip";
-    case EF_DECISION_INSTALLED: return "installed";
-    case EF_DECISION_REJECT: return "reject";
-    case EF_DECISION_REFUSE: return "refuse";
-    case EF_DECISION_IGNORE: return "ignore";
-    case EF_DECISION_REPEAT: return "repeat";
-    case EF_DECISION_WAIT: return "wait";
+  case EF_DECISION_RUN: return "run";
+  case EF_DECISION_SKIP: return "skip";
+  case EF_DECISION_INSTALLED: return "installed";
+  case EF_DECISION_REJECT: return "reject";
+  case EF_DECISION_REFUSE: return "refuse";
+  case EF_DECISION_IGNORE: return "ignore";
+  case EF_DECISION_REPEAT: return "repeat";
+  case EF_DECISION_WAIT: return "wait";
   }
   return "unknown";
 }
@@ -126,7 +125,8 @@ static ef_job_decision check_delivery(const ef_job *job, const ef_status *parsed
 static ef_job_decision check_release(const ef_job *job, const ef_job_facts *f, ef_status *st) {
   bool keys = f->keyring && f->keyring->n_keys > 0;
   if (keys && !job->has_release) {
-    ef_status_fail(st, EF_ERR_RELEASE_UNSIGNED, "this device installs only releases signed by its release keys");
+    ef_status_fail(st, EF_ERR_RELEASE_UNSIGNED,
+                   "this device installs only releases signed by its release keys");
     return EF_DECISION_REJECT;
   }
   if (keys) {
@@ -159,9 +159,11 @@ static ef_job_decision check_policy(const ef_job *job, const ef_job_facts *f, ef
     ef_status_fail(st, EF_ERR_EXPIRED, "not_after %s has passed", deadline);
     return EF_DECISION_REJECT;
   }
-  if (!ef_canary_selected(ef_canary_bucket(job->job_id, f->device_id ? f->device_id : ""), job->rollout_percent))
+  if (!ef_canary_selected(ef_canary_bucket(job->job_id, f->device_id ? f->device_id : ""),
+                          job->rollout_percent))
     return EF_DECISION_SKIP;
-  if (ef_job_already_installed(job, f->installed_version, f->installed_sha256_hex)) return EF_DECISION_INSTALLED;
+  if (ef_job_already_installed(job, f->installed_version, f->installed_sha256_hex))
+    return EF_DECISION_INSTALLED;
   /* With release keys only the signed permission to downgrade counts. */
   ef_job eff = *job;
   if (f->keyring && f->keyring->n_keys > 0) eff.allow_downgrade = job->signed_downgrade;

@@ -35,10 +35,8 @@ bool ef_state_is_final(ef_job_state s) {
   case EF_STATE_FAILED:
   case EF_STATE_REJECTED:
   case EF_STATE_CANCELED:
-  case EF_STATE_SKIPPED:
-    return true;
-  default:
-    return false;
+  case EF_STATE_SKIPPED: return true;
+  default: return false;
   }
 }
 
@@ -67,8 +65,10 @@ void ef_rfc3339_format(int64_t ts_ms, char out[32]) {
 }
 
 void ef_report_error_detail(ef_err err, const char *detail, char *out, size_t n) {
-  if (detail && detail[0]) snprintf(out, n, "%s: %s", ef_err_name(err), detail);
-  else snprintf(out, n, "%s", ef_err_name(err));
+  if (detail && detail[0])
+    snprintf(out, n, "%s: %s", ef_err_name(err), detail);
+  else
+    snprintf(out, n, "%s", ef_err_name(err));
 }
 
 /* "" is "not known": JSON null, so consumers need not guess what "" means. */
@@ -87,14 +87,15 @@ char *ef_report_state_json(const ef_state *s) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
   ef_rfc3339_format(s->ts_ms, ts);
-  bool ok = cJSON_AddStringToObject(o, "device_id", s->device_id) &&
-            cJSON_AddBoolToObject(o, "online", s->online) &&
-            cJSON_AddStringToObject(o, "state", ef_state_name(s->state)) &&
-            add_str_or_null(o, "job_id", s->job_id) && add_str_or_null(o, "fw_version", s->fw_version) &&
-            add_str_or_null(o, "driver_release", s->driver_release) &&
-            cJSON_AddStringToObject(o, "driver_release_source",
-                                    s->driver_release[0] ? ef_driver_source_name(s->driver_source) : "unknown") &&
-            cJSON_AddBoolToObject(o, "signed_releases", s->signed_releases);
+  bool ok =
+      cJSON_AddStringToObject(o, "device_id", s->device_id) &&
+      cJSON_AddBoolToObject(o, "online", s->online) &&
+      cJSON_AddStringToObject(o, "state", ef_state_name(s->state)) &&
+      add_str_or_null(o, "job_id", s->job_id) && add_str_or_null(o, "fw_version", s->fw_version) &&
+      add_str_or_null(o, "driver_release", s->driver_release) &&
+      cJSON_AddStringToObject(o, "driver_release_source",
+                              s->driver_release[0] ? ef_driver_source_name(s->driver_source) : "unknown") &&
+      cJSON_AddBoolToObject(o, "signed_releases", s->signed_releases);
   if (ok) {
     if (s->app.version[0]) {
       cJSON *app = cJSON_AddObjectToObject(o, "app");
@@ -123,8 +124,8 @@ char *ef_report_state_json(const ef_state *s) {
   return print_and_free(o, ok);
 }
 
-char *ef_report_progress_json(const char *device_id, const char *job_id, uint64_t bytes,
-                              uint64_t total, int64_t ts_ms) {
+char *ef_report_progress_json(const char *device_id, const char *job_id, uint64_t bytes, uint64_t total,
+                              int64_t ts_ms) {
   char ts[32];
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;

@@ -49,9 +49,9 @@ enum conn_state {
 /* A QoS >= 1 publish not yet acknowledged by the broker. */
 struct unacked {
   struct unacked *prev, *next;
-  int token; /* Paho's token (the MQTT message id), or one of: */
+  int token;               /* Paho's token (the MQTT message id), or one of: */
 #define TOKEN_SENDING (-1) /* being handed to Paho right now */
-#define TOKEN_RESEND (-2)  /* Paho gave up on it; re-send at the next connect */
+#define TOKEN_RESEND  (-2) /* Paho gave up on it; re-send at the next connect */
   int qos;
   bool retain;
   char *topic;
@@ -88,14 +88,14 @@ struct ef_mqtt {
   pthread_mutex_t mu;
   pthread_cond_t cv; /* CLOCK_MONOTONIC; broadcast on every state change */
   enum conn_state state;
-  bool closing;        /* no more connect attempts, no more user callbacks */
+  bool closing; /* no more connect attempts, no more user callbacks */
   bool ever_connected;
   bool failure_logged; /* quiet repeated failures until the next success */
   bool disconnect_done;
-  int delay_ms;        /* delay before the next attempt after a failure */
-  int64_t next_attempt; /* monotonic ms */
-  int active;          /* Paho callbacks currently running in our code */
-  char tls_error[192]; /* last TLS error text from this attempt */
+  int delay_ms;                /* delay before the next attempt after a failure */
+  int64_t next_attempt;        /* monotonic ms */
+  int active;                  /* Paho callbacks currently running in our code */
+  char tls_error[192];         /* last TLS error text from this attempt */
   struct unacked *head, *tail; /* oldest first */
   int n_unacked, max_unacked;
   int early[EARLY_ACKS];
@@ -107,11 +107,9 @@ struct ef_mqtt {
 /* ---- small helpers ---- */
 
 static char *dup_or_null(const char *s, bool *ok) {
-  if (!s)
-    return NULL;
+  if (!s) return NULL;
   char *d = strdup(s);
-  if (!d)
-    *ok = false;
+  if (!d) *ok = false;
   return d;
 }
 
@@ -137,8 +135,7 @@ static void cb_enter(ef_mqtt *s) {
 
 static void cb_leave(ef_mqtt *s) {
   pthread_mutex_lock(&s->mu);
-  if (--s->active == 0)
-    pthread_cond_broadcast(&s->cv);
+  if (--s->active == 0) pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -167,8 +164,7 @@ static void unacked_unlink(ef_mqtt *s, struct unacked *u) {
 
 static struct unacked *unacked_find(ef_mqtt *s, int token) {
   for (struct unacked *u = s->head; u; u = u->next)
-    if (u->token == token)
-      return u;
+    if (u->token == token) return u;
   return NULL;
 }
 
@@ -177,14 +173,12 @@ static struct unacked *unacked_find(ef_mqtt *s, int token) {
 static struct unacked *unacked_add(ef_mqtt *s, const char *topic, const void *payload, size_t len, int qos,
                                    bool retain) {
   struct unacked *u = malloc(sizeof *u + len);
-  if (!u)
-    return NULL;
+  if (!u) return NULL;
   if (!(u->topic = strdup(topic))) {
     free(u);
     return NULL;
   }
-  if (len)
-    memcpy(u->payload, payload, len);
+  if (len) memcpy(u->payload, payload, len);
   u->len = len;
   u->qos = qos;
   u->retain = retain;
@@ -193,8 +187,7 @@ static struct unacked *unacked_add(ef_mqtt *s, const char *topic, const void *pa
   /* Entries being handed over are referenced outside the lock: skip them. */
   for (struct unacked *old = s->head; old && s->n_unacked >= s->max_unacked;) {
     struct unacked *next = old->next;
-    if (old->token != TOKEN_SENDING)
-      unacked_unlink(s, old);
+    if (old->token != TOKEN_SENDING) unacked_unlink(s, old);
     old = next;
   }
   u->next = NULL;
@@ -240,16 +233,14 @@ static int unacked_send(ef_mqtt *s, struct unacked *u, bool forget_refused) {
   } else {
     u->token = TOKEN_RESEND;
   }
-  if (acked || (rc != MQTTASYNC_SUCCESS && forget_refused))
-    unacked_unlink(s, u);
+  if (acked || (rc != MQTTASYNC_SUCCESS && forget_refused)) unacked_unlink(s, u);
   pthread_mutex_unlock(&s->mu);
   return rc;
 }
 
 static void on_publish_success(void *ctx, MQTTAsync_successData *r) {
   ef_mqtt *s = ctx;
-  if (!r)
-    return;
+  if (!r) return;
   cb_enter(s);
   pthread_mutex_lock(&s->mu);
   struct unacked *u = unacked_find(s, r->token);
@@ -264,21 +255,18 @@ static void on_publish_success(void *ctx, MQTTAsync_successData *r) {
 
 static void on_publish_failure(void *ctx, MQTTAsync_failureData *r) {
   ef_mqtt *s = ctx;
-  if (!r)
-    return;
+  if (!r) return;
   cb_enter(s);
   pthread_mutex_lock(&s->mu);
   struct unacked *u = unacked_find(s, r->token);
-  if (u)
-    u->token = TOKEN_RESEND;
+  if (u) u->token = TOKEN_RESEND;
   pthread_mutex_unlock(&s->mu);
   cb_leave(s);
 }
 
 static bool token_in(const MQTTAsync_token *tokens, int token) {
   for (int i = 0; tokens && tokens[i] != -1; i++)
-    if (tokens[i] == token)
-      return true;
+    if (tokens[i] == token) return true;
   return false;
 }
 
@@ -288,16 +276,15 @@ static void unacked_resend(ef_mqtt *s) {
   MQTTAsync_token *pending = NULL;
   struct unacked **batch = NULL;
   int n = 0, superseded = 0;
-  if (MQTTAsync_getPendingTokens(s->client, &pending) != MQTTASYNC_SUCCESS)
-    pending = NULL;
+  if (MQTTAsync_getPendingTokens(s->client, &pending) != MQTTASYNC_SUCCESS) pending = NULL;
   pthread_mutex_lock(&s->mu);
   s->n_early = 0; /* acks of the old connection are all in */
   if (s->n_unacked > 0)
-    batch = malloc((size_t)s->n_unacked * sizeof *batch); // NOLINT(bugprone-sizeof-expression): an array of pointers
+    batch = malloc((size_t)s->n_unacked *
+                   sizeof *batch); // NOLINT(bugprone-sizeof-expression): an array of pointers
   for (struct unacked *u = s->head, *next; u && batch; u = next) {
     next = u->next;
-    if (u->token == TOKEN_SENDING || (u->token >= 0 && token_in(pending, u->token)))
-      continue;
+    if (u->token == TOKEN_SENDING || (u->token >= 0 && token_in(pending, u->token))) continue;
     bool newer = false;
     for (struct unacked *v = u->next; u->retain && v && !newer; v = v->next)
       newer = v->retain && strcmp(v->topic, u->topic) == 0;
@@ -311,8 +298,7 @@ static void unacked_resend(ef_mqtt *s) {
     batch[n++] = u;
   }
   pthread_mutex_unlock(&s->mu);
-  for (int i = 0; i < n; i++)
-    (void)unacked_send(s, batch[i], false);
+  for (int i = 0; i < n; i++) (void)unacked_send(s, batch[i], false);
   free(batch);
   MQTTAsync_free(pending);
   if (n || superseded)
@@ -330,10 +316,10 @@ static ef_err parse_uri(const char *uri, char **paho_uri, bool *tls, ef_status *
     bool tls;
     unsigned port;
   } schemes[] = {
-    {"mqtt://", "tcp", false, 1883},
-    {"mqtts://", "ssl", true, 8883},
-    {"tcp://", "tcp", false, 1883},
-    {"ssl://", "ssl", true, 8883},
+      {"mqtt://", "tcp", false, 1883},
+      {"mqtts://", "ssl", true, 8883},
+      {"tcp://", "tcp", false, 1883},
+      {"ssl://", "ssl", true, 8883},
   };
   ef_err err = EF_ERR_CONFIG;
   const char *rest = NULL;
@@ -353,8 +339,7 @@ static ef_err parse_uri(const char *uri, char **paho_uri, bool *tls, ef_status *
   const char *host = rest, *host_end;
   if (*rest == '[') {
     host_end = strchr(rest, ']');
-    if (!host_end || host_end == rest + 1)
-      goto bad;
+    if (!host_end || host_end == rest + 1) goto bad;
     host_end++;
   } else {
     host_end = rest + strcspn(rest, ":/");
@@ -364,8 +349,7 @@ static ef_err parse_uri(const char *uri, char **paho_uri, bool *tls, ef_status *
             (c >= 'A' && c <= 'Z')))
         goto bad;
     }
-    if (host_end == host)
-      goto bad;
+    if (host_end == host) goto bad;
   }
 
   unsigned port = schemes[i].port;
@@ -374,15 +358,12 @@ static ef_err parse_uri(const char *uri, char **paho_uri, bool *tls, ef_status *
     char *end;
     errno = 0;
     unsigned long v = strtoul(p + 1, &end, 10);
-    if (end == p + 1 || errno || v == 0 || v > 65535 || p[1] == '-' || p[1] == '+')
-      goto bad;
+    if (end == p + 1 || errno || v == 0 || v > 65535 || p[1] == '-' || p[1] == '+') goto bad;
     port = (unsigned)v;
     p = end;
   }
-  if (*p == '/')
-    p++;
-  if (*p != '\0')
-    goto bad;
+  if (*p == '/') p++;
+  if (*p != '\0') goto bad;
 
   int hlen = (int)(host_end - host);
   if (asprintf(paho_uri, "%s://%.*s:%u", schemes[i].paho, hlen, host, port) < 0) {
@@ -412,21 +393,18 @@ static ef_err check_readable(const char *what, const char *path, ef_status *st) 
     goto out;
   }
 out:
-  if (fd >= 0)
-    close(fd);
+  if (fd >= 0) close(fd);
   return err;
 }
 
 /* A bad option is the caller's configuration: not retryable (EF_ERR_CONFIG). */
 static ef_err check_options(const ef_mqtt_options *o, ef_status *st) {
-  if (!o->uri || !*o->uri)
-    return ef_status_fail(st, EF_ERR_CONFIG, "a broker uri is required");
-  if (!o->client_id || !*o->client_id)
-    return ef_status_fail(st, EF_ERR_CONFIG, "a client id is required");
-  if (o->password && !o->username)
-    return ef_status_fail(st, EF_ERR_CONFIG, "a password needs a username");
+  if (!o->uri || !*o->uri) return ef_status_fail(st, EF_ERR_CONFIG, "a broker uri is required");
+  if (!o->client_id || !*o->client_id) return ef_status_fail(st, EF_ERR_CONFIG, "a client id is required");
+  if (o->password && !o->username) return ef_status_fail(st, EF_ERR_CONFIG, "a password needs a username");
   if (o->will_topic && (!*o->will_topic || !qos_ok(o->will_qos) || strpbrk(o->will_topic, "+#")))
-    return ef_status_fail(st, EF_ERR_CONFIG, "invalid last will (topic '%s', qos %d)", o->will_topic, o->will_qos);
+    return ef_status_fail(st, EF_ERR_CONFIG, "invalid last will (topic '%s', qos %d)", o->will_topic,
+                          o->will_qos);
   if (o->n_subscriptions > EF_MQTT_MAX_SUBSCRIPTIONS || (o->n_subscriptions && !o->subscriptions))
     return ef_status_fail(st, EF_ERR_CONFIG, "at most %d subscriptions", EF_MQTT_MAX_SUBSCRIPTIONS);
   for (size_t i = 0; i < o->n_subscriptions; i++) {
@@ -472,8 +450,7 @@ static void mark_connected(ef_mqtt *s) {
   pthread_mutex_unlock(&s->mu);
 
   ef_info("mqtt: %s to %s as '%s'", reconnect ? "reconnected" : "connected", s->uri, s->client_id);
-  if (s->on_connected && user_callbacks_allowed(s))
-    s->on_connected(s->arg, reconnect);
+  if (s->on_connected && user_callbacks_allowed(s)) s->on_connected(s->arg, reconnect);
 }
 
 /* Drops a connection whose subscriptions failed, so the next attempt tries
@@ -481,8 +458,7 @@ static void mark_connected(ef_mqtt *s) {
 static void drop_connection(ef_mqtt *s, const char *cause) {
   pthread_mutex_lock(&s->mu);
   bool ours = s->state == ST_SUBSCRIBING;
-  if (ours)
-    attempt_failed_locked(s, cause);
+  if (ours) attempt_failed_locked(s, cause);
   pthread_mutex_unlock(&s->mu);
   if (ours) {
     MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
@@ -496,8 +472,7 @@ static void on_subscribe_success(void *ctx, MQTTAsync_successData *r) {
   cb_enter(s);
   for (int i = 0; r && i < s->n_subs; i++) {
     int granted = s->n_subs == 1 ? r->alt.qos : (r->alt.qosList ? r->alt.qosList[i] : 0);
-    if (granted == 0x80)
-      ef_warn("mqtt: broker refused the subscription to '%s'", s->sub_topics[i]);
+    if (granted == 0x80) ef_warn("mqtt: broker refused the subscription to '%s'", s->sub_topics[i]);
   }
   mark_connected(s);
   cb_leave(s);
@@ -517,11 +492,9 @@ static void on_connect_success(void *ctx, MQTTAsync_successData *r) {
   cb_enter(s);
   pthread_mutex_lock(&s->mu);
   bool ours = s->state == ST_CONNECTING;
-  if (ours && s->n_subs > 0)
-    s->state = ST_SUBSCRIBING;
+  if (ours && s->n_subs > 0) s->state = ST_SUBSCRIBING;
   pthread_mutex_unlock(&s->mu);
-  if (!ours)
-    goto out;
+  if (!ours) goto out;
   unacked_resend(s);
   if (s->n_subs == 0) {
     mark_connected(s);
@@ -551,7 +524,8 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData *r) {
   pthread_mutex_lock(&s->mu);
   bool look = s->tls && !s->failure_logged && s->state == ST_CONNECTING;
   pthread_mutex_unlock(&s->mu);
-  if (look && !ef_mqtt_tls_check(s->uri, s->ca_file, s->cert_file, s->key_file, TLS_CHECK_MS, tls_why, sizeof tls_why))
+  if (look && !ef_mqtt_tls_check(s->uri, s->ca_file, s->cert_file, s->key_file, TLS_CHECK_MS, tls_why,
+                                 sizeof tls_why))
     tls_why[0] = '\0';
   pthread_mutex_lock(&s->mu);
   if (tls_why[0])
@@ -563,11 +537,12 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData *r) {
   else if (r && r->code > 0)
     /* A positive code is the broker's CONNACK return code. */
     snprintf(cause, sizeof cause, "broker refused the connection: %s",
-             r->code == 4 ? "bad user name or password" : r->code == 5 ? "not authorized" : "CONNACK error");
+             r->code == 4   ? "bad user name or password"
+             : r->code == 5 ? "not authorized"
+                            : "CONNACK error");
   else
     snprintf(cause, sizeof cause, "%s", MQTTAsync_strerror(r ? r->code : MQTTASYNC_FAILURE));
-  if (s->state == ST_CONNECTING)
-    attempt_failed_locked(s, cause);
+  if (s->state == ST_CONNECTING) attempt_failed_locked(s, cause);
   pthread_mutex_unlock(&s->mu);
   cb_leave(s);
 }
@@ -586,8 +561,7 @@ static void on_connection_lost(void *ctx, char *cause) {
   pthread_mutex_unlock(&s->mu);
   if (was == ST_CONNECTED || was == ST_SUBSCRIBING)
     ef_warn("mqtt: connection to %s lost (%s); reconnecting", s->uri, why);
-  if (was == ST_CONNECTED && s->on_disconnected && user_callbacks_allowed(s))
-    s->on_disconnected(s->arg, why);
+  if (was == ST_CONNECTED && s->on_disconnected && user_callbacks_allowed(s)) s->on_disconnected(s->arg, why);
   cb_leave(s);
 }
 
@@ -608,11 +582,9 @@ static int on_message_arrived(void *ctx, char *topic, int topic_len, MQTTAsync_m
 static int on_tls_error(const char *str, size_t len, void *u) {
   ef_mqtt *s = u;
   pthread_mutex_lock(&s->mu);
-  if (len >= sizeof s->tls_error)
-    len = sizeof s->tls_error - 1;
+  if (len >= sizeof s->tls_error) len = sizeof s->tls_error - 1;
   memcpy(s->tls_error, str, len);
-  while (len > 0 && (s->tls_error[len - 1] == '\n' || s->tls_error[len - 1] == '\r'))
-    len--;
+  while (len > 0 && (s->tls_error[len - 1] == '\n' || s->tls_error[len - 1] == '\r')) len--;
   s->tls_error[len] = '\0';
   pthread_mutex_unlock(&s->mu);
   return 1;
@@ -647,14 +619,11 @@ static void *supervise(void *p) {
 /* ---- public API ---- */
 
 static void session_free(ef_mqtt *s) {
-  if (!s)
-    return;
-  if (s->client_created)
-    MQTTAsync_destroy(&s->client);
+  if (!s) return;
+  if (s->client_created) MQTTAsync_destroy(&s->client);
   /* Paho may still be returning from a callback that began before destroy. */
   pthread_mutex_lock(&s->mu);
-  while (s->active > 0)
-    pthread_cond_wait(&s->cv, &s->mu);
+  while (s->active > 0) pthread_cond_wait(&s->cv, &s->mu);
   for (struct unacked *u = s->head, *next; u; u = next) {
     next = u->next;
     free(u->topic);
@@ -665,8 +634,7 @@ static void session_free(ef_mqtt *s) {
   pthread_mutex_unlock(&s->mu);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
-  for (int i = 0; i < s->n_subs; i++)
-    free(s->sub_topics[i]);
+  for (int i = 0; i < s->n_subs; i++) free(s->sub_topics[i]);
   free(s->sub_topics);
   free(s->sub_qos);
   free(s->uri);
@@ -687,8 +655,7 @@ static ef_err check_tls_files(const ef_mqtt_options *o, bool tls, ef_status *st)
   ef_err err = EF_OK;
   if (!tls && (o->ca_file || o->cert_file || o->key_file))
     return ef_status_fail(st, EF_ERR_CONFIG, "TLS files are set but uri '%s' is not mqtts://", o->uri);
-  if (o->key_file && !o->cert_file)
-    return ef_status_fail(st, EF_ERR_CONFIG, "key_file needs cert_file");
+  if (o->key_file && !o->cert_file) return ef_status_fail(st, EF_ERR_CONFIG, "key_file needs cert_file");
   if ((o->ca_file && (err = check_readable("ca_file", o->ca_file, st)) != EF_OK) ||
       (o->cert_file && (err = check_readable("cert_file", o->cert_file, st)) != EF_OK) ||
       (o->key_file && (err = check_readable("key_file", o->key_file, st)) != EF_OK))
@@ -708,24 +675,20 @@ static ef_err copy_options(ef_mqtt *s, const ef_mqtt_options *o) {
   s->key_file = dup_or_null(o->key_file, &ok);
   s->will_topic = dup_or_null(o->will_topic, &ok);
   s->will_payload = dup_or_null(o->will_payload ? o->will_payload : "", &ok);
-  if (!ok)
-    return EF_ERR_NOMEM;
+  if (!ok) return EF_ERR_NOMEM;
   if (o->n_subscriptions) {
     s->sub_topics = calloc(o->n_subscriptions, sizeof *s->sub_topics);
     s->sub_qos = calloc(o->n_subscriptions, sizeof *s->sub_qos);
-    if (!s->sub_topics || !s->sub_qos)
-      return EF_ERR_NOMEM;
+    if (!s->sub_topics || !s->sub_qos) return EF_ERR_NOMEM;
     for (size_t i = 0; i < o->n_subscriptions; i++) {
-      if (!(s->sub_topics[i] = strdup(o->subscriptions[i].topic)))
-        return EF_ERR_NOMEM;
+      if (!(s->sub_topics[i] = strdup(o->subscriptions[i].topic))) return EF_ERR_NOMEM;
       s->sub_qos[i] = o->subscriptions[i].qos;
       s->n_subs++;
     }
   }
   s->min_ms = o->reconnect_min_ms ? o->reconnect_min_ms : EF_MQTT_DEFAULT_RECONNECT_MIN_MS;
   s->max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : EF_MQTT_DEFAULT_RECONNECT_MAX_MS;
-  if (s->max_ms < s->min_ms)
-    s->max_ms = s->min_ms;
+  if (s->max_ms < s->min_ms) s->max_ms = s->min_ms;
   s->delay_ms = s->min_ms;
   s->max_unacked = o->max_buffered ? o->max_buffered : EF_MQTT_DEFAULT_MAX_BUFFERED;
   s->on_message = o->on_message;
@@ -744,15 +707,16 @@ static ef_err create_client(ef_mqtt *s, ef_status *st) {
   co.maxBufferedMessages = s->max_unacked;
   co.deleteOldestMessages = 1; /* the newest state report matters most */
   co.MQTTVersion = MQTTVERSION_3_1_1;
-  int rc = MQTTAsync_createWithOptions(&s->client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL,
-                                       &co);
+  int rc =
+      MQTTAsync_createWithOptions(&s->client, s->uri, s->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
   if (rc != MQTTASYNC_SUCCESS)
     return ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot create a client for %s: %s", s->uri,
                             MQTTAsync_strerror(rc));
   s->client_created = true;
   rc = MQTTAsync_setCallbacks(s->client, s, on_connection_lost, on_message_arrived, NULL);
   if (rc != MQTTASYNC_SUCCESS)
-    return ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot set the client's callbacks: %s", MQTTAsync_strerror(rc));
+    return ef_status_fail_r(st, EF_ERR_MQTT, false, "cannot set the client's callbacks: %s",
+                            MQTTAsync_strerror(rc));
   return EF_OK;
 }
 
@@ -804,13 +768,11 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
     goto out;
   }
   *out = NULL;
-  if ((err = check_options(o, st)) != EF_OK)
-    goto out;
+  if ((err = check_options(o, st)) != EF_OK) goto out;
 
   err = EF_ERR_NOMEM;
   s = calloc(1, sizeof *s);
-  if (!s)
-    goto out;
+  if (!s) goto out;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -819,8 +781,9 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
   pthread_condattr_destroy(&ca);
   sync_ready = true;
 
-  if ((err = parse_uri(o->uri, &s->uri, &s->tls, st)) != EF_OK || (err = check_tls_files(o, s->tls, st)) != EF_OK ||
-      (err = copy_options(s, o)) != EF_OK || (err = create_client(s, st)) != EF_OK)
+  if ((err = parse_uri(o->uri, &s->uri, &s->tls, st)) != EF_OK ||
+      (err = check_tls_files(o, s->tls, st)) != EF_OK || (err = copy_options(s, o)) != EF_OK ||
+      (err = create_client(s, st)) != EF_OK)
     goto out;
   set_connect_options(s, o);
 
@@ -835,8 +798,7 @@ ef_err ef_mqtt_start(const ef_mqtt_options *o, ef_mqtt **out, ef_status *st) {
   s = NULL;
   err = EF_OK;
 out:
-  if (err != EF_OK)
-    ef_status_fail(st, err, NULL); /* out of memory: the code says it all */
+  if (err != EF_OK) ef_status_fail(st, err, NULL); /* out of memory: the code says it all */
   if (s) {
     if (sync_ready)
       session_free(s);
@@ -855,8 +817,7 @@ ef_err ef_mqtt_publish(ef_mqtt *s, const char *topic, const void *payload, size_
   if (qos == 0) {
     /* Progress-like QoS 0 traffic is stale by the time we reconnect;
      * keeping it would only push state reports out of the buffer. */
-    if (!ef_mqtt_is_connected(s))
-      return EF_OK;
+    if (!ef_mqtt_is_connected(s)) return EF_OK;
     MQTTAsync_message m = MQTTAsync_message_initializer;
     m.payload = (void *)payload;
     m.payloadlen = (int)len;
@@ -865,8 +826,7 @@ ef_err ef_mqtt_publish(ef_mqtt *s, const char *topic, const void *payload, size_
     rc = MQTTAsync_sendMessage(s->client, topic, &m, &ro);
   } else {
     struct unacked *u = unacked_add(s, topic, payload, len, qos, retain);
-    if (!u)
-      return ef_status_fail(st, EF_ERR_NOMEM, "cannot keep a copy of the message for %s", topic);
+    if (!u) return ef_status_fail(st, EF_ERR_NOMEM, "cannot keep a copy of the message for %s", topic);
     rc = unacked_send(s, u, true);
   }
   /* The library refused this message (not the network: that is buffered). */
@@ -877,8 +837,7 @@ ef_err ef_mqtt_publish(ef_mqtt *s, const char *topic, const void *payload, size_
 }
 
 bool ef_mqtt_is_connected(ef_mqtt *s) {
-  if (!s)
-    return false;
+  if (!s) return false;
   pthread_mutex_lock(&s->mu);
   bool c = s->state == ST_CONNECTED;
   pthread_mutex_unlock(&s->mu);
@@ -887,25 +846,23 @@ bool ef_mqtt_is_connected(ef_mqtt *s) {
 
 static bool has_pending(ef_mqtt *s) {
   MQTTAsync_token *tokens = NULL;
-  if (MQTTAsync_getPendingTokens(s->client, &tokens) != MQTTASYNC_SUCCESS)
-    return false;
+  if (MQTTAsync_getPendingTokens(s->client, &tokens) != MQTTASYNC_SUCCESS) return false;
   bool pending = tokens && tokens[0] != -1;
   MQTTAsync_free(tokens);
   return pending;
 }
 
 ef_err ef_mqtt_flush(ef_mqtt *s, int timeout_ms, ef_status *st) {
-  if (!s)
-    return ef_status_fail(st, EF_ERR_INVALID_ARG, "no session");
+  if (!s) return ef_status_fail(st, EF_ERR_INVALID_ARG, "no session");
   int64_t deadline = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
   for (;;) {
     pthread_mutex_lock(&s->mu);
     bool ours = s->n_unacked > 0;
     pthread_mutex_unlock(&s->mu);
-    if (!ours && !has_pending(s))
-      return EF_OK;
+    if (!ours && !has_pending(s)) return EF_OK;
     if (reached(deadline))
-      return ef_status_fail(st, EF_ERR_MQTT, "messages still unacknowledged by %s after %d ms", s->uri, timeout_ms);
+      return ef_status_fail(st, EF_ERR_MQTT, "messages still unacknowledged by %s after %d ms", s->uri,
+                            timeout_ms);
     ef_sleep_ms(20);
   }
 }
@@ -923,8 +880,7 @@ static void on_disconnect_done(void *ctx, MQTTAsync_successData *r) {
 static void on_disconnect_failed(void *ctx, MQTTAsync_failureData *r) { on_disconnect_done(ctx, NULL); }
 
 void ef_mqtt_stop(ef_mqtt *s, int flush_ms) {
-  if (!s)
-    return;
+  if (!s) return;
   if (flush_ms > 0 && ef_mqtt_flush(s, flush_ms, NULL) != EF_OK)
     ef_warn("mqtt: stopping with messages not yet delivered to %s", s->uri);
 
@@ -952,8 +908,7 @@ void ef_mqtt_stop(ef_mqtt *s, int flush_ms) {
     if (MQTTAsync_disconnect(s->client, &d) == MQTTASYNC_SUCCESS) {
       deadline = deadline_in(2000);
       pthread_mutex_lock(&s->mu);
-      while (!s->disconnect_done && !reached(deadline))
-        wait_until(s, deadline);
+      while (!s->disconnect_done && !reached(deadline)) wait_until(s, deadline);
       pthread_mutex_unlock(&s->mu);
     }
   }

@@ -117,7 +117,8 @@ bool ef_mqtt_tls_check(const char *paho_uri, const char *ca_file, const char *ce
   ERR_clear_error();
   ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) goto out;
-  if (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1 : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+  if (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
+              : SSL_CTX_set_default_verify_paths(ctx) != 1) {
     snprintf(why, n, "cannot load the CA file: %s", last_reason());
     found = true;
     goto out;
@@ -131,7 +132,8 @@ bool ef_mqtt_tls_check(const char *paho_uri, const char *ca_file, const char *ce
   }
   /* Not enforced here: the handshake completes, and the verdict is read. */
   SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-  if ((fd = connect_tcp(host, port, timeout_ms)) < 0 || !(ssl = SSL_new(ctx)) || SSL_set_fd(ssl, fd) != 1) goto out;
+  if ((fd = connect_tcp(host, port, timeout_ms)) < 0 || !(ssl = SSL_new(ctx)) || SSL_set_fd(ssl, fd) != 1)
+    goto out;
   unsigned char addr[16];
   if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) {
     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
@@ -151,8 +153,8 @@ bool ef_mqtt_tls_check(const char *paho_uri, const char *ca_file, const char *ce
     if (peer && (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH))
       cert_names(peer, names, sizeof names);
     if (names[0])
-      snprintf(why, n, "the broker's certificate: %s (it is for %s, not %s)", X509_verify_cert_error_string(v), names,
-               host);
+      snprintf(why, n, "the broker's certificate: %s (it is for %s, not %s)",
+               X509_verify_cert_error_string(v), names, host);
     else
       snprintf(why, n, "the broker's certificate: %s", X509_verify_cert_error_string(v));
     found = true;

@@ -46,14 +46,15 @@ static ef_err check_identity(const ef_ota_request *req, const ef_image_header *h
                           desc->version, req->version);
   if (req->on_image) {
     ef_err err = req->on_image(req->arg, hdr, desc, st);
-    if (err != EF_OK) return ef_status_fail(st, err, "refused by the caller's image check"); /* if it said nothing */
+    if (err != EF_OK)
+      return ef_status_fail(st, err, "refused by the caller's image check"); /* if it said nothing */
   }
   return EF_OK;
 }
 
 /* Reads the next bytes and passes them through hash and validator. */
-static ef_err pull(ef_source *src, const ef_ota_request *req, ef_ota_result *res,
-                   ef_image_validator *val, uint8_t *dst, size_t cap, size_t *got, ef_status *st) {
+static ef_err pull(ef_source *src, const ef_ota_request *req, ef_ota_result *res, ef_image_validator *val,
+                   uint8_t *dst, size_t cap, size_t *got, ef_status *st) {
   for (;;) {
     ef_status why = EF_STATUS_INIT;
     ef_err err = src->read(src, dst, cap, got, &why);
@@ -67,8 +68,8 @@ static ef_err pull(ef_source *src, const ef_ota_request *req, ef_ota_result *res
   res->bytes += *got;
   uint64_t limit = req->size ? req->size : req->max_size;
   if (limit && res->bytes > limit)
-    return ef_status_fail(st, req->size ? EF_ERR_SIZE_MISMATCH : EF_ERR_TOO_LARGE, "more than %llu bytes received",
-                          (unsigned long long)limit);
+    return ef_status_fail(st, req->size ? EF_ERR_SIZE_MISMATCH : EF_ERR_TOO_LARGE,
+                          "more than %llu bytes received", (unsigned long long)limit);
   /* the validator hashes too: one SHA-256 pass serves the job's hash */
   return ef_image_feed(val, dst, *got, st);
 }
@@ -115,7 +116,8 @@ static ef_err hold_until_described(ota_run *r, ef_status *st) {
   if (!ef_image_desc_ready(r->val)) {
     /* too short to carry a header and app description */
     err = ef_image_finish(r->val, NULL, st);
-    if (err == EF_OK) err = ef_status_fail(st, EF_ERR_IMAGE_TRUNCATED, "no app description in %zu bytes", r->fill);
+    if (err == EF_OK)
+      err = ef_status_fail(st, EF_ERR_IMAGE_TRUNCATED, "no app description in %zu bytes", r->fill);
     return err;
   }
   r->res->desc_known = true;
@@ -187,7 +189,8 @@ static ef_err check_complete(ota_run *r, ef_status *st) {
   return ef_image_finish(r->val, NULL, st);
 }
 
-ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_ota_result *res, ef_status *st) {
+ef_err ef_ota_run(ef_ctrl *ctrl, ef_source *src, const ef_ota_request *req, ef_ota_result *res,
+                  ef_status *st) {
   ota_run r = {.ctrl = ctrl, .src = src, .req = req, .res = res};
   ef_err err = EF_OK;
 

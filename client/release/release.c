@@ -55,8 +55,10 @@ size_t ef_release_canonical(const ef_release *r, char *out, size_t n, ef_status 
     return 0;
   }
   int len = snprintf(out, n,
-                     EF_RELEASE_FORMAT "\nsha256=%s\nsize=%" PRIu64 "\nversion=%s\nproject=%s\nchip=%s\n"
-                     "secure_version=%" PRIu32 "\nhosted_release=%s\ndriver_update=%s\nallow_downgrade=%s\n",
+                     EF_RELEASE_FORMAT "\nsha256=%s\nsize=%" PRIu64
+                                       "\nversion=%s\nproject=%s\nchip=%s\n"
+                                       "secure_version=%" PRIu32
+                                       "\nhosted_release=%s\ndriver_update=%s\nallow_downgrade=%s\n",
                      r->sha256_hex, r->size, r->version, r->project, r->chip, r->secure_version,
                      r->hosted_release, r->driver_update ? "yes" : "no", r->allow_downgrade ? "yes" : "no");
   if (len < 0 || (size_t)len >= n) {
@@ -242,17 +244,18 @@ char *ef_manifest_to_json(const ef_manifest *m) {
   char *text = NULL;
   cJSON *o = cJSON_CreateObject();
   ef_release_sig_to_base64(m->sig, sig);
-  bool ok = o && cJSON_AddStringToObject(o, "format", EF_RELEASE_FORMAT) &&
-            cJSON_AddStringToObject(o, "key_id", m->key_id) && cJSON_AddStringToObject(o, "signature", sig) &&
-            cJSON_AddStringToObject(o, "sha256", m->rel.sha256_hex) &&
-            cJSON_AddNumberToObject(o, "size", (double)m->rel.size) &&
-            cJSON_AddStringToObject(o, "version", m->rel.version) &&
-            cJSON_AddStringToObject(o, "project", m->rel.project) &&
-            cJSON_AddStringToObject(o, "chip", m->rel.chip) &&
-            cJSON_AddNumberToObject(o, "secure_version", m->rel.secure_version) &&
-            (!m->rel.hosted_release[0] || cJSON_AddStringToObject(o, "hosted_release", m->rel.hosted_release)) &&
-            cJSON_AddBoolToObject(o, "driver_update", m->rel.driver_update) &&
-            cJSON_AddBoolToObject(o, "allow_downgrade", m->rel.allow_downgrade);
+  bool ok =
+      o && cJSON_AddStringToObject(o, "format", EF_RELEASE_FORMAT) &&
+      cJSON_AddStringToObject(o, "key_id", m->key_id) && cJSON_AddStringToObject(o, "signature", sig) &&
+      cJSON_AddStringToObject(o, "sha256", m->rel.sha256_hex) &&
+      cJSON_AddNumberToObject(o, "size", (double)m->rel.size) &&
+      cJSON_AddStringToObject(o, "version", m->rel.version) &&
+      cJSON_AddStringToObject(o, "project", m->rel.project) &&
+      cJSON_AddStringToObject(o, "chip", m->rel.chip) &&
+      cJSON_AddNumberToObject(o, "secure_version", m->rel.secure_version) &&
+      (!m->rel.hosted_release[0] || cJSON_AddStringToObject(o, "hosted_release", m->rel.hosted_release)) &&
+      cJSON_AddBoolToObject(o, "driver_update", m->rel.driver_update) &&
+      cJSON_AddBoolToObject(o, "allow_downgrade", m->rel.allow_downgrade);
   if (ok) text = cJSON_Print(o);
   cJSON_Delete(o);
   return text;
@@ -262,7 +265,8 @@ char *ef_manifest_to_json(const ef_manifest *m) {
 static bool get_text(const cJSON *o, const char *key, bool required, char *dst, size_t n, ef_status *st) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   if (!v && !required) return true;
-  if (!v || !cJSON_IsString(v) || strlen(v->valuestring) >= n || !v->valuestring[0] || !printable(v->valuestring)) {
+  if (!v || !cJSON_IsString(v) || strlen(v->valuestring) >= n || !v->valuestring[0] ||
+      !printable(v->valuestring)) {
     ef_status_fail(st, EF_ERR_BAD_JOB, "%s: must be printable text of 1 to %zu characters", key, n - 1);
     return false;
   }
@@ -282,9 +286,9 @@ static bool get_uint(const cJSON *o, const char *key, double max, uint64_t *dst,
 }
 
 ef_err ef_manifest_parse(const char *json, size_t len, ef_manifest *out, ef_status *st) {
-  static const char *const known[] = {"format", "key_id", "signature", "sha256", "size", "version",
-                                      "project", "chip", "secure_version", "hosted_release",
-                                      "driver_update", "allow_downgrade"};
+  static const char *const known[] = {"format",         "key_id",         "signature",     "sha256",
+                                      "size",           "version",        "project",       "chip",
+                                      "secure_version", "hosted_release", "driver_update", "allow_downgrade"};
   ef_err err = EF_ERR_BAD_JOB;
   char sig[100], format[32];
   uint64_t size = 0, secv = 0;
@@ -320,7 +324,8 @@ ef_err ef_manifest_parse(const char *json, size_t len, ef_manifest *out, ef_stat
   const cJSON *dg = cJSON_GetObjectItemCaseSensitive(o, "allow_downgrade");
   const cJSON *du = cJSON_GetObjectItemCaseSensitive(o, "driver_update");
   if (!cJSON_IsBool(dg) || !cJSON_IsBool(du)) {
-    ef_status_fail(st, err, "%s: must be true or false", cJSON_IsBool(dg) ? "driver_update" : "allow_downgrade");
+    ef_status_fail(st, err, "%s: must be true or false",
+                   cJSON_IsBool(dg) ? "driver_update" : "allow_downgrade");
     goto out;
   }
   if (!ef_release_sig_from_base64(sig, out->sig)) {

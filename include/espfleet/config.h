@@ -26,32 +26,32 @@
 #include "espfleet/status.h"
 #include "espfleet/transport.h"
 
-#define EF_CONFIG_PATH_MAX 1024
-#define EF_CONFIG_STR_MAX 256
-#define EF_CONFIG_MAX_GROUPS 32
+#define EF_CONFIG_PATH_MAX     1024
+#define EF_CONFIG_STR_MAX      256
+#define EF_CONFIG_MAX_GROUPS   32
 #define EF_CONFIG_MAX_PROBLEMS 64
-#define EF_CONFIG_PROBLEM_LEN 256
-#define EF_CONFIG_MAX_BYTES (256 * 1024)
+#define EF_CONFIG_PROBLEM_LEN  256
+#define EF_CONFIG_MAX_BYTES    (256 * 1024)
 
 /* Defaults (documented in docs/configuration.md). Where a library module
  * has the default, the configuration takes it from there, so each value is
  * defined once. */
 #define EF_CONFIG_DEFAULT_TOPIC_PREFIX EF_DEFAULT_TOPIC_PREFIX
-#define EF_CONFIG_DEFAULT_KEEPALIVE_S EF_MQTT_DEFAULT_KEEPALIVE_S
-#define EF_CONFIG_DEFAULT_DEVICE EF_DEFAULT_DEVICE
+#define EF_CONFIG_DEFAULT_KEEPALIVE_S  EF_MQTT_DEFAULT_KEEPALIVE_S
+#define EF_CONFIG_DEFAULT_DEVICE       EF_DEFAULT_DEVICE
 /* The control client's defaults, the measured best legal setting
  * (docs/performance.md): the daemon and the CLI flash alike. */
-#define EF_CONFIG_DEFAULT_CHUNK_SIZE EF_CTRL_DEFAULT_CHUNK
-#define EF_CONFIG_DEFAULT_WINDOW EF_CTRL_DEFAULT_WINDOW
+#define EF_CONFIG_DEFAULT_CHUNK_SIZE     EF_CTRL_DEFAULT_CHUNK
+#define EF_CONFIG_DEFAULT_WINDOW         EF_CTRL_DEFAULT_WINDOW
 #define EF_CONFIG_DEFAULT_MAX_IMAGE_SIZE EF_JOB_DEFAULT_MAX_IMAGE_SIZE
 /* The daemon waits longer for the reboot than the CLI does (a fleet device
  * may boot slowly; someone at the CLI wants an answer). */
-#define EF_CONFIG_DEFAULT_BOOT_TIMEOUT_S 60
-#define EF_CONFIG_DEFAULT_BEGIN_TIMEOUT_S (EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS / 1000)
+#define EF_CONFIG_DEFAULT_BOOT_TIMEOUT_S    60
+#define EF_CONFIG_DEFAULT_BEGIN_TIMEOUT_S   (EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS / 1000)
 #define EF_CONFIG_DEFAULT_CONNECT_TIMEOUT_S EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S
-#define EF_CONFIG_DEFAULT_STALL_TIMEOUT_S EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S
-#define EF_CONFIG_DEFAULT_MAX_ATTEMPTS 3
-#define EF_CONFIG_DEFAULT_STATE_DIR "/var/lib/espfleet"
+#define EF_CONFIG_DEFAULT_STALL_TIMEOUT_S   EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S
+#define EF_CONFIG_DEFAULT_MAX_ATTEMPTS      3
+#define EF_CONFIG_DEFAULT_STATE_DIR         "/var/lib/espfleet"
 
 typedef struct {
   char device_id[EF_JOB_ID_MAX + 1];
@@ -59,22 +59,22 @@ typedef struct {
   size_t n_groups;
   char state_dir[EF_CONFIG_PATH_MAX];
   struct {
-    char uri[EF_CONFIG_STR_MAX];           /**< mqtt://host:port or mqtts://host:port */
-    char client_id[EF_CONFIG_STR_MAX];     /**< default: the device_id */
-    char username[EF_CONFIG_STR_MAX];      /**< "" = none */
+    char uri[EF_CONFIG_STR_MAX];       /**< mqtt://host:port or mqtts://host:port */
+    char client_id[EF_CONFIG_STR_MAX]; /**< default: the device_id */
+    char username[EF_CONFIG_STR_MAX];  /**< "" = none */
     char password_file[EF_CONFIG_PATH_MAX];
-    char password[EF_CONFIG_STR_MAX];      /**< read from password_file, trailing newline removed */
+    char password[EF_CONFIG_STR_MAX]; /**< read from password_file, trailing newline removed */
     bool has_password;
-    char ca_file[EF_CONFIG_PATH_MAX];      /**< "" = system CA store */
-    char cert_file[EF_CONFIG_PATH_MAX];    /**< client certificate, "" = none */
+    char ca_file[EF_CONFIG_PATH_MAX];   /**< "" = system CA store */
+    char cert_file[EF_CONFIG_PATH_MAX]; /**< client certificate, "" = none */
     char key_file[EF_CONFIG_PATH_MAX];
     int keepalive_s;
     char topic_prefix[EF_CONFIG_STR_MAX];
   } mqtt;
   struct {
     char device[EF_CONFIG_PATH_MAX];
-    char chip[16];                         /**< canonical chip name, "" = any */
-    int chip_id;                           /**< -1 = any */
+    char chip[16]; /**< canonical chip name, "" = any */
+    int chip_id;   /**< -1 = any */
     int chunk_size;
     int window;
     uint64_t max_image_size;
@@ -85,7 +85,7 @@ typedef struct {
     char kernel_log[EF_CONFIG_PATH_MAX];        /**< where the driver logs its release */
   } esp;
   struct {
-    char ca_file[EF_CONFIG_PATH_MAX];      /**< "" = system CA store */
+    char ca_file[EF_CONFIG_PATH_MAX]; /**< "" = system CA store */
     int connect_timeout_s;
     int stall_timeout_s;
     bool allow_http;
@@ -104,8 +104,8 @@ typedef struct {
 
 /** Problems found by a load, one line each. */
 typedef struct {
-  size_t count;      /**< lines stored (at most EF_CONFIG_MAX_PROBLEMS) */
-  size_t dropped;    /**< further problems that did not fit */
+  size_t count;   /**< lines stored (at most EF_CONFIG_MAX_PROBLEMS) */
+  size_t dropped; /**< further problems that did not fit */
   char lines[EF_CONFIG_MAX_PROBLEMS][EF_CONFIG_PROBLEM_LEN];
 } ef_config_problems;
 

@@ -75,7 +75,7 @@ typedef enum { EF_FEATURE_WIFI = 1, EF_FEATURE_BLUETOOTH = 2 } ef_feature;
 _Static_assert(EF_CTRL_MAX_CHUNK == EF_CTRL_FW_MSG_MAX - EF_CTRL_OTA_WRITE_OVERHEAD,
                "the largest chunk fills the firmware's buffer exactly");
 /** A macro's value as a string literal ("4067"). */
-#define EF_STR(x) EF_STR_(x)
+#define EF_STR(x)  EF_STR_(x)
 #define EF_STR_(x) #x
 /** Default bytes per OTA write: the largest legal chunk, measured fastest
  *  (docs/performance.md). ESP-Hosted's own demos use 4000. */
@@ -91,10 +91,10 @@ _Static_assert(EF_CTRL_MAX_CHUNK == EF_CTRL_FW_MSG_MAX - EF_CTRL_OTA_WRITE_OVERH
 
 /* Default timeouts of ef_ctrl_options (literals, so help texts can quote
  * them with EF_STR). */
-#define EF_CTRL_DEFAULT_TIMEOUT_MS 5000
+#define EF_CTRL_DEFAULT_TIMEOUT_MS           5000
 #define EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS 60000
-#define EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS 30000
-#define EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS 5000
+#define EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS   30000
+#define EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS      5000
 
 /**
  * Asked while the client waits (for an answer, for the device to come back,
@@ -111,16 +111,16 @@ typedef struct {
   int timeout_ms;           /**< ordinary requests; default EF_CTRL_DEFAULT_TIMEOUT_MS */
   int ota_begin_timeout_ms; /**< OTA begin erases a whole slot; default EF_CTRL_DEFAULT_OTA_BEGIN_TIMEOUT_MS */
   int ota_end_timeout_ms;   /**< OTA end validates the image; default EF_CTRL_DEFAULT_OTA_END_TIMEOUT_MS */
-  int open_timeout_ms;      /**< waiting for the node to (re)appear; default EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS */
-  int window;               /**< OTA writes in flight, 1..EF_CTRL_MAX_WINDOW; default EF_CTRL_DEFAULT_WINDOW */
+  int open_timeout_ms; /**< waiting for the node to (re)appear; default EF_CTRL_DEFAULT_OPEN_TIMEOUT_MS */
+  int window;          /**< OTA writes in flight, 1..EF_CTRL_MAX_WINDOW; default EF_CTRL_DEFAULT_WINDOW */
   ef_ctrl_cancel_cb should_cancel; /**< optional, asked from the first open on; default NULL */
   void *cancel_arg;                /**< passed to should_cancel */
 } ef_ctrl_options;
 
 /** An event from the ESP. @p data is the event's bytes (init_data) or NULL. */
 typedef struct {
-  int id;          /**< EF_CTRL_EVENT_* */
-  int32_t hb_num;  /**< heartbeat number for EF_CTRL_EVENT_HEARTBEAT */
+  int id;         /**< EF_CTRL_EVENT_* */
+  int32_t hb_num; /**< heartbeat number for EF_CTRL_EVENT_HEARTBEAT */
   const uint8_t *data;
   size_t data_len;
 } ef_ctrl_event;

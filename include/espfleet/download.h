@@ -19,17 +19,17 @@
 #include "espfleet/status.h"
 
 #define EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S 15
-#define EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S 30
+#define EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S   30
 
 typedef struct {
   const char *url;
-  const char *ca_file;        /**< CA bundle for HTTPS; NULL = system default */
-  int connect_timeout_s;      /**< <= 0: EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S */
-  int stall_timeout_s;        /**< abort when no byte arrives for this long;
+  const char *ca_file;   /**< CA bundle for HTTPS; NULL = system default */
+  int connect_timeout_s; /**< <= 0: EF_DOWNLOAD_DEFAULT_CONNECT_TIMEOUT_S */
+  int stall_timeout_s;   /**< abort when no byte arrives for this long;
                                    <= 0: EF_DOWNLOAD_DEFAULT_STALL_TIMEOUT_S */
-  bool allow_http;            /**< plain http:// allowed (default false) */
-  uint64_t max_bytes;         /**< abort when the body exceeds this (0 = no limit) */
-  uint64_t offset;            /**< resume: fetch from this byte on (HTTP Range); a server
+  bool allow_http;       /**< plain http:// allowed (default false) */
+  uint64_t max_bytes;    /**< abort when the body exceeds this (0 = no limit) */
+  uint64_t offset;       /**< resume: fetch from this byte on (HTTP Range); a server
                                    that does not answer 206 fails with EF_ERR_DOWNLOAD_NO_RANGE */
 } ef_download_options;
 

@@ -25,7 +25,7 @@
 #include "espfleet/error.h"
 #include "espfleet/status.h"
 
-#define EF_FW_RELEASE_MAX 63          /**< characters in a release string */
+#define EF_FW_RELEASE_MAX            63 /**< characters in a release string */
 #define EF_DRIVER_DEFAULT_KERNEL_LOG "/dev/kmsg"
 
 /** The text the driver logs before its release (esp_fw_verify.c). */

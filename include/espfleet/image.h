@@ -19,16 +19,16 @@
 #include "espfleet/error.h"
 #include "espfleet/status.h"
 
-#define EF_IMAGE_MAGIC 0xE9
-#define EF_IMAGE_MAX_SEGMENTS 16
-#define EF_IMAGE_HEADER_SIZE 24
+#define EF_IMAGE_MAGIC               0xE9
+#define EF_IMAGE_MAX_SEGMENTS        16
+#define EF_IMAGE_HEADER_SIZE         24
 #define EF_IMAGE_SEGMENT_HEADER_SIZE 8
-#define EF_APP_DESC_MAGIC 0xABCD5432u
-#define EF_APP_DESC_OFFSET 32
-#define EF_APP_DESC_SIZE 256
+#define EF_APP_DESC_MAGIC            0xABCD5432u
+#define EF_APP_DESC_OFFSET           32
+#define EF_APP_DESC_SIZE             256
 /** Bytes after which ef_image_desc_ready is true for a well-formed image. */
 #define EF_IMAGE_DESC_END (EF_APP_DESC_OFFSET + EF_APP_DESC_SIZE)
-#define EF_CHIP_INVALID 0xFFFF
+#define EF_CHIP_INVALID   0xFFFF
 /** Longest segment accepted: no ESP memory region comes close. */
 #define EF_IMAGE_MAX_SEGMENT_LEN (16u * 1024u * 1024u)
 
@@ -66,11 +66,11 @@ typedef struct {
 
 /** Final facts of a complete, valid image. */
 typedef struct {
-  uint8_t checksum;       /**< the stored checksum byte */
+  uint8_t checksum; /**< the stored checksum byte */
   uint64_t checksum_offset;
-  uint64_t hashed_size;   /**< bytes covered by the appended digest */
-  uint64_t image_size;    /**< header + segments + padding + checksum (+ digest) */
-  uint64_t total_size;    /**< bytes fed (may exceed image_size: signature block) */
+  uint64_t hashed_size; /**< bytes covered by the appended digest */
+  uint64_t image_size;  /**< header + segments + padding + checksum (+ digest) */
+  uint64_t total_size;  /**< bytes fed (may exceed image_size: signature block) */
 } ef_image_summary;
 
 typedef struct ef_image_validator ef_image_validator;

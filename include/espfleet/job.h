@@ -27,22 +27,22 @@
 #include "espfleet/release.h"
 #include "espfleet/status.h"
 
-#define EF_JOB_ID_MAX 64            /**< characters in a job_id */
-#define EF_JOB_URL_MAX 2048         /**< characters in a url */
-#define EF_JOB_VERSION_MAX 32       /**< the app description's version field */
-#define EF_JOB_PROJECT_MAX 32       /**< the app description's project_name field */
-#define EF_JOB_CHIP_MAX 15          /**< a chip name such as "esp32s3" */
+#define EF_JOB_ID_MAX         64    /**< characters in a job_id */
+#define EF_JOB_URL_MAX        2048  /**< characters in a url */
+#define EF_JOB_VERSION_MAX    32    /**< the app description's version field */
+#define EF_JOB_PROJECT_MAX    32    /**< the app description's project_name field */
+#define EF_JOB_CHIP_MAX       15    /**< a chip name such as "esp32s3" */
 #define EF_JOB_FW_VERSION_MAX 63    /**< expect_fw_version, e.g. "FG-1.0.4.0.0" */
-#define EF_JOB_MAX_PAYLOAD 16384    /**< default limit on a job payload, bytes */
+#define EF_JOB_MAX_PAYLOAD    16384 /**< default limit on a job payload, bytes */
 
 /** Default largest image a job may name: the largest OTA slot of 16 MiB flash. */
 #define EF_JOB_DEFAULT_MAX_IMAGE_SIZE (16u * 1024 * 1024)
 
 /** Limits a job is checked against; fill with ef_job_limits_default. */
 typedef struct {
-  size_t max_payload;       /**< payloads larger than this are refused unparsed */
-  uint64_t max_image_size;  /**< esp.max_image_size; larger `size` is EF_ERR_TOO_LARGE */
-  bool allow_http;          /**< download.allow_http */
+  size_t max_payload;      /**< payloads larger than this are refused unparsed */
+  uint64_t max_image_size; /**< esp.max_image_size; larger `size` is EF_ERR_TOO_LARGE */
+  bool allow_http;         /**< download.allow_http */
 } ef_job_limits;
 
 /** A parsed, valid job. Fixed size so it can be copied and queued by value. */
@@ -50,25 +50,25 @@ typedef struct {
   char job_id[EF_JOB_ID_MAX + 1];
   char url[EF_JOB_URL_MAX + 1];
   uint8_t sha256[32];
-  char sha256_hex[65];            /**< lower case */
+  char sha256_hex[65]; /**< lower case */
   uint64_t size;
   char version[EF_JOB_VERSION_MAX + 1];
-  char project[EF_JOB_PROJECT_MAX + 1];  /**< "" = not given */
-  char chip[EF_JOB_CHIP_MAX + 1];        /**< canonical name ("esp32s3"); "" = not given */
-  int chip_id;                           /**< image header chip id, -1 = not given */
+  char project[EF_JOB_PROJECT_MAX + 1]; /**< "" = not given */
+  char chip[EF_JOB_CHIP_MAX + 1];       /**< canonical name ("esp32s3"); "" = not given */
+  int chip_id;                          /**< image header chip id, -1 = not given */
   bool allow_downgrade;
-  int rollout_percent;                   /**< 0..100, -1 = no rollout (everyone) */
-  time_t not_after;                      /**< 0 = no deadline */
+  int rollout_percent;                               /**< 0..100, -1 = no rollout (everyone) */
+  time_t not_after;                                  /**< 0 = no deadline */
   char expect_fw_version[EF_JOB_FW_VERSION_MAX + 1]; /**< "" = not given */
-  bool driver_update;  /**< the host driver is updated to accept expect_fw_version in the same rollout */
+  bool driver_update; /**< the host driver is updated to accept expect_fw_version in the same rollout */
   /** The release signature (docs/security.md): the job's sha256, size,
    *  version, project, chip and expect_fw_version, with these, signed by a
    *  release key. has_release false = an unsigned job. */
   bool has_release;
   char release_key_id[65];
   uint8_t release_signature[64];
-  uint32_t secure_version;  /**< signed: the image's app description secure_version */
-  bool signed_downgrade;    /**< signed: may replace a newer version */
+  uint32_t secure_version; /**< signed: the image's app description secure_version */
+  bool signed_downgrade;   /**< signed: may replace a newer version */
 } ef_job;
 
 /**
@@ -211,22 +211,22 @@ const char *ef_job_decision_name(ef_job_decision d);
  * or "" for "unknown".
  */
 typedef struct {
-  bool starting;               /**< false: the document just arrived (an acceptable job
+  bool starting;                 /**< false: the document just arrived (an acceptable job
                                     waits); true: its turn came and nothing runs */
-  const char *device_id;       /**< for the canary bucket */
-  int chip_id;                 /**< esp.chip_id: the device's chip, -1 = any */
-  const char *installed_version;     /**< the app this client installed last (journal) */
+  const char *device_id;         /**< for the canary bucket */
+  int chip_id;                   /**< esp.chip_id: the device's chip, -1 = any */
+  const char *installed_version; /**< the app this client installed last (journal) */
   const char *installed_sha256_hex;
-  const char *driver_release;  /**< the release the host driver accepts */
+  const char *driver_release;     /**< the release the host driver accepts */
   ef_driver_source driver_source; /**< where driver_release comes from, for the sentence */
-  const ef_keyring *keyring;   /**< security.release_keys; NULL or empty = unsigned jobs run */
-  bool has_floor;              /**< a secure_version was ever installed (journal) */
-  uint32_t secure_floor;       /**< the highest secure_version installed */
-  const ef_job *running;       /**< the job that runs now, NULL when none */
-  const ef_job *waiting;       /**< the job that waits for its turn, NULL when none */
+  const ef_keyring *keyring;      /**< security.release_keys; NULL or empty = unsigned jobs run */
+  bool has_floor;                 /**< a secure_version was ever installed (journal) */
+  uint32_t secure_floor;          /**< the highest secure_version installed */
+  const ef_job *running;          /**< the job that runs now, NULL when none */
+  const ef_job *waiting;          /**< the job that waits for its turn, NULL when none */
   /** The journal's final result for this document's job_id, if any. */
   bool has_final;
-  bool final_skipped;          /**< it ended skipped (evaluated again when delivered again) */
+  bool final_skipped;            /**< it ended skipped (evaluated again when delivered again) */
   const char *final_fingerprint; /**< its fingerprint; "" when that delivery never parsed */
   time_t now;
 } ef_job_facts;

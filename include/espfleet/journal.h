@@ -46,7 +46,7 @@
  *  skipped with attempt 0), kept apart so that a flood of them never drops a
  *  result of a job that ran; the oldest is dropped first. */
 #define EF_JOURNAL_MAX_DECISIONS 64
-#define EF_JOURNAL_DIR_MAX 1024
+#define EF_JOURNAL_DIR_MAX       1024
 /** Free space state_dir must have (ef_journal_check_dir): a save writes a new
  *  journal beside the old one, and a journal is at most 1 MiB. */
 #define EF_JOURNAL_MIN_FREE (2u * 1024 * 1024)
@@ -54,42 +54,42 @@
 /** The final result of one job. */
 typedef struct {
   char job_id[EF_JOB_ID_MAX + 1];
-  char fingerprint[65];  /**< ef_job_fingerprint, "" when the job never parsed */
-  ef_job_state state;    /**< a final state */
-  ef_err error;          /**< EF_OK for succeeded, canceled, skipped */
-  char message[256];     /**< the detail sentence, may be "" */
-  int64_t ts_ms;         /**< when the job ended, Unix milliseconds */
-  int attempt;           /**< 0 when nothing ran */
+  char fingerprint[65]; /**< ef_job_fingerprint, "" when the job never parsed */
+  ef_job_state state;   /**< a final state */
+  ef_err error;         /**< EF_OK for succeeded, canceled, skipped */
+  char message[256];    /**< the detail sentence, may be "" */
+  int64_t ts_ms;        /**< when the job ended, Unix milliseconds */
+  int attempt;          /**< 0 when nothing ran */
 } ef_journal_result;
 
 typedef struct {
-  char dir[EF_JOURNAL_DIR_MAX];  /**< state_dir, set by ef_journal_load */
+  char dir[EF_JOURNAL_DIR_MAX]; /**< state_dir, set by ef_journal_load */
   bool has_current;
-  ef_job current;                /**< valid when has_current */
-  int attempt;                   /**< attempt of the current job, starting at 1 */
-  ef_job_state phase;            /**< last state of the current job */
+  ef_job current;     /**< valid when has_current */
+  int attempt;        /**< attempt of the current job, starting at 1 */
+  ef_job_state phase; /**< last state of the current job */
   bool has_waiting;
-  ef_job waiting;                /**< the job that waits for the current one, when has_waiting */
+  ef_job waiting; /**< the job that waits for the current one, when has_waiting */
   ef_app_info installed;
-  uint32_t floor;                /**< highest secure_version installed (ef_journal_floor) */
+  uint32_t floor; /**< highest secure_version installed (ef_journal_floor) */
   size_t n_results;
-  ef_journal_result results[EF_JOURNAL_MAX_RESULTS];     /**< oldest first */
+  ef_journal_result results[EF_JOURNAL_MAX_RESULTS]; /**< oldest first */
   size_t n_decisions;
   ef_journal_result decisions[EF_JOURNAL_MAX_DECISIONS]; /**< oldest first */
-  uint64_t changes;              /**< bumped by every change */
-  uint64_t saved;                /**< changes at the last successful save */
+  uint64_t changes;                                      /**< bumped by every change */
+  uint64_t saved;                                        /**< changes at the last successful save */
 } ef_journal;
 
 /** What ef_journal_load could not read. */
 typedef struct {
-  size_t dropped;        /**< records dropped; 0 and !truncated = the file was whole */
-  bool truncated;        /**< the file ends before its last record */
-  bool floor_lost;       /**< no copy of the floor could be read: floor is 0, unknown */
+  size_t dropped;  /**< records dropped; 0 and !truncated = the file was whole */
+  bool truncated;  /**< the file ends before its last record */
+  bool floor_lost; /**< no copy of the floor could be read: floor is 0, unknown */
   /** The job_id of a job in progress whose record was dropped although its
    *  job_id could still be read ("" otherwise): its job will not resume, and
    *  the caller reports a final state for it. */
   char lost_current[EF_JOB_ID_MAX + 1];
-  char summary[512];     /**< what was dropped and why, for the log */
+  char summary[512]; /**< what was dropped and why, for the log */
 } ef_journal_damage;
 
 /**

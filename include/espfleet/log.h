@@ -37,8 +37,8 @@ void ef_log_set_handler(ef_log_handler fn, void *arg);
 void ef_log(ef_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define ef_error(...) ef_log(EF_LOG_ERROR, __VA_ARGS__)
-#define ef_warn(...) ef_log(EF_LOG_WARN, __VA_ARGS__)
-#define ef_info(...) ef_log(EF_LOG_INFO, __VA_ARGS__)
+#define ef_warn(...)  ef_log(EF_LOG_WARN, __VA_ARGS__)
+#define ef_info(...)  ef_log(EF_LOG_INFO, __VA_ARGS__)
 #define ef_debug(...) ef_log(EF_LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -15,9 +15,9 @@
 
 typedef struct {
   uint16_t chip_id;
-  const char *version;  /**< app description version (at most 31 chars) */
-  const char *project;  /**< project name (at most 31 chars) */
-  uint64_t size;        /**< approximate total size in bytes (>= 512) */
+  const char *version; /**< app description version (at most 31 chars) */
+  const char *project; /**< project name (at most 31 chars) */
+  uint64_t size;       /**< approximate total size in bytes (>= 512) */
   uint32_t secure_version;
   /** ESP-Hosted release the image stands for ("FG-1.0.3.0.0", at most
    *  EF_MKIMAGE_RELEASE_MAX characters), or NULL for none. Written as a
@@ -32,8 +32,8 @@ typedef struct {
  * running image's record through GetFwVersion, as the real firmware reports
  * the constants of esp_fw_version.h it was built with.
  */
-#define EF_MKIMAGE_RELEASE_MAGIC "EFHOSTED"
-#define EF_MKIMAGE_RELEASE_MAX 23
+#define EF_MKIMAGE_RELEASE_MAGIC       "EFHOSTED"
+#define EF_MKIMAGE_RELEASE_MAX         23
 #define EF_MKIMAGE_RELEASE_RECORD_SIZE 32
 
 /**
@@ -66,6 +66,7 @@ bool ef_mkimage_find_release(const uint8_t *data, size_t len, char *text);
  *         EF_MKIMAGE_MAX_SIZE, strings too long or NULL, chip 0xFFFF);
  *         EF_ERR_IO (a write failed); EF_ERR_NOMEM; EF_ERR_INTERNAL.
  */
-ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *written, ef_status *st) EF_MUST_CHECK;
+ef_err ef_mkimage_write(const ef_mkimage_options *o, FILE *out, uint64_t *written,
+                        ef_status *st) EF_MUST_CHECK;
 
 #endif

@@ -68,39 +68,39 @@ typedef void (*ef_mqtt_connected_cb)(void *arg, bool reconnect);
 typedef void (*ef_mqtt_disconnected_cb)(void *arg, const char *cause);
 
 /* Defaults of ef_mqtt_options' zero fields. */
-#define EF_MQTT_DEFAULT_KEEPALIVE_S 30
+#define EF_MQTT_DEFAULT_KEEPALIVE_S       30
 #define EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S 10
-#define EF_MQTT_DEFAULT_RECONNECT_MIN_MS 1000
-#define EF_MQTT_DEFAULT_RECONNECT_MAX_MS 30000
-#define EF_MQTT_DEFAULT_MAX_BUFFERED 1000
+#define EF_MQTT_DEFAULT_RECONNECT_MIN_MS  1000
+#define EF_MQTT_DEFAULT_RECONNECT_MAX_MS  30000
+#define EF_MQTT_DEFAULT_MAX_BUFFERED      1000
 
 typedef struct {
   /** mqtt://host[:port] (default port 1883) or mqtts://host[:port] (8883);
    *  tcp:// and ssl:// are accepted as synonyms. Required. */
   const char *uri;
-  const char *client_id;      /**< required, non-empty (the broker keeps the session under it) */
-  const char *username;       /**< NULL = none */
-  const char *password;       /**< NULL = none; only with a username */
-  const char *ca_file;        /**< mqtts: CA bundle (PEM); NULL = system trust store */
-  const char *cert_file;      /**< mqtts: client certificate (PEM); NULL = none */
-  const char *key_file;       /**< mqtts: client key (PEM); NULL = in cert_file */
-  int keepalive_s;            /**< 0 = EF_MQTT_DEFAULT_KEEPALIVE_S */
-  int connect_timeout_s;      /**< per attempt; 0 = EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S */
-  bool clean_session;         /**< default false: the broker keeps our subscriptions and
+  const char *client_id; /**< required, non-empty (the broker keeps the session under it) */
+  const char *username;  /**< NULL = none */
+  const char *password;  /**< NULL = none; only with a username */
+  const char *ca_file;   /**< mqtts: CA bundle (PEM); NULL = system trust store */
+  const char *cert_file; /**< mqtts: client certificate (PEM); NULL = none */
+  const char *key_file;  /**< mqtts: client key (PEM); NULL = in cert_file */
+  int keepalive_s;       /**< 0 = EF_MQTT_DEFAULT_KEEPALIVE_S */
+  int connect_timeout_s; /**< per attempt; 0 = EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S */
+  bool clean_session;    /**< default false: the broker keeps our subscriptions and
                                    queues QoS 1 messages for us across short disconnects */
 
-  const char *will_topic;     /**< NULL = no last will */
-  const char *will_payload;   /**< text; NULL = empty */
+  const char *will_topic;   /**< NULL = no last will */
+  const char *will_payload; /**< text; NULL = empty */
   int will_qos;
   bool will_retain;
 
   const ef_mqtt_subscription *subscriptions; /**< copied; may be NULL when n is 0 */
-  size_t n_subscriptions;     /**< at most EF_MQTT_MAX_SUBSCRIPTIONS */
+  size_t n_subscriptions;                    /**< at most EF_MQTT_MAX_SUBSCRIPTIONS */
 
-  int reconnect_min_ms;       /**< first retry delay, doubled per failure;
+  int reconnect_min_ms; /**< first retry delay, doubled per failure;
                                    0 = EF_MQTT_DEFAULT_RECONNECT_MIN_MS */
-  int reconnect_max_ms;       /**< cap of the retry delay; 0 = EF_MQTT_DEFAULT_RECONNECT_MAX_MS */
-  int max_buffered;           /**< unacknowledged QoS >= 1 publishes kept (offline
+  int reconnect_max_ms; /**< cap of the retry delay; 0 = EF_MQTT_DEFAULT_RECONNECT_MAX_MS */
+  int max_buffered;     /**< unacknowledged QoS >= 1 publishes kept (offline
                                    or in flight); 0 = EF_MQTT_DEFAULT_MAX_BUFFERED;
                                    the oldest is dropped when full */
 

@@ -30,14 +30,14 @@ typedef enum {
 
 typedef struct {
   /* expectations; zero/NULL means "don't check" */
-  int chip_id;                  /**< expected chip id, or -1 */
-  const char *version;          /**< must equal the app description version */
-  const char *project;          /**< must equal the project name */
-  uint64_t size;                /**< exact expected size in bytes */
-  uint64_t max_size;            /**< refuse larger images (slot size) */
-  const uint8_t *sha256;        /**< 32 bytes: expected SHA-256 of all bytes */
-  size_t chunk_size;            /**< bytes per OTA write; default EF_CTRL_DEFAULT_CHUNK */
-  bool disable_bt;              /**< Bluetooth off before OTA begin (best effort) */
+  int chip_id;           /**< expected chip id, or -1 */
+  const char *version;   /**< must equal the app description version */
+  const char *project;   /**< must equal the project name */
+  uint64_t size;         /**< exact expected size in bytes */
+  uint64_t max_size;     /**< refuse larger images (slot size) */
+  const uint8_t *sha256; /**< 32 bytes: expected SHA-256 of all bytes */
+  size_t chunk_size;     /**< bytes per OTA write; default EF_CTRL_DEFAULT_CHUNK */
+  bool disable_bt;       /**< Bluetooth off before OTA begin (best effort) */
 
   void *arg; /**< passed to every callback */
   /** Called once the header and app description are known, before OTA begin;
@@ -61,8 +61,8 @@ typedef struct {
 
 /** What happened, besides the outcome (which goes to ef_ota_run's status). */
 typedef struct {
-  uint64_t bytes;         /**< bytes read from the source */
-  uint8_t sha256[32];     /**< SHA-256 of all bytes read (valid when complete) */
+  uint64_t bytes;     /**< bytes read from the source */
+  uint8_t sha256[32]; /**< SHA-256 of all bytes read (valid when complete) */
   bool desc_known;
   ef_image_header header;
   ef_app_desc app;

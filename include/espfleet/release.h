@@ -36,10 +36,10 @@
 
 #include "espfleet/status.h"
 
-#define EF_RELEASE_FORMAT "espfleet-release-v1"
-#define EF_RELEASE_SIG_LEN 64     /**< an Ed25519 signature */
+#define EF_RELEASE_FORMAT     "espfleet-release-v1"
+#define EF_RELEASE_SIG_LEN    64  /**< an Ed25519 signature */
 #define EF_RELEASE_KEY_ID_MAX 64  /**< characters of a key id: [A-Za-z0-9._:-] */
-#define EF_RELEASE_TEXT_MAX 640   /**< the longest canonical text */
+#define EF_RELEASE_TEXT_MAX   640 /**< the longest canonical text */
 
 /** What a release key vouches for. */
 typedef struct {

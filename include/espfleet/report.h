@@ -25,7 +25,7 @@ typedef enum {
   EF_STATE_IDLE = 0,
   EF_STATE_DOWNLOADING, /**< download and flash run together */
   EF_STATE_VERIFYING,
-  EF_STATE_ACTIVATING,  /**< OTA end */
+  EF_STATE_ACTIVATING, /**< OTA end */
   EF_STATE_REBOOTING,
   EF_STATE_SUCCEEDED,
   EF_STATE_FAILED,
@@ -61,17 +61,17 @@ typedef struct {
   bool online;
   ef_job_state state;
   char job_id[EF_JOB_ID_MAX + 1];
-  char fw_version[64];     /**< from GetFwVersion, e.g. "FG-1.0.4.0.0" */
+  char fw_version[64];                        /**< from GetFwVersion, e.g. "FG-1.0.4.0.0" */
   char driver_release[EF_FW_RELEASE_MAX + 1]; /**< release the host driver accepts, "" = unknown */
   ef_driver_source driver_source;             /**< where driver_release came from */
-  bool signed_releases;    /**< release keys are configured: only signed jobs run */
+  bool signed_releases;                       /**< release keys are configured: only signed jobs run */
   ef_app_info app;
-  uint64_t bytes;          /**< bytes transferred in this attempt */
-  uint64_t total;          /**< expected bytes (the job's size), 0 when no job */
-  int attempt;             /**< 1 for the first run of a job, 0 when no job */
-  ef_err error;            /**< reported (as error{}) only in failed and rejected (EF_OK there reads as internal) */
-  char detail[256];        /**< the specifics behind @p error ("HTTP 404"), may be "" */
-  int64_t ts_ms;           /**< time of the state change, Unix milliseconds */
+  uint64_t bytes;   /**< bytes transferred in this attempt */
+  uint64_t total;   /**< expected bytes (the job's size), 0 when no job */
+  int attempt;      /**< 1 for the first run of a job, 0 when no job */
+  ef_err error;     /**< reported (as error{}) only in failed and rejected (EF_OK there reads as internal) */
+  char detail[256]; /**< the specifics behind @p error ("HTTP 404"), may be "" */
+  int64_t ts_ms;    /**< time of the state change, Unix milliseconds */
 } ef_state;
 
 /** Zeroes @p s and sets device_id, online=true, state idle. */
@@ -103,8 +103,8 @@ char *ef_report_state_json(const ef_state *s);
  * The progress document: device_id, job_id, bytes, total, percent (0..100,
  * integer), ts. @return malloc'ed JSON (free()), NULL on OOM.
  */
-char *ef_report_progress_json(const char *device_id, const char *job_id, uint64_t bytes,
-                              uint64_t total, int64_t ts_ms);
+char *ef_report_progress_json(const char *device_id, const char *job_id, uint64_t bytes, uint64_t total,
+                              int64_t ts_ms);
 
 /**
  * The last will, registered at connect and published retained by the broker
@@ -120,8 +120,8 @@ char *ef_report_offline_json(const char *device_id);
  * one when the transfer reaches its total.
  */
 typedef struct {
-  bool published;        /**< anything published yet */
-  bool final_sent;       /**< the 100 % document went out */
+  bool published;  /**< anything published yet */
+  bool final_sent; /**< the 100 % document went out */
   int64_t last_ms;
   uint64_t last_bytes;
 } ef_progress_limiter;

@@ -35,7 +35,8 @@ typedef struct {
 } ef_status;
 
 /** A status that holds no error (also what a zeroed ef_status is). */
-#define EF_STATUS_INIT {EF_OK, false, ""}
+#define EF_STATUS_INIT \
+  { EF_OK, false, "" }
 
 /** Resets @p st to "no error" (NULL is fine). */
 void ef_status_clear(ef_status *st);

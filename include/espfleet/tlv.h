@@ -15,11 +15,11 @@
 
 #include "espfleet/error.h"
 
-#define EF_TLV_EP_RESP "ctrlResp"  /**< requests and responses use this endpoint */
-#define EF_TLV_EP_EVENT "ctrlEvnt" /**< unsolicited events from the ESP */
-#define EF_TLV_TYPE_EP 0x01
-#define EF_TLV_TYPE_DATA 0x02
-#define EF_TLV_MAX_EP 32         /**< longest endpoint name accepted */
+#define EF_TLV_EP_RESP     "ctrlResp" /**< requests and responses use this endpoint */
+#define EF_TLV_EP_EVENT    "ctrlEvnt" /**< unsolicited events from the ESP */
+#define EF_TLV_TYPE_EP     0x01
+#define EF_TLV_TYPE_DATA   0x02
+#define EF_TLV_MAX_EP      32    /**< longest endpoint name accepted */
 #define EF_TLV_MAX_PAYLOAD 65535 /**< the length field is 16 bits */
 /** Largest encoded frame: two type bytes, two length fields, name, payload. */
 #define EF_TLV_MAX_FRAME (6 + EF_TLV_MAX_EP + EF_TLV_MAX_PAYLOAD)
@@ -32,8 +32,8 @@ size_t ef_tlv_frame_size(const char *endpoint, size_t payload_len);
  * @return bytes written, or 0 when @p out_cap is too small, the endpoint is
  *         longer than EF_TLV_MAX_EP or the payload longer than EF_TLV_MAX_PAYLOAD.
  */
-size_t ef_tlv_encode(const char *endpoint, const uint8_t *payload, size_t payload_len,
-                     uint8_t *out, size_t out_cap);
+size_t ef_tlv_encode(const char *endpoint, const uint8_t *payload, size_t payload_len, uint8_t *out,
+                     size_t out_cap);
 
 /** One reassembled frame; pointers stay valid until the next reader call. */
 typedef struct {

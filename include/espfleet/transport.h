@@ -41,7 +41,8 @@ typedef bool (*ef_transport_cancel_cb)(void *arg);
  *         program has the node; returned at once); EF_ERR_ESP_UNAVAILABLE when
  *         the node cannot be opened in time; EF_ERR_NOMEM.
  */
-ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out, ef_status *st) EF_MUST_CHECK;
+ef_err ef_transport_open(const char *path, int open_timeout_ms, ef_transport **out,
+                         ef_status *st) EF_MUST_CHECK;
 
 /**
  * Creates a transport for @p path without opening it: the first call that

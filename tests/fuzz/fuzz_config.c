@@ -15,7 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ef_err rc = ef_config_parse((const char *)data, size, EF_CONFIG_SKIP_FILES, &cfg, &p, &st);
   if (rc == EF_OK) {
     if (p.count || p.dropped || st.code != EF_OK) abort();
-    if (!ef_id_valid(cfg.device_id) || !cfg.mqtt.client_id[0] || !cfg.mqtt.uri[0] || !cfg.state_dir[0]) abort();
+    if (!ef_id_valid(cfg.device_id) || !cfg.mqtt.client_id[0] || !cfg.mqtt.uri[0] || !cfg.state_dir[0])
+      abort();
     if (cfg.esp.window < 1 || cfg.esp.chunk_size < 1) abort();
     return 0;
   }

@@ -6,7 +6,8 @@
 
 #include "espfleet/image.h"
 
-static ef_err run(const uint8_t *data, size_t size, size_t step, ef_image_summary *sum, ef_image_header *hdr) {
+static ef_err run(const uint8_t *data, size_t size, size_t step, ef_image_summary *sum,
+                  ef_image_header *hdr) {
   ef_image_validator *v = NULL;
   ef_err err = ef_image_validator_new(&v);
   if (err != EF_OK) abort();
@@ -19,8 +20,10 @@ static ef_err run(const uint8_t *data, size_t size, size_t step, ef_image_summar
     free(piece);
   }
   ef_err fin = ef_image_finish(v, sum, NULL);
-  if (err == EF_OK) err = fin;
-  else if (fin != err) abort(); /* finish repeats the first error */
+  if (err == EF_OK)
+    err = fin;
+  else if (fin != err)
+    abort(); /* finish repeats the first error */
   *hdr = *ef_image_get_header(v);
   ef_image_validator_free(v);
   return err;

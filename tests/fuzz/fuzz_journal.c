@@ -11,8 +11,8 @@
 
 static bool same(const ef_journal *a, const ef_journal *b) {
   if (a->has_current != b->has_current || a->has_waiting != b->has_waiting) return false;
-  if (a->has_current && (memcmp(&a->current, &b->current, sizeof a->current) != 0 || a->attempt != b->attempt ||
-                         a->phase != b->phase))
+  if (a->has_current && (memcmp(&a->current, &b->current, sizeof a->current) != 0 ||
+                         a->attempt != b->attempt || a->phase != b->phase))
     return false;
   if (a->has_waiting && memcmp(&a->waiting, &b->waiting, sizeof a->waiting) != 0) return false;
   if (memcmp(&a->installed, &b->installed, sizeof a->installed) != 0 || a->floor != b->floor) return false;

@@ -17,9 +17,9 @@
 
 #include "journal_io.h"
 
-#define MEMFS_DIR "/mem"
+#define MEMFS_DIR   "/mem"
 #define MEMFS_FILES 8
-#define MEMFS_FDS 4
+#define MEMFS_FDS   4
 
 static struct {
   char name[64];
@@ -218,9 +218,17 @@ static int memfs_statvfs(const char *path, struct statvfs *s) {
 }
 
 static const ef_journal_io memfs_io = {
-    .open = memfs_open, .read = memfs_read, .write = memfs_write, .fstat = memfs_fstat,
-    .fsync = memfs_fsync, .close = memfs_close, .rename = memfs_rename, .unlink = memfs_unlink,
-    .mkdir = memfs_mkdir, .stat = memfs_stat, .statvfs = memfs_statvfs,
+    .open = memfs_open,
+    .read = memfs_read,
+    .write = memfs_write,
+    .fstat = memfs_fstat,
+    .fsync = memfs_fsync,
+    .close = memfs_close,
+    .rename = memfs_rename,
+    .unlink = memfs_unlink,
+    .mkdir = memfs_mkdir,
+    .stat = memfs_stat,
+    .statvfs = memfs_statvfs,
 };
 
 #endif

@@ -48,16 +48,26 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool has_val = i + 1 < argc;
-    if (strcmp(a, "--ca") == 0 && has_val) o.ca_file = argv[++i];
-    else if (strcmp(a, "--allow-http") == 0) o.allow_http = true;
-    else if (strcmp(a, "--max-bytes") == 0 && has_val) o.max_bytes = parse_num(argv[++i]);
-    else if (strcmp(a, "--stall") == 0 && has_val) o.stall_timeout_s = (int)parse_num(argv[++i]);
-    else if (strcmp(a, "--connect-timeout") == 0 && has_val) o.connect_timeout_s = (int)parse_num(argv[++i]);
-    else if (strcmp(a, "--pipe-size") == 0 && has_val) pipe_size = parse_num(argv[++i]);
-    else if (strcmp(a, "--abort-after") == 0 && has_val) abort_after = parse_num(argv[++i]);
-    else if (strcmp(a, "--offset") == 0 && has_val) o.offset = parse_num(argv[++i]);
-    else if (strcmp(a, "--debug") == 0) ef_log_set_level(EF_LOG_DEBUG);
-    else if (a[0] != '-' && !o.url) o.url = a;
+    if (strcmp(a, "--ca") == 0 && has_val)
+      o.ca_file = argv[++i];
+    else if (strcmp(a, "--allow-http") == 0)
+      o.allow_http = true;
+    else if (strcmp(a, "--max-bytes") == 0 && has_val)
+      o.max_bytes = parse_num(argv[++i]);
+    else if (strcmp(a, "--stall") == 0 && has_val)
+      o.stall_timeout_s = (int)parse_num(argv[++i]);
+    else if (strcmp(a, "--connect-timeout") == 0 && has_val)
+      o.connect_timeout_s = (int)parse_num(argv[++i]);
+    else if (strcmp(a, "--pipe-size") == 0 && has_val)
+      pipe_size = parse_num(argv[++i]);
+    else if (strcmp(a, "--abort-after") == 0 && has_val)
+      abort_after = parse_num(argv[++i]);
+    else if (strcmp(a, "--offset") == 0 && has_val)
+      o.offset = parse_num(argv[++i]);
+    else if (strcmp(a, "--debug") == 0)
+      ef_log_set_level(EF_LOG_DEBUG);
+    else if (a[0] != '-' && !o.url)
+      o.url = a;
     else {
       usage();
       return 2;

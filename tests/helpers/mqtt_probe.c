@@ -54,37 +54,59 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
   enum {
-    O_URI = 256, O_ID, O_SUB, O_WAIT, O_PUBT, O_COUNT, O_RATE, O_QOS, O_RETAIN, O_RETAIN_LAST, O_EXPECT,
-    O_UNTIL, O_RUN_FOR, O_TIMEOUT, O_FLUSH, O_WILL_T, O_WILL_P, O_WILL_R, O_CA, O_CERT, O_KEY, O_CLEAN,
-    O_RMIN, O_RMAX, O_MAXBUF,
+    O_URI = 256,
+    O_ID,
+    O_SUB,
+    O_WAIT,
+    O_PUBT,
+    O_COUNT,
+    O_RATE,
+    O_QOS,
+    O_RETAIN,
+    O_RETAIN_LAST,
+    O_EXPECT,
+    O_UNTIL,
+    O_RUN_FOR,
+    O_TIMEOUT,
+    O_FLUSH,
+    O_WILL_T,
+    O_WILL_P,
+    O_WILL_R,
+    O_CA,
+    O_CERT,
+    O_KEY,
+    O_CLEAN,
+    O_RMIN,
+    O_RMAX,
+    O_MAXBUF,
   };
   static const struct option longopts[] = {
-    {"uri", required_argument, NULL, O_URI},
-    {"id", required_argument, NULL, O_ID},
-    {"sub", required_argument, NULL, O_SUB},
-    {"wait-connected", no_argument, NULL, O_WAIT},
-    {"pub-topic", required_argument, NULL, O_PUBT},
-    {"count", required_argument, NULL, O_COUNT},
-    {"rate", required_argument, NULL, O_RATE},
-    {"qos", required_argument, NULL, O_QOS},
-    {"retain", no_argument, NULL, O_RETAIN},
-    {"retain-last", no_argument, NULL, O_RETAIN_LAST},
-    {"expect", required_argument, NULL, O_EXPECT},
-    {"until", required_argument, NULL, O_UNTIL},
-    {"run-for", required_argument, NULL, O_RUN_FOR},
-    {"timeout", required_argument, NULL, O_TIMEOUT},
-    {"flush-ms", required_argument, NULL, O_FLUSH},
-    {"will-topic", required_argument, NULL, O_WILL_T},
-    {"will-payload", required_argument, NULL, O_WILL_P},
-    {"will-retain", no_argument, NULL, O_WILL_R},
-    {"ca", required_argument, NULL, O_CA},
-    {"cert", required_argument, NULL, O_CERT},
-    {"key", required_argument, NULL, O_KEY},
-    {"clean", no_argument, NULL, O_CLEAN},
-    {"reconnect-min-ms", required_argument, NULL, O_RMIN},
-    {"reconnect-max-ms", required_argument, NULL, O_RMAX},
-    {"max-buffered", required_argument, NULL, O_MAXBUF},
-    {NULL, 0, NULL, 0},
+      {"uri", required_argument, NULL, O_URI},
+      {"id", required_argument, NULL, O_ID},
+      {"sub", required_argument, NULL, O_SUB},
+      {"wait-connected", no_argument, NULL, O_WAIT},
+      {"pub-topic", required_argument, NULL, O_PUBT},
+      {"count", required_argument, NULL, O_COUNT},
+      {"rate", required_argument, NULL, O_RATE},
+      {"qos", required_argument, NULL, O_QOS},
+      {"retain", no_argument, NULL, O_RETAIN},
+      {"retain-last", no_argument, NULL, O_RETAIN_LAST},
+      {"expect", required_argument, NULL, O_EXPECT},
+      {"until", required_argument, NULL, O_UNTIL},
+      {"run-for", required_argument, NULL, O_RUN_FOR},
+      {"timeout", required_argument, NULL, O_TIMEOUT},
+      {"flush-ms", required_argument, NULL, O_FLUSH},
+      {"will-topic", required_argument, NULL, O_WILL_T},
+      {"will-payload", required_argument, NULL, O_WILL_P},
+      {"will-retain", no_argument, NULL, O_WILL_R},
+      {"ca", required_argument, NULL, O_CA},
+      {"cert", required_argument, NULL, O_CERT},
+      {"key", required_argument, NULL, O_KEY},
+      {"clean", no_argument, NULL, O_CLEAN},
+      {"reconnect-min-ms", required_argument, NULL, O_RMIN},
+      {"reconnect-max-ms", required_argument, NULL, O_RMAX},
+      {"max-buffered", required_argument, NULL, O_MAXBUF},
+      {NULL, 0, NULL, 0},
   };
   ef_mqtt_options o = {0};
   ef_mqtt_subscription subs[EF_MQTT_MAX_SUBSCRIPTIONS];
@@ -102,8 +124,7 @@ int main(int argc, char **argv) {
     case O_URI: o.uri = optarg; break;
     case O_ID: o.client_id = optarg; break;
     case O_SUB:
-      if (n_subs == EF_MQTT_MAX_SUBSCRIPTIONS)
-        goto bad_usage;
+      if (n_subs == EF_MQTT_MAX_SUBSCRIPTIONS) goto bad_usage;
       subs[n_subs].topic = optarg;
       subs[n_subs++].qos = 1;
       break;
@@ -119,7 +140,10 @@ int main(int argc, char **argv) {
     case O_RUN_FOR: run_for_s = atof(optarg); break;
     case O_TIMEOUT: timeout_s = atof(optarg); break;
     case O_FLUSH: flush_ms = atoi(optarg); break;
-    case O_WILL_T: o.will_topic = optarg; o.will_qos = 1; break;
+    case O_WILL_T:
+      o.will_topic = optarg;
+      o.will_qos = 1;
+      break;
     case O_WILL_P: o.will_payload = optarg; break;
     case O_WILL_R: o.will_retain = true; break;
     case O_CA: o.ca_file = optarg; break;
@@ -132,8 +156,7 @@ int main(int argc, char **argv) {
     default: goto bad_usage;
     }
   }
-  if (!o.uri || optind != argc || (count > 0 && !pub_topic) || rate <= 0)
-    goto bad_usage;
+  if (!o.uri || optind != argc || (count > 0 && !pub_topic) || rate <= 0) goto bad_usage;
 
   setvbuf(stdout, NULL, _IOLBF, 0);
   ef_log_set_ident("mqtt_probe");
@@ -149,14 +172,14 @@ int main(int argc, char **argv) {
   ef_status st = EF_STATUS_INIT;
   if (ef_mqtt_start(&o, &s, &st) != EF_OK) {
     char line[EF_STATUS_DETAIL_MAX + 64];
-    fprintf(stderr, "mqtt_probe: cannot start the MQTT session: %s\n", ef_status_text(&st, line, sizeof line));
+    fprintf(stderr, "mqtt_probe: cannot start the MQTT session: %s\n",
+            ef_status_text(&st, line, sizeof line));
     goto out; /* rc 2 */
   }
 
   rc = 3;
   while (wait_connected && !ef_mqtt_is_connected(s)) {
-    if (now_s() > deadline || atomic_load(&stop_requested))
-      goto out;
+    if (now_s() > deadline || atomic_load(&stop_requested)) goto out;
     ef_sleep_ms(20);
   }
 
@@ -170,8 +193,7 @@ int main(int argc, char **argv) {
       rc = 4;
       goto out;
     }
-    if (i < count)
-      ef_sleep_ms((long)(1000.0 / rate));
+    if (i < count) ef_sleep_ms((long)(1000.0 / rate));
   }
   if (count > 0) {
     printf("published %d\n", count);
@@ -188,10 +210,8 @@ int main(int argc, char **argv) {
   for (;;) {
     bool want_more = (expect >= 0 && atomic_load(&received) < expect) ||
                      (until_payload && !atomic_load(&until_seen)) || (run_until > 0 && now_s() < run_until);
-    if (!want_more || atomic_load(&stop_requested))
-      break;
-    if (now_s() > deadline)
-      goto out; /* rc 3 */
+    if (!want_more || atomic_load(&stop_requested)) break;
+    if (now_s() > deadline) goto out; /* rc 3 */
     ef_sleep_ms(20);
   }
   rc = 0;

@@ -159,8 +159,7 @@ static void fake_handle(struct fake *f, const Espfleet__CtrlMsg *m) {
     }
     fake_fw(f, uid, "FG");
     break;
-  default:
-    break;
+  default: break;
   }
 }
 
@@ -174,8 +173,7 @@ static void *fake_main(void *arg) {
   struct fake *f = arg;
   uint8_t buf[4096];
   for (;;) {
-    struct pollfd p[2] = {{.fd = f->stop_pipe[0], .events = POLLIN},
-                          {.fd = f->master, .events = POLLIN}};
+    struct pollfd p[2] = {{.fd = f->stop_pipe[0], .events = POLLIN}, {.fd = f->master, .events = POLLIN}};
     if (poll(p, 2, -1) < 0) {
       if (errno == EINTR) continue;
       break;

@@ -37,17 +37,17 @@ struct fake {
   ef_tlv_reader *rd;
 
   /* behaviour, set before fake_start (or later with fake_set) */
-  int late_mode;        /**< first GetFwVersion unanswered; answered late with name LATE */
-  int events_mode;      /**< events around the GetFwVersion answer */
-  int hold_writes;      /**< answer OTA writes only once this many are pending */
-  int refuse_begin;     /**< answer OTA begin with resp -1 */
-  int silent_begin;     /**< never answer OTA begin (an ESP that hangs while erasing) */
-  int end_delay_ms;     /**< answer OTA end this late (validating a large image) */
-  int refuse_write;     /**< 1-based index of the write answered with resp -1 */
+  int late_mode;         /**< first GetFwVersion unanswered; answered late with name LATE */
+  int events_mode;       /**< events around the GetFwVersion answer */
+  int hold_writes;       /**< answer OTA writes only once this many are pending */
+  int refuse_begin;      /**< answer OTA begin with resp -1 */
+  int silent_begin;      /**< never answer OTA begin (an ESP that hangs while erasing) */
+  int end_delay_ms;      /**< answer OTA end this late (validating a large image) */
+  int refuse_write;      /**< 1-based index of the write answered with resp -1 */
   int silent_from_write; /**< 1-based index of the first write never answered (a stall) */
-  int hangup_on_write;  /**< 1-based index of the write after which the pty goes away */
-  int reboot_after_end; /**< after answering OTA end: hang up, come back */
-  int uid_zero;         /**< firmware without uids */
+  int hangup_on_write;   /**< 1-based index of the write after which the pty goes away */
+  int reboot_after_end;  /**< after answering OTA end: hang up, come back */
+  int uid_zero;          /**< firmware without uids */
 
   /* what the fake saw; read with SEEN() while the thread runs */
   int begins, writes, ends, fw_reqs, features, last_feature, last_enable;
@@ -59,7 +59,7 @@ struct fake {
   int32_t late_uid;
   int32_t held[FAKE_HOLD_MAX];
   int held_n;
-  uint8_t *img;   /**< bytes of every OTA write since the last OTA begin */
+  uint8_t *img; /**< bytes of every OTA write since the last OTA begin */
   size_t img_len;
   int pending_hangup;
 };

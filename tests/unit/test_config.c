@@ -62,7 +62,8 @@ static void test_defaults(void **state) {
   (void)state;
   ef_config *c = malloc(sizeof *c);
   ef_config_problems *p = malloc(sizeof *p);
-  assert_int_equal(parse("{\"device_id\":\"dev-1\",\"mqtt\":{\"uri\":\"mqtt://127.0.0.1:1883\"}}", c, p), EF_OK);
+  assert_int_equal(parse("{\"device_id\":\"dev-1\",\"mqtt\":{\"uri\":\"mqtt://127.0.0.1:1883\"}}", c, p),
+                   EF_OK);
   assert_int_equal(p->count, 0);
   assert_string_equal(c->device_id, "dev-1");
   assert_int_equal(c->n_groups, 0);
@@ -107,17 +108,19 @@ static void test_every_value_set(void **state) {
   const char *ca = strdup(write_tmp("ca.pem", "not really a CA\n"));
   const char *pw = strdup(write_tmp("password", "s3cret\n"));
   char json[4096];
-  snprintf(json, sizeof json,
-           "{\"device_id\":\"d\",\"groups\":[\"g1\",\"g.2\"],\"state_dir\":\"/tmp/x\","
-           "\"mqtt\":{\"uri\":\"mqtts://broker:8883\",\"client_id\":\"cid\",\"username\":\"u\","
-           "\"password_file\":\"%s\",\"ca_file\":\"%s\",\"cert_file\":\"%s\",\"key_file\":\"%s\","
-           "\"keepalive_s\":10,\"topic_prefix\":\"acme/fleet\"},"
-           "\"esp\":{\"device\":\"/dev/pts/9\",\"chip\":\"ESP32-C3\",\"chunk_size\":2048,\"window\":4,"
-           "\"max_image_size\":2097152,\"disable_bt_during_ota\":true,\"boot_timeout_s\":20,\"begin_timeout_s\":90,"
-           "\"driver_release\":\"FG-1.0.4.0.0\",\"kernel_log\":\"/var/log/kern.log\"},"
-           "\"download\":{\"ca_file\":\"%s\",\"connect_timeout_s\":5,\"stall_timeout_s\":7,\"allow_http\":true,"
-           "\"max_attempts\":5}}",
-           pw, ca, ca, ca, ca);
+  snprintf(
+      json, sizeof json,
+      "{\"device_id\":\"d\",\"groups\":[\"g1\",\"g.2\"],\"state_dir\":\"/tmp/x\","
+      "\"mqtt\":{\"uri\":\"mqtts://broker:8883\",\"client_id\":\"cid\",\"username\":\"u\","
+      "\"password_file\":\"%s\",\"ca_file\":\"%s\",\"cert_file\":\"%s\",\"key_file\":\"%s\","
+      "\"keepalive_s\":10,\"topic_prefix\":\"acme/fleet\"},"
+      "\"esp\":{\"device\":\"/dev/pts/9\",\"chip\":\"ESP32-C3\",\"chunk_size\":2048,\"window\":4,"
+      "\"max_image_size\":2097152,\"disable_bt_during_ota\":true,\"boot_timeout_s\":20,\"begin_timeout_s\":"
+      "90,"
+      "\"driver_release\":\"FG-1.0.4.0.0\",\"kernel_log\":\"/var/log/kern.log\"},"
+      "\"download\":{\"ca_file\":\"%s\",\"connect_timeout_s\":5,\"stall_timeout_s\":7,\"allow_http\":true,"
+      "\"max_attempts\":5}}",
+      pw, ca, ca, ca, ca);
   ef_err e = parse(json, c, p);
   dump(p);
   assert_int_equal(e, EF_OK);
@@ -175,8 +178,8 @@ static void test_every_problem_named(void **state) {
   dump(p);
   char chunk_problem[128], window_problem[64];
   snprintf(chunk_problem, sizeof chunk_problem,
-           "esp.chunk_size: must be 1..%d (the ESP firmware drops messages above %d bytes)", EF_CTRL_MAX_CHUNK,
-           EF_CTRL_FW_MSG_MAX);
+           "esp.chunk_size: must be 1..%d (the ESP firmware drops messages above %d bytes)",
+           EF_CTRL_MAX_CHUNK, EF_CTRL_FW_MSG_MAX);
   snprintf(window_problem, sizeof window_problem, "esp.window: must be 1..%d", EF_CTRL_MAX_WINDOW);
   const char *expected[] = {
       "device_id: required, 1-64 characters of [A-Za-z0-9._:-]",
@@ -227,8 +230,9 @@ static void test_structural_problems(void **state) {
   assert_true(has_problem(p, "mqtt.uri: required"));
   assert_int_equal(p->count, 2);
 
-  assert_int_equal(parse("{\"device_id\":\"d\",\"mqtt\":[],\"esp\":1,\"download\":null,\"groups\":\"g\"}", c, p),
-                   EF_ERR_CONFIG);
+  assert_int_equal(
+      parse("{\"device_id\":\"d\",\"mqtt\":[],\"esp\":1,\"download\":null,\"groups\":\"g\"}", c, p),
+      EF_ERR_CONFIG);
   dump(p);
   assert_true(has_problem(p, "mqtt: must be an object"));
   assert_true(has_problem(p, "esp: must be an object"));
@@ -273,17 +277,24 @@ static void test_password_in_clear(void **state) {
     const char *uri;
     bool problem;
   } cases[] = {
-      {"mqtt://broker.example.com:1883", true}, {"mqtt://10.0.0.5", true},
-      {"mqtt://127.0.0.1:1883", false},         {"mqtt://127.1.2.3", false},
-      {"mqtt://localhost:1883", false},         {"mqtt://LOCALHOST", false},
-      {"mqtt://[::1]:1883", false},             {"mqtt://127.0.0.1.evil.example.com", true},
-      {"mqtt://localhost.evil.example.com", true}, {"mqtt://[::2]:1883", true},
+      {"mqtt://broker.example.com:1883", true},
+      {"mqtt://10.0.0.5", true},
+      {"mqtt://127.0.0.1:1883", false},
+      {"mqtt://127.1.2.3", false},
+      {"mqtt://localhost:1883", false},
+      {"mqtt://LOCALHOST", false},
+      {"mqtt://[::1]:1883", false},
+      {"mqtt://127.0.0.1.evil.example.com", true},
+      {"mqtt://localhost.evil.example.com", true},
+      {"mqtt://[::2]:1883", true},
       {"mqtts://broker.example.com:8883", false},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char json[512];
-    snprintf(json, sizeof json, "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"%s\",\"username\":\"d\","
-             "\"password_file\":\"/etc/espfleet/mqtt-password\"}}", cases[i].uri);
+    snprintf(json, sizeof json,
+             "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"%s\",\"username\":\"d\","
+             "\"password_file\":\"/etc/espfleet/mqtt-password\"}}",
+             cases[i].uri);
     ef_err e = ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL);
     bool named = has_problem(p, "mqtt.password_file: the password would cross the network in clear");
     if (named != cases[i].problem || (e == EF_OK) == cases[i].problem)
@@ -302,7 +313,8 @@ static void test_window_of_esp32c2(void **state) {
   (void)state;
   ef_config *c = malloc(sizeof *c);
   ef_config_problems *p = malloc(sizeof *p);
-  const char *ok = "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chip\":\"esp32c2\",\"window\":4}}";
+  const char *ok =
+      "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chip\":\"esp32c2\",\"window\":4}}";
   assert_int_equal(ef_config_parse(ok, strlen(ok), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_OK);
   assert_int_equal(c->esp.window, 4);
   free(c);
@@ -317,16 +329,18 @@ static void test_chunk_size_limit(void **state) {
   ef_config_problems *p = malloc(sizeof *p);
   char json[256], want[128];
   assert_true(EF_CTRL_MAX_CHUNK < 4096); /* the data plus the frame's headers fit */
-  snprintf(want, sizeof want, "esp.chunk_size: must be 1..%d (the ESP firmware drops messages above %d bytes)",
+  snprintf(want, sizeof want,
+           "esp.chunk_size: must be 1..%d (the ESP firmware drops messages above %d bytes)",
            EF_CTRL_MAX_CHUNK, EF_CTRL_FW_MSG_MAX);
-  snprintf(json, sizeof json, "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chunk_size\":%d}}",
+  snprintf(json, sizeof json,
+           "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chunk_size\":%d}}",
            EF_CTRL_MAX_CHUNK);
   assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_OK);
   assert_int_equal(c->esp.chunk_size, EF_CTRL_MAX_CHUNK);
   const int too_big[] = {EF_CTRL_MAX_CHUNK + 1, 4096, 16000, 16384, 32768};
   for (size_t i = 0; i < sizeof too_big / sizeof too_big[0]; i++) {
-    snprintf(json, sizeof json, "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chunk_size\":%d}}",
-             too_big[i]);
+    snprintf(json, sizeof json,
+             "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"esp\":{\"chunk_size\":%d}}", too_big[i]);
     assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_ERR_CONFIG);
     assert_int_equal(p->count, 1);
     assert_string_equal(p->lines[0], want);
@@ -343,7 +357,9 @@ static void test_load_file_and_password(void **state) {
   char *pw = strdup(write_tmp("password", "pa ss\r\n\n"));
   char json[1024];
   snprintf(json, sizeof json,
-           "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://127.0.0.1:1\",\"username\":\"u\",\"password_file\":\"%s\"}}", pw);
+           "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://"
+           "127.0.0.1:1\",\"username\":\"u\",\"password_file\":\"%s\"}}",
+           pw);
   const char *path = write_tmp("config.json", json);
   assert_int_equal(ef_config_load(path, c, p, NULL), EF_OK);
   assert_true(c->mqtt.has_password);

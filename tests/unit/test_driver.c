@@ -84,16 +84,17 @@ static void test_release_from_line(void **state) {
   (void)state;
   char out[EF_FW_RELEASE_MAX + 1] = "";
   /* /dev/kmsg record, as the driver's pr_info with pr_fmt "%s: %s: " gives it */
-  assert_true(from_line("6,812,4051234,-;esp32_spi: check_esp_version: Driver supports Firmware version: FG-1.0.0.0.0",
-                        out));
+  assert_true(from_line(
+      "6,812,4051234,-;esp32_spi: check_esp_version: Driver supports Firmware version: FG-1.0.0.0.0", out));
   assert_string_equal(out, "FG-1.0.0.0.0");
   /* dmesg text, with the record's newline */
-  assert_true(from_line("[    4.051234] esp32_sdio: check_esp_version: Driver supports Firmware version: FG-1.0.3.0.0\n",
-                        out));
+  assert_true(from_line(
+      "[    4.051234] esp32_sdio: check_esp_version: Driver supports Firmware version: FG-1.0.3.0.0\n", out));
   assert_string_equal(out, "FG-1.0.3.0.0");
   /* the ESP's own version on the next line is not the driver's */
   strcpy(out, "untouched");
-  assert_false(from_line("6,813,4051300,-;esp32_spi: check_esp_version: ESP Firmware version: FG-9.0.0.0.0", out));
+  assert_false(
+      from_line("6,813,4051300,-;esp32_spi: check_esp_version: ESP Firmware version: FG-9.0.0.0.0", out));
   assert_false(from_line("Driver supports Firmware version: FG-1.0.0.0", out));
   assert_false(from_line("Driver supports Firmware version: FG-1.0.0.0.0x", out));
   assert_false(from_line("Driver supports Firmware version:FG-1.0.0.0.0", out));
@@ -111,14 +112,15 @@ static void test_read_log_file(void **state) {
   bool found = true;
   /* kmsg-style records with continuation lines; the last driver line wins
    * (the driver was reloaded with a newer release) */
-  const char *path = write_tmp("kmsg",
-                               "6,1,100,-;Linux version 6.1\n"
-                               "6,812,4051234,-;esp32_spi: check_esp_version: Driver supports Firmware version: FG-1.0.0.0.0\n"
-                               " SUBSYSTEM=spi\n"
-                               "6,813,4051300,-;esp32_spi: check_esp_version: ESP Firmware version: FG-1.0.0.0.0\n"
-                               "6,900,9051234,-;esp32_spi: check_esp_version: Driver supports Firmware version: FG-1.0.4.0.0\n"
-                               "3,901,9051300,-;esp32_spi: check_esp_version: Incompatible ESP firmware release detected\n"
-                               "6,902,9051301,-;last line without a newline: Driver supports Firmware version: oops");
+  const char *path = write_tmp(
+      "kmsg",
+      "6,1,100,-;Linux version 6.1\n"
+      "6,812,4051234,-;esp32_spi: check_esp_version: Driver supports Firmware version: FG-1.0.0.0.0\n"
+      " SUBSYSTEM=spi\n"
+      "6,813,4051300,-;esp32_spi: check_esp_version: ESP Firmware version: FG-1.0.0.0.0\n"
+      "6,900,9051234,-;esp32_spi: check_esp_version: Driver supports Firmware version: FG-1.0.4.0.0\n"
+      "3,901,9051300,-;esp32_spi: check_esp_version: Incompatible ESP firmware release detected\n"
+      "6,902,9051301,-;last line without a newline: Driver supports Firmware version: oops");
   assert_int_equal(ef_driver_release_read_log(path, out, sizeof out, &found, NULL), EF_OK);
   assert_true(found);
   assert_string_equal(out, "FG-1.0.4.0.0");
@@ -140,7 +142,9 @@ static void test_read_log_file(void **state) {
   char *big = malloc(70000);
   assert_non_null(big);
   memset(big, 'x', 69000);
-  snprintf(big + 69000, 1000, " Driver supports Firmware version: FG-7.0.0.0.0\nDriver supports Firmware version: FG-3.0.0.0.0\n");
+  snprintf(
+      big + 69000, 1000,
+      " Driver supports Firmware version: FG-7.0.0.0.0\nDriver supports Firmware version: FG-3.0.0.0.0\n");
   write_tmp("long", big);
   free(big);
   assert_int_equal(ef_driver_release_read_log(tmp_path("long"), out, sizeof out, &found, NULL), EF_OK);

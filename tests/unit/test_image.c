@@ -39,7 +39,8 @@ static blob make_image(uint16_t chip, const char *version, uint64_t size) {
 }
 
 /* Feeds b in chunks of @p chunk; returns the first error of feed or finish. */
-static ef_err validate(const uint8_t *data, size_t len, size_t chunk, ef_image_summary *sum, ef_err *feed_err) {
+static ef_err validate(const uint8_t *data, size_t len, size_t chunk, ef_image_summary *sum,
+                       ef_err *feed_err) {
   ef_image_validator *v = NULL;
   assert_int_equal(ef_image_validator_new(&v), EF_OK);
   ef_err ferr = EF_OK;
@@ -417,9 +418,9 @@ static void test_chip_names(void **state) {
   static const struct {
     const char *name;
     uint16_t id;
-  } t[] = {{"esp32", 0x0000},   {"esp32s2", 0x0002}, {"esp32c3", 0x0005}, {"esp32s3", 0x0009},
-           {"esp32c2", 0x000C}, {"esp32c6", 0x000D}, {"esp32h2", 0x0010}, {"esp32p4", 0x0012},
-           {"esp32c5", 0x0017}};
+  } t[] = {{"esp32", 0x0000},   {"esp32s2", 0x0002}, {"esp32c3", 0x0005},
+           {"esp32s3", 0x0009}, {"esp32c2", 0x000C}, {"esp32c6", 0x000D},
+           {"esp32h2", 0x0010}, {"esp32p4", 0x0012}, {"esp32c5", 0x0017}};
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     uint16_t id = 0xFFFF;
     assert_string_equal(ef_chip_name(t[i].id), t[i].name);
@@ -450,11 +451,25 @@ static void test_version_compare(void **state) {
     const char *a, *b;
     int want;
   } t[] = {
-      {"1.10.0", "1.9.3", 1},   {"1.9.3", "1.10.0", -1},  {"1.2.3", "1.2.3", 0},   {"v1.2.3", "1.2.3", 0},
-      {"V2.0", "v2.0.0", 0},    {"1.2", "1.2.0", 0},      {"1.2", "1.2.1", -1},    {"1.0.0-rc1", "1.0.0", -1},
-      {"1.0.0", "1.0.0-rc1", 1}, {"1.0.0-rc1", "1.0.0-rc2", -1}, {"1.0.0a", "1.0.0", 1}, {"2", "10", -1},
-      {"", "0", 0},             {"", "0.1", -1},          {"0010", "10", 0},       {"1.2.3.4", "1.2.3", 1},
-      {"99999999999999999999999", "1", 1}, {NULL, "", 0}, {"version", "1", -1},
+      {"1.10.0", "1.9.3", 1},
+      {"1.9.3", "1.10.0", -1},
+      {"1.2.3", "1.2.3", 0},
+      {"v1.2.3", "1.2.3", 0},
+      {"V2.0", "v2.0.0", 0},
+      {"1.2", "1.2.0", 0},
+      {"1.2", "1.2.1", -1},
+      {"1.0.0-rc1", "1.0.0", -1},
+      {"1.0.0", "1.0.0-rc1", 1},
+      {"1.0.0-rc1", "1.0.0-rc2", -1},
+      {"1.0.0a", "1.0.0", 1},
+      {"2", "10", -1},
+      {"", "0", 0},
+      {"", "0.1", -1},
+      {"0010", "10", 0},
+      {"1.2.3.4", "1.2.3", 1},
+      {"99999999999999999999999", "1", 1},
+      {NULL, "", 0},
+      {"version", "1", -1},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     int got = sign(ef_version_compare(t[i].a, t[i].b));

@@ -16,7 +16,8 @@
 
 static const char *full_job =
     "{\"job_id\":\"fw-2025.01:canary_1\",\"url\":\"https://updates.example.com/fw/1.2.0.bin\","
-    "\"sha256\":\"" SHA_A "\",\"size\":1048576,\"version\":\"1.2.0\",\"project\":\"hosted\","
+    "\"sha256\":\"" SHA_A
+    "\",\"size\":1048576,\"version\":\"1.2.0\",\"project\":\"hosted\","
     "\"chip\":\"ESP32-S3\",\"allow_downgrade\":true,\"rollout\":{\"percent\":25},"
     "\"not_after\":\"2030-01-02T03:04:05Z\",\"expect_fw_version\":\"FG-1.0.4.0.0\","
     "\"comment\":\"unknown keys are ignored\"}";
@@ -65,8 +66,8 @@ static void test_minimal_job_defaults(void **state) {
   (void)state;
   ef_job j;
   char reason[256];
-  const char *doc = "{\"job_id\":\"a\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
-                    "\",\"size\":1,\"version\":\"1\"}";
+  const char *doc =
+      "{\"job_id\":\"a\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1,\"version\":\"1\"}";
   assert_int_equal(parse(doc, &j, reason, sizeof reason), EF_OK);
   assert_string_equal(j.project, "");
   assert_string_equal(j.chip, "");
@@ -82,9 +83,10 @@ static void test_sha_upper_case(void **state) {
   (void)state;
   ef_job j;
   char reason[256];
-  const char *doc = "{\"job_id\":\"a\",\"url\":\"https://h/x\",\"sha256\":"
-                    "\"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\","
-                    "\"size\":1,\"version\":\"1\"}";
+  const char *doc =
+      "{\"job_id\":\"a\",\"url\":\"https://h/x\",\"sha256\":"
+      "\"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\","
+      "\"size\":1,\"version\":\"1\"}";
   assert_int_equal(parse(doc, &j, reason, sizeof reason), EF_OK);
   assert_string_equal(j.sha256_hex, SHA_A);
 }
@@ -133,7 +135,8 @@ static const struct bad_case bad_cases[] = {
      "size: must be a positive integer", "j1"},
     {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":\"10\",\"version\":\"1\"}",
      "size: must be a positive integer", "j1"},
-    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10}", "version: required", "j1"},
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10}", "version: required",
+     "j1"},
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"version\":\"2\"}", "version: given more than once", "j1"},
     {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":1}",
      "version: must be a string", "j1"},
@@ -143,17 +146,25 @@ static const struct bad_case bad_cases[] = {
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"project\":\"\"}", "project: must be a string", "j1"},
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"chip\":\"esp99\"}", "chip: must be a known chip", "j1"},
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"chip\":3}", "chip: must be a known chip", "j1"},
-    {"{\"job_id\":\"j1\"," GOOD_REST ",\"allow_downgrade\":\"yes\"}", "allow_downgrade: must be true or false", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"allow_downgrade\":\"yes\"}",
+     "allow_downgrade: must be true or false", "j1"},
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":50}", "rollout: must be an object", "j1"},
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{}}", "rollout.percent: required", "j1"},
-    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":101}}", "rollout.percent: must be 0..100", "j1"},
-    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":-1}}", "rollout.percent: must be 0..100", "j1"},
-    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":12.5}}", "rollout.percent: must be 0..100", "j1"},
-    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"tomorrow\"}", "not_after: must be an RFC 3339 time", "j1"},
-    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"2030-02-30T00:00:00Z\"}", "not_after: must be an RFC 3339", "j1"},
-    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"2030-01-01T00:00:00\"}", "not_after: must be an RFC 3339", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":101}}", "rollout.percent: must be 0..100",
+     "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":-1}}", "rollout.percent: must be 0..100",
+     "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"rollout\":{\"percent\":12.5}}", "rollout.percent: must be 0..100",
+     "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"tomorrow\"}", "not_after: must be an RFC 3339 time",
+     "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"2030-02-30T00:00:00Z\"}",
+     "not_after: must be an RFC 3339", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":\"2030-01-01T00:00:00\"}",
+     "not_after: must be an RFC 3339", "j1"},
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"not_after\":1893553445}", "not_after: must be an RFC 3339", "j1"},
-    {"{\"job_id\":\"j1\"," GOOD_REST ",\"expect_fw_version\":false}", "expect_fw_version: must be a string", "j1"},
+    {"{\"job_id\":\"j1\"," GOOD_REST ",\"expect_fw_version\":false}", "expect_fw_version: must be a string",
+     "j1"},
     {"{\"job_id\":\"j1\",\"job_id\":\"j2\"," GOOD_REST "}", "job_id: given more than once", ""},
     {"[1,2,3]", "payload: must be a JSON object", ""},
     {"\"job\"", "payload: must be a JSON object", ""},
@@ -165,7 +176,8 @@ static const struct bad_case bad_cases[] = {
     {"{\"job_id\":\"j1\",\"url\":\"https://h/\xc0\xaf\"}", "payload: not valid UTF-8", ""},
     /* an escaped NUL would cut a string short: refused, never truncated */
     {"{\"job_id\":\"j1\\u0000evil\"," GOOD_REST "}", "payload: \\u0000 is not allowed", ""},
-    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1.0\\u0000x\"}",
+    {"{\"job_id\":\"j1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+     "\",\"size\":10,\"version\":\"1.0\\u0000x\"}",
      "payload: \\u0000 is not allowed", ""},
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"project\":\"p\\u0000\"}", "payload: \\u0000 is not allowed", ""},
     {"{\"job_id\":\"j1\"," GOOD_REST ",\"expect_fw_version\":\"FG-1.0.4.0.0\\u0000x\"}",
@@ -180,7 +192,8 @@ static void test_bad_jobs(void **state) {
     ef_job j;
     char reason[256] = "";
     ef_err e = parse(bad_cases[i].doc, &j, reason, sizeof reason);
-    if (e != EF_ERR_BAD_JOB || strncmp(reason, bad_cases[i].reason_prefix, strlen(bad_cases[i].reason_prefix)) != 0 ||
+    if (e != EF_ERR_BAD_JOB ||
+        strncmp(reason, bad_cases[i].reason_prefix, strlen(bad_cases[i].reason_prefix)) != 0 ||
         strcmp(j.job_id, bad_cases[i].job_id) != 0)
       fail_msg("case %zu (%s): got %s \"%s\" job_id \"%s\", want bad_job \"%s...\" job_id \"%s\"", i,
                bad_cases[i].doc, ef_err_name(e), reason, j.job_id, bad_cases[i].reason_prefix,
@@ -205,7 +218,8 @@ static void test_escaped_backslash_then_u0000(void **state) {
   ef_job j;
   char reason[256] = "";
   /* "\\u0000" in JSON is a backslash and the text "u0000": no NUL, accepted */
-  assert_int_equal(parse("{\"job_id\":\"j1\"," GOOD_REST ",\"note\":\"a\\\\u0000b\"}", &j, reason, sizeof reason), EF_OK);
+  assert_int_equal(
+      parse("{\"job_id\":\"j1\"," GOOD_REST ",\"note\":\"a\\\\u0000b\"}", &j, reason, sizeof reason), EF_OK);
   assert_string_equal(j.job_id, "j1");
 }
 
@@ -227,13 +241,14 @@ static void test_too_large(void **state) {
   ef_job_limits lim;
   ef_job_limits_default(&lim);
   lim.max_image_size = 1000;
-  const char *doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
-                    "\",\"size\":1001,\"version\":\"1\"}";
+  const char *doc =
+      "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1001,\"version\":\"1\"}";
   assert_int_equal(parse_with(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_ERR_TOO_LARGE);
   assert_string_equal(reason, "size: 1001 bytes is larger than esp.max_image_size (1000)");
   assert_string_equal(j.job_id, "big");
   /* at the limit it is fine */
-  doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1000,\"version\":\"1\"}";
+  doc =
+      "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1000,\"version\":\"1\"}";
   assert_int_equal(parse_with(doc, strlen(doc), &lim, &j, reason, sizeof reason), EF_OK);
   /* too large and malformed elsewhere: the malformation wins */
   doc = "{\"job_id\":\"big\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":5000}";
@@ -355,9 +370,10 @@ static void test_rfc3339_offsets_at_the_edges(void **state) {
 static void test_rfc3339_truncated_offsets(void **state) {
   (void)state;
   static const char *const cut[] = {
-      "2030-01-02T00:00:00+", "2030-01-02T00:00:00-", "2030-01-02T00:00:00+0", "2030-01-02T00:00:00+01",
-      "2030-01-02T00:00:00+01:", "2030-01-02T00:00:00+01:0", "2030-01-02T00:00:00.", "2030-01-02T00:00:00.5",
-      "2030-01-02T00:00:00.5+", "2030-01-02T00:00:00+1x:00", "2030-01-02T00:00:00+01x00"};
+      "2030-01-02T00:00:00+",      "2030-01-02T00:00:00-",     "2030-01-02T00:00:00+0",
+      "2030-01-02T00:00:00+01",    "2030-01-02T00:00:00+01:",  "2030-01-02T00:00:00+01:0",
+      "2030-01-02T00:00:00.",      "2030-01-02T00:00:00.5",    "2030-01-02T00:00:00.5+",
+      "2030-01-02T00:00:00+1x:00", "2030-01-02T00:00:00+01x00"};
   for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
     size_t n = strlen(cut[i]) + 1;
     char *exact = malloc(n);
@@ -420,7 +436,7 @@ static void test_to_json_round_trip_huge_size(void **state) {
 static void test_to_json_round_trip_not_after_edges(void **state) {
   (void)state;
   static const char *const na[] = {"1970-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
-                                   "1970-01-01T00:00:00Z", "0000-01-01T00:00:00+23:59",
+                                   "1970-01-01T00:00:00Z",      "0000-01-01T00:00:00+23:59",
                                    "9999-12-31T23:59:59-23:59", "2030-01-02T03:04:60.999+05:30"};
   for (size_t i = 0; i < sizeof na / sizeof na[0]; i++) {
     char doc[512], reason[256];
@@ -432,7 +448,8 @@ static void test_to_json_round_trip_not_after_edges(void **state) {
     assert_int_equal(parse(doc, &a, reason, sizeof reason), EF_OK);
     char *text = ef_job_to_json(&a);
     assert_non_null(text);
-    if (parse(text, &b, reason, sizeof reason) != EF_OK) fail_msg("%s: %s does not read back: %s", na[i], text, reason);
+    if (parse(text, &b, reason, sizeof reason) != EF_OK)
+      fail_msg("%s: %s does not read back: %s", na[i], text, reason);
     free(text);
     assert_memory_equal(&a, &b, sizeof a);
   }
@@ -447,9 +464,12 @@ static void test_fingerprint(void **state) {
   assert_int_equal(strlen(fa), 64);
   /* stable: same content, different key order and a different rollout */
   const char *reordered =
-      "{\"rollout\":{\"percent\":90},\"expect_fw_version\":\"FG-1.0.4.0.0\",\"not_after\":\"2030-01-02T04:04:05+01:00\","
-      "\"allow_downgrade\":true,\"chip\":\"esp32s3\",\"project\":\"hosted\",\"version\":\"1.2.0\",\"size\":1048576,"
-      "\"sha256\":\"" SHA_A "\",\"url\":\"https://updates.example.com/fw/1.2.0.bin\",\"job_id\":\"fw-2025.01:canary_1\"}";
+      "{\"rollout\":{\"percent\":90},\"expect_fw_version\":\"FG-1.0.4.0.0\",\"not_after\":\"2030-01-02T04:04:"
+      "05+01:00\","
+      "\"allow_downgrade\":true,\"chip\":\"esp32s3\",\"project\":\"hosted\",\"version\":\"1.2.0\",\"size\":"
+      "1048576,"
+      "\"sha256\":\"" SHA_A
+      "\",\"url\":\"https://updates.example.com/fw/1.2.0.bin\",\"job_id\":\"fw-2025.01:canary_1\"}";
   assert_int_equal(parse(reordered, &b, reason, sizeof reason), EF_OK);
   ef_job_fingerprint(&b, fb);
   assert_string_equal(fa, fb);
@@ -458,24 +478,42 @@ static void test_fingerprint(void **state) {
   ef_job_fingerprint(&b, fb);
   assert_string_equal(fa, fb);
   /* every content field changes it */
-  b = a; snprintf(b.url, sizeof b.url, "https://updates.example.com/fw/1.2.1.bin");
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
-  b = a; snprintf(b.sha256_hex, sizeof b.sha256_hex, SHA_B);
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
-  b = a; b.size++;
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
-  b = a; snprintf(b.version, sizeof b.version, "1.2.1");
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
-  b = a; b.allow_downgrade = false;
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
-  b = a; b.project[0] = '\0';
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
-  b = a; b.not_after++;
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
-  b = a; b.expect_fw_version[0] = '\0';
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
-  b = a; snprintf(b.job_id, sizeof b.job_id, "other");
-  ef_job_fingerprint(&b, fb); assert_string_not_equal(fa, fb);
+  b = a;
+  snprintf(b.url, sizeof b.url, "https://updates.example.com/fw/1.2.1.bin");
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  b = a;
+  snprintf(b.sha256_hex, sizeof b.sha256_hex, SHA_B);
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  b = a;
+  b.size++;
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  b = a;
+  snprintf(b.version, sizeof b.version, "1.2.1");
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  b = a;
+  b.allow_downgrade = false;
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  b = a;
+  b.project[0] = '\0';
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  b = a;
+  b.not_after++;
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  b = a;
+  b.expect_fw_version[0] = '\0';
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
+  b = a;
+  snprintf(b.job_id, sizeof b.job_id, "other");
+  ef_job_fingerprint(&b, fb);
+  assert_string_not_equal(fa, fb);
 }
 
 static void test_to_json_round_trip(void **state) {
@@ -529,7 +567,8 @@ static ef_job_facts facts_at(time_t now, bool starting) {
 
 /* ef_job_decide on a fresh status; the status holds an error exactly for
  * REJECT and REFUSE, always with a sentence, never retryable. */
-static ef_job_decision decide(const ef_job *j, const ef_status *parsed, const ef_job_facts *f, ef_status *st) {
+static ef_job_decision decide(const ef_job *j, const ef_status *parsed, const ef_job_facts *f,
+                              ef_status *st) {
   ef_status_clear(st);
   ef_job_decision d = ef_job_decide(j, parsed, f, st);
   if (d == EF_DECISION_REJECT || d == EF_DECISION_REFUSE) {
@@ -557,7 +596,7 @@ static void test_policy(void **state) {
   assert_false(ef_job_already_installed(&j, "1.9.0", SHA_A));
   assert_false(ef_job_already_installed(&j, "", ""));
 
-  assert_int_equal(ef_job_check_downgrade(&j, "1.9.3"), EF_OK);   /* numeric, not text, order */
+  assert_int_equal(ef_job_check_downgrade(&j, "1.9.3"), EF_OK); /* numeric, not text, order */
   assert_int_equal(ef_job_check_downgrade(&j, "1.10.0"), EF_OK);
   assert_int_equal(ef_job_check_downgrade(&j, "1.11.0"), EF_ERR_DOWNGRADE_REFUSED);
   assert_int_equal(ef_job_check_downgrade(&j, ""), EF_OK);
@@ -604,7 +643,7 @@ static void test_intake_chip(void **state) {
   ef_job_facts f = facts_at(before, true);
   ef_status st;
   assert_int_equal(j.chip_id, -1);
-  f.chip_id = 0x0009; /* esp32s3 */
+  f.chip_id = 0x0009;                                           /* esp32s3 */
   assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN); /* no chip named: any device */
   snprintf(j.chip, sizeof j.chip, "esp32s3");
   j.chip_id = 0x0009;
@@ -745,7 +784,8 @@ static void test_intake_parse_result(void **state) {
    * poison the job_id: the correct document sent next runs (red-team) */
   ef_job fixed;
   ef_status fixed_st = EF_STATUS_INIT;
-  doc = "{\"job_id\":\"job-1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}";
+  doc =
+      "{\"job_id\":\"job-1\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}";
   assert_int_equal(ef_job_parse(doc, strlen(doc), NULL, &fixed, &fixed_st), EF_OK);
   assert_int_equal(decide(&fixed, &fixed_st, &f, &st), EF_DECISION_WAIT);
   f.has_final = false;
@@ -755,7 +795,8 @@ static void test_intake_parse_result(void **state) {
   ef_job_limits_default(&lim);
   lim.max_image_size = 5;
   ef_status_clear(&parsed);
-  doc = "{\"job_id\":\"job-3\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}";
+  doc =
+      "{\"job_id\":\"job-3\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":10,\"version\":\"1\"}";
   assert_int_equal(ef_job_parse(doc, strlen(doc), &lim, &bad, &parsed), EF_ERR_TOO_LARGE);
   assert_int_equal(decide(&bad, &parsed, &f, &st), EF_DECISION_REJECT);
   assert_int_equal(st.code, EF_ERR_TOO_LARGE);
@@ -788,8 +829,9 @@ static void test_driver_gate(void **state) {
   f.driver_source = EF_DRIVER_SOURCE_KERNEL_LOG;
   assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_REJECT);
   assert_int_equal(st.code, EF_ERR_DRIVER_INCOMPATIBLE);
-  assert_string_equal(st.detail, "the image carries FG-1.0.4.0.0, the host driver accepts FG-1.0.3.0.0 "
-                                 "(kernel_log); with driver_update the job may install it");
+  assert_string_equal(st.detail,
+                      "the image carries FG-1.0.4.0.0, the host driver accepts FG-1.0.3.0.0 "
+                      "(kernel_log); with driver_update the job may install it");
   f.driver_release = "FG-1.0.4.0.0";
   assert_int_equal(decide(&j, NULL, &f, &st), EF_DECISION_RUN);
   f.driver_release = "";
@@ -846,7 +888,8 @@ static void test_driver_update_key(void **state) {
                          "\",\"size\":10,\"version\":\"1.0.0\",\"driver_update\":true}",
                          &b, reason, sizeof reason),
                    EF_ERR_BAD_JOB);
-  assert_string_equal(reason, "driver_update: needs expect_fw_version (the release the updated driver accepts)");
+  assert_string_equal(reason,
+                      "driver_update: needs expect_fw_version (the release the updated driver accepts)");
 }
 
 /* ---- signed releases: the test key and vectors of docs/security.md ---- */
@@ -855,11 +898,11 @@ static const char rel_pub_pem[] =
     "MCowBQYDK2VwAyEAKeOgkGhuxmJGuOVMjN7Iak4WJ4YqMpKMppEbidtDxMs=\n"
     "-----END PUBLIC KEY-----\n";
 /* vector 1 as a job; %s: extra top-level keys (or ""), then the release object's */
-#define SIGNED_JOB                                                                                 \
-  "{\"job_id\":\"s-1\",\"url\":\"https://h/x\",\"sha256\":"                                     \
-  "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\",\"size\":307200,"             \
+#define SIGNED_JOB                                                                                         \
+  "{\"job_id\":\"s-1\",\"url\":\"https://h/x\",\"sha256\":"                                                \
+  "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\",\"size\":307200,"                  \
   "\"version\":\"%s\",\"project\":\"demo\",\"chip\":\"esp32s3\",\"expect_fw_version\":\"FG-1.0.3.0.0\"%s," \
-  "\"release\":{\"key_id\":\"%s\",\"secure_version\":2,\"allow_downgrade\":false,\"signature\":"       \
+  "\"release\":{\"key_id\":\"%s\",\"secure_version\":2,\"allow_downgrade\":false,\"signature\":"           \
   "\"UerNmIYhVBhxi5/ntSvxDLfoguY25eeVstbM93EzS+jMtG7a4gANJWWQfDec2wRGAmUfmJ4ais+NsaRiGKwdDg==\"}}"
 
 static ef_job signed_job(const char *version, const char *extra, const char *key_id) {
@@ -943,12 +986,14 @@ static void test_signed_releases(void **state) {
   ef_keyring_free(&kr);
 
   /* the release object is strict */
-  const char *bad[] = {"{\"key_id\":\"k\"}", "[]", "{\"key_id\":\"k\",\"signature\":\"AA==\",\"secure_version\":1}"};
+  const char *bad[] = {"{\"key_id\":\"k\"}", "[]",
+                       "{\"key_id\":\"k\",\"signature\":\"AA==\",\"secure_version\":1}"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char doc[1024];
     ef_job j;
     snprintf(doc, sizeof doc,
-             "{\"job_id\":\"b\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A "\",\"size\":1,\"version\":\"1\","
+             "{\"job_id\":\"b\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+             "\",\"size\":1,\"version\":\"1\","
              "\"release\":%s}",
              bad[i]);
     assert_int_equal(parse(doc, &j, reason, sizeof reason), EF_ERR_BAD_JOB);
@@ -968,17 +1013,27 @@ static void test_id_valid(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full_job),       cmocka_unit_test(test_minimal_job_defaults),
-      cmocka_unit_test(test_sha_upper_case), cmocka_unit_test(test_bad_jobs),
-      cmocka_unit_test(test_embedded_nul),   cmocka_unit_test(test_not_null_terminated),
+      cmocka_unit_test(test_full_job),
+      cmocka_unit_test(test_minimal_job_defaults),
+      cmocka_unit_test(test_sha_upper_case),
+      cmocka_unit_test(test_bad_jobs),
+      cmocka_unit_test(test_embedded_nul),
+      cmocka_unit_test(test_not_null_terminated),
       cmocka_unit_test(test_escaped_backslash_then_u0000),
-      cmocka_unit_test(test_too_large),      cmocka_unit_test(test_huge_payload),
-      cmocka_unit_test(test_allow_http),     cmocka_unit_test(test_rfc3339),
-      cmocka_unit_test(test_fingerprint),    cmocka_unit_test(test_to_json_round_trip),
-      cmocka_unit_test(test_canary_bucket),  cmocka_unit_test(test_policy),
-      cmocka_unit_test(test_id_valid),       cmocka_unit_test(test_driver_gate),
-      cmocka_unit_test(test_driver_update_key), cmocka_unit_test(test_intake_chip),
-      cmocka_unit_test(test_intake_delivery), cmocka_unit_test(test_intake_parse_result),
+      cmocka_unit_test(test_too_large),
+      cmocka_unit_test(test_huge_payload),
+      cmocka_unit_test(test_allow_http),
+      cmocka_unit_test(test_rfc3339),
+      cmocka_unit_test(test_fingerprint),
+      cmocka_unit_test(test_to_json_round_trip),
+      cmocka_unit_test(test_canary_bucket),
+      cmocka_unit_test(test_policy),
+      cmocka_unit_test(test_id_valid),
+      cmocka_unit_test(test_driver_gate),
+      cmocka_unit_test(test_driver_update_key),
+      cmocka_unit_test(test_intake_chip),
+      cmocka_unit_test(test_intake_delivery),
+      cmocka_unit_test(test_intake_parse_result),
       cmocka_unit_test(test_signed_releases),
       cmocka_unit_test(test_rfc3339_offsets_at_the_edges),
       cmocka_unit_test(test_rfc3339_truncated_offsets),

@@ -38,8 +38,12 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  const char *names[] = {"journal.json",         "journal.json.tmp", "journal.json.corrupt",
-                         "journal.json.corrupt.tmp", "victim",        "sub/journal.json",
+  const char *names[] = {"journal.json",
+                         "journal.json.tmp",
+                         "journal.json.corrupt",
+                         "journal.json.corrupt.tmp",
+                         "victim",
+                         "sub/journal.json",
                          "sub"};
   char path[512];
   ef_journal_io_set(NULL);
@@ -251,15 +255,17 @@ static void damage_file(const char *from, const char *to) {
  * keeps everything else, and names the interrupted job. */
 static void test_v1_bad_job_keeps_the_rest(void **state) {
   (void)state;
-  write_text("journal.json",
-             "{\"format\":1,\"current\":{\"job\":{\"job_id\":\"far\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
-             "\",\"size\":1,\"version\":\"3.0\",\"not_after\":\"10000-01-01T00:59:59Z\"},\"attempt\":1,"
-             "\"phase\":\"downloading\"},\"waiting\":null,"
-             "\"installed\":{\"version\":\"2.0\",\"project\":\"p\",\"sha256\":\"" SHA_A "\"},"
-             "\"results\":[{\"job_id\":\"rollback\",\"fingerprint\":\"\",\"state\":\"succeeded\",\"error\":\"ok\","
-             "\"message\":\"\",\"ts_ms\":5,\"attempt\":1},"
-             "{\"job_id\":\"odd\",\"fingerprint\":\"\",\"state\":\"failed\",\"error\":\"no_such_code\","
-             "\"message\":\"\",\"ts_ms\":6,\"attempt\":1}]}");
+  write_text(
+      "journal.json",
+      "{\"format\":1,\"current\":{\"job\":{\"job_id\":\"far\",\"url\":\"https://h/x\",\"sha256\":\"" SHA_A
+      "\",\"size\":1,\"version\":\"3.0\",\"not_after\":\"10000-01-01T00:59:59Z\"},\"attempt\":1,"
+      "\"phase\":\"downloading\"},\"waiting\":null,"
+      "\"installed\":{\"version\":\"2.0\",\"project\":\"p\",\"sha256\":\"" SHA_A
+      "\"},"
+      "\"results\":[{\"job_id\":\"rollback\",\"fingerprint\":\"\",\"state\":\"succeeded\",\"error\":\"ok\","
+      "\"message\":\"\",\"ts_ms\":5,\"attempt\":1},"
+      "{\"job_id\":\"odd\",\"fingerprint\":\"\",\"state\":\"failed\",\"error\":\"no_such_code\","
+      "\"message\":\"\",\"ts_ms\":6,\"attempt\":1}]}");
   ef_journal_damage d;
   ef_journal *j = load_ok(&d);
   assert_int_equal(d.dropped, 2);
@@ -312,7 +318,8 @@ static void test_damaged_line_costs_one_record(void **state) {
   char *line = strstr(text, "{\"kind\":\"current\"");
   assert_non_null(line);
   *strchr(line, '\n') = '\0';
-  const char *bad_data = "{\"job\":{\"job_id\":\"job-7\",\"url\":\"ftp://x\"},\"attempt\":2,\"phase\":\"downloading\"}";
+  const char *bad_data =
+      "{\"job\":{\"job_id\":\"job-7\",\"url\":\"ftp://x\"},\"attempt\":2,\"phase\":\"downloading\"}";
   char fixed[512];
   /* CRC-32 of bad_data, computed as the loader does */
   uint32_t c = 0xFFFFFFFFu;
@@ -359,7 +366,8 @@ static void test_damaged_line_costs_one_record(void **state) {
 
   /* a line of an unknown kind (a newer daemon's) is dropped alone */
   assert_int_equal(ef_journal_save(j, NULL), EF_OK);
-  damage_file("{\"kind\":\"installed\"", "{\"kind\":\"future\",\"crc\":\"a3a6bf43\",\"data\":{}}\n{\"kind\":\"installed\"");
+  damage_file("{\"kind\":\"installed\"",
+              "{\"kind\":\"future\",\"crc\":\"a3a6bf43\",\"data\":{}}\n{\"kind\":\"installed\"");
   k = load_ok(&d);
   assert_int_equal(d.dropped, 1);
   assert_non_null(strstr(d.summary, "line 2 (future): unknown kind \"future\""));
@@ -492,8 +500,8 @@ static void test_refusals_never_evict_results(void **state) {
   ef_journal_record_final(j, &header); /* refused after it started: it ran */
   for (int i = 0; i < 1000; i++) {
     snprintf(id, sizeof id, "flood-%d", i);
-    ef_journal_result r = result(id, i % 3 ? EF_STATE_REJECTED : EF_STATE_SKIPPED, i % 3 ? EF_ERR_BAD_JOB : EF_OK,
-                                 10 + i);
+    ef_journal_result r =
+        result(id, i % 3 ? EF_STATE_REJECTED : EF_STATE_SKIPPED, i % 3 ? EF_ERR_BAD_JOB : EF_OK, 10 + i);
     r.attempt = 0;
     ef_journal_record_final(j, &r);
   }
@@ -678,8 +686,16 @@ static void test_check_dir(void **state) {
   unlink(sub);
 
   /* read-only, full: what the file system answers to a write (as root too) */
-  ef_journal_io io = {.open = sys_open3, .read = read, .write = write, .fstat = fstat, .fsync = fsync,
-                      .close = close, .rename = rename, .unlink = unlink, .mkdir = mkdir, .stat = stat,
+  ef_journal_io io = {.open = sys_open3,
+                      .read = read,
+                      .write = write,
+                      .fstat = fstat,
+                      .fsync = fsync,
+                      .close = close,
+                      .rename = rename,
+                      .unlink = unlink,
+                      .mkdir = mkdir,
+                      .stat = stat,
                       .statvfs = statvfs};
   real_open = sys_open3;
   io.open = open_refusing_creates;

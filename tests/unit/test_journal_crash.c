@@ -33,13 +33,13 @@
 #include "espfleet/journal.h"
 #include "journal_io.h"
 
-#define SHA_A "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-#define DIR_PATH "/sim"
-#define MAX_INODES 64
+#define SHA_A       "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define DIR_PATH    "/sim"
+#define MAX_INODES  64
 #define MAX_ENTRIES 16
-#define MAX_FDS 8
-#define MAX_LOG 16
-#define WRITE_MAX 61
+#define MAX_FDS     8
+#define MAX_LOG     16
+#define WRITE_MAX   61
 
 /* ---- the simulated file system ---- */
 
@@ -324,8 +324,16 @@ static int sim_statvfs(const char *path, struct statvfs *s) {
 }
 
 static const ef_journal_io sim_io = {
-    .open = sim_open, .read = sim_read, .write = sim_write, .fstat = sim_fstat, .fsync = sim_fsync,
-    .close = sim_close, .rename = sim_rename, .unlink = sim_unlink, .mkdir = sim_mkdir, .stat = sim_stat,
+    .open = sim_open,
+    .read = sim_read,
+    .write = sim_write,
+    .fstat = sim_fstat,
+    .fsync = sim_fsync,
+    .close = sim_close,
+    .rename = sim_rename,
+    .unlink = sim_unlink,
+    .mkdir = sim_mkdir,
+    .stat = sim_stat,
     .statvfs = sim_statvfs,
 };
 
@@ -393,7 +401,8 @@ static ef_journal_result result(const char *job_id, ef_job_state st, int attempt
 }
 
 static void journal_a(ef_journal *j) {
-  ef_job cur = job_named("job-a", "1970-01-01T00:00:00+01:00"), wait = job_named("job-w", "9999-12-31T23:59:59-01:00");
+  ef_job cur = job_named("job-a", "1970-01-01T00:00:00+01:00"),
+         wait = job_named("job-w", "9999-12-31T23:59:59-01:00");
   ef_journal_set_current(j, &cur, 2, EF_STATE_VERIFYING);
   ef_journal_set_waiting(j, &wait);
   ef_app_info app = {"1.9.0", "proj", SHA_A};
@@ -427,8 +436,8 @@ static void journal_b(ef_journal *j) {
 static bool same(const ef_journal *a, const ef_journal *b) {
   if (a->has_current != b->has_current || a->has_waiting != b->has_waiting) return false;
   // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): whole ef_job on purpose, see above
-  if (a->has_current && (memcmp(&a->current, &b->current, sizeof a->current) != 0 || a->attempt != b->attempt ||
-                         a->phase != b->phase))
+  if (a->has_current && (memcmp(&a->current, &b->current, sizeof a->current) != 0 ||
+                         a->attempt != b->attempt || a->phase != b->phase))
     return false;
   // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): whole ef_job on purpose, see above
   if (a->has_waiting && memcmp(&a->waiting, &b->waiting, sizeof a->waiting) != 0) return false;
@@ -458,9 +467,12 @@ static void setup_saved_a(void) {
 static void setup_v1(void) {
   /* a journal an espfleetd of format 1 wrote: one JSON object */
   const char *text =
-      "{\n\t\"format\":\t1,\n\t\"current\":\tnull,\n\t\"waiting\":\tnull,\n\t\"installed\":\t{\"version\":\"1.0\","
-      "\"project\":\"proj\",\"sha256\":\"" SHA_A "\"},\n\t\"results\":\t[{\"job_id\":\"v1-job\",\"fingerprint\":\"\","
-      "\"state\":\"succeeded\",\"error\":\"ok\",\"message\":\"\",\"ts_ms\":1,\"ts\":\"x\",\"attempt\":1}]\n}\n";
+      "{\n\t\"format\":\t1,\n\t\"current\":\tnull,\n\t\"waiting\":\tnull,\n\t\"installed\":\t{\"version\":"
+      "\"1.0\","
+      "\"project\":\"proj\",\"sha256\":\"" SHA_A
+      "\"},\n\t\"results\":\t[{\"job_id\":\"v1-job\",\"fingerprint\":\"\","
+      "\"state\":\"succeeded\",\"error\":\"ok\",\"message\":\"\",\"ts_ms\":1,\"ts\":\"x\",\"attempt\":1}]\n}"
+      "\n";
   int fd = sim_open(DIR_PATH "/" EF_JOURNAL_FILE, O_WRONLY | O_CREAT, 0600);
   for (size_t off = 0, n = strlen(text); off < n;) off += (size_t)sim_write(fd, text + off, n - off);
   sim_fsync(fd);
@@ -519,14 +531,16 @@ static void crash_everywhere(setup_fn setup, void (*make)(ef_journal *), const c
         ef_journal *got = load_sim(&d);
         bool is_old = same(got, old), is_new = same(got, want);
         if (d.dropped || d.truncated || !(is_old || is_new))
-          fail_msg("%s: power lost at step %ld of %ld (directory changes kept: %d, file data: %s): the journal "
-                   "loads to neither the old nor the new content (%zu dropped: %s)",
-                   label, k, steps, keep, mode == KEEP_SYNCED ? "synced only" : "all written", d.dropped,
-                   d.summary);
+          fail_msg(
+              "%s: power lost at step %ld of %ld (directory changes kept: %d, file data: %s): the journal "
+              "loads to neither the old nor the new content (%zu dropped: %s)",
+              label, k, steps, keep, mode == KEEP_SYNCED ? "synced only" : "all written", d.dropped,
+              d.summary);
         if (rc == EF_OK && !is_new)
-          fail_msg("%s: ef_journal_save returned EF_OK, then a power loss (directory changes kept: %d, file data: "
-                   "%s) brought back the old journal",
-                   label, keep, mode == KEEP_SYNCED ? "synced only" : "all written");
+          fail_msg(
+              "%s: ef_journal_save returned EF_OK, then a power loss (directory changes kept: %d, file data: "
+              "%s) brought back the old journal",
+              label, keep, mode == KEEP_SYNCED ? "synced only" : "all written");
         olds += is_old && !is_new;
         news += is_new;
         free(got);
@@ -603,9 +617,32 @@ static int below(int n) { return (int)(next() % (uint64_t)n); }
 
 /* A JSON string literal of 1..max characters drawn from tricky ones. */
 static void rand_string(char *out, size_t n, int max, bool url) {
-  static const char *const pieces[] = {"a", "Z", "0", "9", ".", "-", "_", ":", "/", "?", "=", "&", "%",
-                                       "\\\"", "\\\\", "\\/", "\\u00e9", "\xc3\xa9", "\xe2\x82\xac",
-                                       "\xf0\x9f\x94\xa5", "\\u20ac", "\\ud83d\\ude00", "\\t", "~", "#", "'"};
+  static const char *const pieces[] = {"a",
+                                       "Z",
+                                       "0",
+                                       "9",
+                                       ".",
+                                       "-",
+                                       "_",
+                                       ":",
+                                       "/",
+                                       "?",
+                                       "=",
+                                       "&",
+                                       "%",
+                                       "\\\"",
+                                       "\\\\",
+                                       "\\/",
+                                       "\\u00e9",
+                                       "\xc3\xa9",
+                                       "\xe2\x82\xac",
+                                       "\xf0\x9f\x94\xa5",
+                                       "\\u20ac",
+                                       "\\ud83d\\ude00",
+                                       "\\t",
+                                       "~",
+                                       "#",
+                                       "'"};
   int len = 1 + below(max), k = 0;
   out[0] = '\0';
   for (int i = 0; i < len; i++) {
@@ -634,7 +671,8 @@ static void b64(const uint8_t *in, size_t n, char *out) {
   static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   size_t k = 0;
   for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+    uint32_t v =
+        (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
     out[k++] = t[v >> 18 & 63];
     out[k++] = t[v >> 12 & 63];
     out[k++] = (char)(i + 1 < n ? t[v >> 6 & 63] : '='); /* ?: makes the chars an int */
@@ -683,8 +721,9 @@ static void rand_job(char *doc, size_t n) {
     for (int i = 0; i < 64; i++) sig[i] = (uint8_t)next();
     b64(sig, 64, sb);
     k += snprintf(doc + k, n - (size_t)k,
-                  ",\"release\":{\"key_id\":\"k%d\",\"signature\":\"%s\",\"secure_version\":%u%s}", below(9), sb,
-                  below(2) ? (unsigned)below(10) : 4294967295u, below(2) ? ",\"allow_downgrade\":true" : "");
+                  ",\"release\":{\"key_id\":\"k%d\",\"signature\":\"%s\",\"secure_version\":%u%s}", below(9),
+                  sb, below(2) ? (unsigned)below(10) : 4294967295u,
+                  below(2) ? ",\"allow_downgrade\":true" : "");
   }
   if (below(4) == 0) k += snprintf(doc + k, n - (size_t)k, ",\"comment\":{\"ignored\":[1,2,3]}");
   snprintf(doc + k, n - (size_t)k, "}");

@@ -57,8 +57,11 @@ static result generate(uint16_t chip, const char *version, const char *project, 
   cookie_io_functions_t io = {.write = sink_write};
   FILE *f = fopencookie(&s, "w", io);
   assert_non_null(f);
-  ef_mkimage_options o = {
-      .chip_id = chip, .version = version, .project = project, .size = size, .secure_version = secure_version};
+  ef_mkimage_options o = {.chip_id = chip,
+                          .version = version,
+                          .project = project,
+                          .size = size,
+                          .secure_version = secure_version};
   r.write_err = ef_mkimage_write(&o, f, &r.written, NULL);
   assert_int_equal(fclose(f), 0);
   r.valid_err = s.feed_err != EF_OK ? s.feed_err : ef_image_finish(s.v, NULL, NULL);
@@ -139,8 +142,9 @@ static void test_invalid_args(void **state) {
     assert_int_equal(ef_mkimage_write(&bad[i], f, &written, &st), EF_ERR_INVALID_ARG);
     assert_int_equal(written, 0);
     /* each refusal names what is wrong */
-    static const char *const why[] = {"size 511", "size", "version and project", "version and project",
-                                      "version and project", "chip id 0xffff"};
+    static const char *const why[] = {
+        "size 511",      "size", "version and project", "version and project", "version and project",
+        "chip id 0xffff"};
     assert_non_null(strstr(st.detail, why[i]));
     fclose(f);
     assert_int_equal(len, 0);
@@ -176,10 +180,8 @@ static void test_memory_flat(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_deterministic),
-      cmocka_unit_test(test_options_change_bytes),
-      cmocka_unit_test(test_sizes),
-      cmocka_unit_test(test_invalid_args),
+      cmocka_unit_test(test_deterministic), cmocka_unit_test(test_options_change_bytes),
+      cmocka_unit_test(test_sizes),         cmocka_unit_test(test_invalid_args),
       cmocka_unit_test(test_memory_flat),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,8 +81,8 @@ typedef struct {
   const uint8_t *data;
   size_t len;
   size_t off;
-  size_t max_read;  /* bytes per read at most (0: as many as asked) */
-  size_t fail_at;   /* fail the read that would pass this offset (0: never) */
+  size_t max_read; /* bytes per read at most (0: as many as asked) */
+  size_t fail_at;  /* fail the read that would pass this offset (0: never) */
   ef_err fail_err;
   int reads;
 } mem_source;
@@ -129,7 +129,7 @@ typedef struct {
   int progress_calls;
   int progress_backwards;
   int cancel_polls;
-  int cancel_after;       /* should_cancel true from this poll on (1-based); 0 never */
+  int cancel_after;        /* should_cancel true from this poll on (1-based); 0 never */
   bool cancel_at_activate; /* should_cancel true from the ACTIVATE phase on */
   /* resume: once, continue the stream on a fresh source at the offset */
   mem_source *resume_with;
@@ -330,8 +330,18 @@ static void test_chunk_too_large(void **state) {
 
 /* ------------------------------------- rule 1: no OTA begin before the image */
 
-enum wrong { WRONG_CHIP, WRONG_PROJECT, WRONG_VERSION, WRONG_POLICY, WRONG_SIZE_LIMIT, WRONG_STREAM_LIMIT,
-             WRONG_MAGIC, WRONG_DESC_MAGIC, WRONG_SHORT, WRONG_EMPTY };
+enum wrong {
+  WRONG_CHIP,
+  WRONG_PROJECT,
+  WRONG_VERSION,
+  WRONG_POLICY,
+  WRONG_SIZE_LIMIT,
+  WRONG_STREAM_LIMIT,
+  WRONG_MAGIC,
+  WRONG_DESC_MAGIC,
+  WRONG_SHORT,
+  WRONG_EMPTY
+};
 
 static ef_err run_wrong(enum wrong w) {
   blob img = make_image(CHIP_S3, IMAGE_SIZE);
@@ -344,7 +354,7 @@ static ef_err run_wrong(enum wrong w) {
   case WRONG_VERSION: r.req.version = "1.2.4"; break;
   case WRONG_POLICY: r.obs.refuse_with = EF_ERR_DOWNGRADE_REFUSED; break;
   case WRONG_SIZE_LIMIT: r.req.max_size = img.len - 1; break; /* announced size above the slot */
-  case WRONG_STREAM_LIMIT:                                  /* no size announced; the stream grows past the slot */
+  case WRONG_STREAM_LIMIT: /* no size announced; the stream grows past the slot */
     r.req.size = 0;
     r.req.max_size = 200;
     break;
@@ -372,7 +382,9 @@ static ef_err run_wrong(enum wrong w) {
   return err;
 }
 
-static void test_no_begin_wrong_chip(void **state) { assert_int_equal(run_wrong(WRONG_CHIP), EF_ERR_CHIP_MISMATCH); }
+static void test_no_begin_wrong_chip(void **state) {
+  assert_int_equal(run_wrong(WRONG_CHIP), EF_ERR_CHIP_MISMATCH);
+}
 
 static void test_no_begin_wrong_project(void **state) {
   assert_int_equal(run_wrong(WRONG_PROJECT), EF_ERR_PROJECT_MISMATCH);

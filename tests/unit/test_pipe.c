@@ -282,16 +282,11 @@ static void test_abort_wakes_blocked_reader(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_new_rejects_zero_capacity),
-      cmocka_unit_test(test_stream_small_capacity),
-      cmocka_unit_test(test_stream_tiny_capacity),
-      cmocka_unit_test(test_stream_large_capacity),
-      cmocka_unit_test(test_error_after_buffered_data),
-      cmocka_unit_test(test_clean_end_after_wraparound),
-      cmocka_unit_test(test_capacity_is_never_exceeded),
-      cmocka_unit_test(test_abort_wakes_blocked_writer),
-      cmocka_unit_test(test_close_wakes_blocked_reader),
-      cmocka_unit_test(test_abort_wakes_blocked_reader),
+      cmocka_unit_test(test_new_rejects_zero_capacity),  cmocka_unit_test(test_stream_small_capacity),
+      cmocka_unit_test(test_stream_tiny_capacity),       cmocka_unit_test(test_stream_large_capacity),
+      cmocka_unit_test(test_error_after_buffered_data),  cmocka_unit_test(test_clean_end_after_wraparound),
+      cmocka_unit_test(test_capacity_is_never_exceeded), cmocka_unit_test(test_abort_wakes_blocked_writer),
+      cmocka_unit_test(test_close_wakes_blocked_reader), cmocka_unit_test(test_abort_wakes_blocked_reader),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

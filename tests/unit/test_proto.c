@@ -233,7 +233,8 @@ static void test_golden_frames(void **state) {
     }
     size_t wn = unhex(g->hex, want);
     size_t n = ef_ctrl_msg_frame(&m.msg, EF_TLV_EP_RESP, got, sizeof got);
-    if (n != wn || memcmp(got, want, n) != 0) fail_msg("%s: frame differs from the reference host's", g->name);
+    if (n != wn || memcmp(got, want, n) != 0)
+      fail_msg("%s: frame differs from the reference host's", g->name);
   }
   /* Req_OTAWrite (uid 4, 4000 bytes of data): the 25 bytes before the data */
   static uint8_t data[4000];

@@ -30,8 +30,13 @@ static const char pub_pem[] =
 /* Vector 1: an ordinary release. */
 static const ef_release v1 = {
     .sha256_hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-    .size = 307200, .version = "1.2.3", .project = "demo", .chip = "esp32s3",
-    .secure_version = 2, .hosted_release = "FG-1.0.3.0.0", .allow_downgrade = false};
+    .size = 307200,
+    .version = "1.2.3",
+    .project = "demo",
+    .chip = "esp32s3",
+    .secure_version = 2,
+    .hosted_release = "FG-1.0.3.0.0",
+    .allow_downgrade = false};
 static const char v1_text[] =
     "espfleet-release-v1\n"
     "sha256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
@@ -49,8 +54,13 @@ static const char v1_sig[] =
 /* Vector 2: a signed downgrade, no ESP-Hosted release stated. */
 static const ef_release v2 = {
     .sha256_hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-    .size = 307200, .version = "1.2.2", .project = "demo", .chip = "esp32s3",
-    .secure_version = 2, .hosted_release = "", .allow_downgrade = true};
+    .size = 307200,
+    .version = "1.2.2",
+    .project = "demo",
+    .chip = "esp32s3",
+    .secure_version = 2,
+    .hosted_release = "",
+    .allow_downgrade = true};
 static const char v2_sig[] =
     "mQdcXSWa5Mbo0EI/vEUYIQ8c1m7nymDAtMeCyUnAqVPeDubW82d026hoqjrNE/kB9mMR/GfEvC0gPfub6WtdDQ==";
 
@@ -83,7 +93,10 @@ static void test_canonical_text(void **state) {
 static void test_vectors(void **state) {
   (void)state;
   ef_release_key *sk = key(priv_pem), *pk = key(pub_pem);
-  const struct { const ef_release *rel; const char *sig; } vec[] = {{&v1, v1_sig}, {&v2, v2_sig}};
+  const struct {
+    const ef_release *rel;
+    const char *sig;
+  } vec[] = {{&v1, v1_sig}, {&v2, v2_sig}};
   for (size_t i = 0; i < 2; i++) {
     ef_manifest m = {.rel = *vec[i].rel, .key_id = "test-2026"};
     ef_status st = EF_STATUS_INIT;
@@ -119,7 +132,8 @@ static void test_every_field_is_bound(void **state) {
     case 7: t.rel.allow_downgrade = true; break;
     case 8: t.rel.driver_update = true; break;
     }
-    if (ef_release_verify(&t, pk, &st) != EF_ERR_RELEASE_BAD_SIGNATURE) fail_msg("field %d is not signed", field);
+    if (ef_release_verify(&t, pk, &st) != EF_ERR_RELEASE_BAD_SIGNATURE)
+      fail_msg("field %d is not signed", field);
   }
   /* a signature of another release (v2) does not fit v1 */
   ef_manifest other = m;
@@ -142,11 +156,15 @@ static void test_manifest_round_trip(void **state) {
   assert_memory_equal(back.sig, m.sig, sizeof m.sig);
   free(json);
   const char *bad[] = {
-      "{}", "[]", "not json",
+      "{}",
+      "[]",
+      "not json",
       "{\"format\":\"espfleet-release-v2\"}",
       // NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one JSON document over two lines
-      "{\"format\":\"espfleet-release-v1\",\"key_id\":\"k\",\"signature\":\"AAAA\",\"sha256\":\"x\",\"size\":1,"
-      "\"version\":\"1\",\"project\":\"p\",\"chip\":\"esp32\",\"secure_version\":0,\"allow_downgrade\":false}",
+      "{\"format\":\"espfleet-release-v1\",\"key_id\":\"k\",\"signature\":\"AAAA\",\"sha256\":\"x\",\"size\":"
+      "1,"
+      "\"version\":\"1\",\"project\":\"p\",\"chip\":\"esp32\",\"secure_version\":0,\"allow_downgrade\":"
+      "false}",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     ef_status_clear(&st);
@@ -190,10 +208,11 @@ static void test_keys(void **state) {
   ef_release_key *x = NULL;
   ef_status_clear(&st);
   assert_int_equal(ef_release_key_parse("hello", 5, &x, &st), EF_ERR_CONFIG);
-  static const char ec[] = "-----BEGIN PUBLIC KEY-----\n"
-                           "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMKBCTNIcKUSDii11ySs3526iDZ8A\n"
-                           "iTo7Tu6KPAqv7D7gS2XpJFbZiItSs3m9+9Ue6GnvHw/GW2ZZaVtszggXIw==\n"
-                           "-----END PUBLIC KEY-----\n";
+  static const char ec[] =
+      "-----BEGIN PUBLIC KEY-----\n"
+      "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMKBCTNIcKUSDii11ySs3526iDZ8A\n"
+      "iTo7Tu6KPAqv7D7gS2XpJFbZiItSs3m9+9Ue6GnvHw/GW2ZZaVtszggXIw==\n"
+      "-----END PUBLIC KEY-----\n";
   ef_status_clear(&st);
   assert_int_equal(ef_release_key_parse(ec, strlen(ec), &x, &st), EF_ERR_CONFIG);
   assert_null(x);
@@ -246,9 +265,12 @@ static void test_keyring(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_canonical_text),   cmocka_unit_test(test_vectors),
-      cmocka_unit_test(test_every_field_is_bound), cmocka_unit_test(test_manifest_round_trip),
-      cmocka_unit_test(test_keys),             cmocka_unit_test(test_keyring),
+      cmocka_unit_test(test_canonical_text),
+      cmocka_unit_test(test_vectors),
+      cmocka_unit_test(test_every_field_is_bound),
+      cmocka_unit_test(test_manifest_round_trip),
+      cmocka_unit_test(test_keys),
+      cmocka_unit_test(test_keyring),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

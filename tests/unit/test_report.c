@@ -175,10 +175,10 @@ static void test_progress_limiter(void **state) {
   ef_progress_limiter l;
   ef_progress_limiter_init(&l);
   const uint64_t total = 100000;
-  assert_true(ef_progress_due(&l, 1000, 100, total));    /* first one */
-  assert_false(ef_progress_due(&l, 1100, 200, total));   /* 100 ms later */
+  assert_true(ef_progress_due(&l, 1000, 100, total));  /* first one */
+  assert_false(ef_progress_due(&l, 1100, 200, total)); /* 100 ms later */
   assert_false(ef_progress_due(&l, 1499, 300, total));
-  assert_true(ef_progress_due(&l, 1500, 400, total));    /* 500 ms later */
+  assert_true(ef_progress_due(&l, 1500, 400, total)); /* 500 ms later */
   /* a stalled transfer (same bytes) still reports every 5 s, not more often */
   assert_false(ef_progress_due(&l, 2500, 400, total));
   assert_false(ef_progress_due(&l, 6499, 400, total));

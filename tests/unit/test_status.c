@@ -14,7 +14,8 @@ static void test_fail_and_defaults(void **state) {
   (void)state;
   ef_status st = EF_STATUS_INIT;
   assert_int_equal(st.code, EF_OK);
-  assert_int_equal(ef_status_fail(&st, EF_ERR_ESP_TIMEOUT, "no answer within %d ms", 500), EF_ERR_ESP_TIMEOUT);
+  assert_int_equal(ef_status_fail(&st, EF_ERR_ESP_TIMEOUT, "no answer within %d ms", 500),
+                   EF_ERR_ESP_TIMEOUT);
   assert_int_equal(st.code, EF_ERR_ESP_TIMEOUT);
   assert_true(st.retryable); /* the code's default */
   assert_string_equal(st.detail, "no answer within 500 ms");

@@ -65,10 +65,16 @@ static void test_escape(void **state) {
   escapes("line\nnext\r\tx\x7f", "line\\x0anext\\x0d\\x09x\\x7f");
   escapes("a\\x1b", "a\\\\x1b"); /* a literal backslash cannot pose as an escape */
   escapes("caf\xC3\xA9 \xE2\x80\xA6 \xF0\x9F\x98\x80", "caf\xC3\xA9 \xE2\x80\xA6 \xF0\x9F\x98\x80");
-  escapes("\xC2\x9B" "31m", "\\u009b31m"); /* C1 CSI */
-  escapes("abc\xE2\x80\xAE" "fdp.exe", "abc\\u202efdp.exe"); /* right-to-left override */
+  escapes(
+      "\xC2\x9B"
+      "31m",
+      "\\u009b31m"); /* C1 CSI */
+  escapes(
+      "abc\xE2\x80\xAE"
+      "fdp.exe",
+      "abc\\u202efdp.exe");                              /* right-to-left override */
   escapes("\xff\xC3(\xC0\xAF", "\\xff\\xc3(\\xc0\\xaf"); /* not UTF-8, overlong '/' */
-  escapes("\xED\xA0\x80", "\\xed\\xa0\\x80"); /* a surrogate */
+  escapes("\xED\xA0\x80", "\\xed\\xa0\\x80");            /* a surrogate */
   escapes("cut \xE2\x82", "cut \\xe2\\x82");
   escapes(NULL, "");
 }

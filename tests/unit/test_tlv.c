@@ -72,7 +72,8 @@ static void test_encode_refuses(void **state) {
   memset(longname, 'x', sizeof longname - 1);
   longname[sizeof longname - 1] = '\0';
   /* 6 + 8 + 20 = 34 bytes do not fit in 32; 33 would not either */
-  assert_int_equal(ef_tlv_encode("ctrlResp", (const uint8_t *)"0123456789abcdefghij", 20, out, sizeof out), 0);
+  assert_int_equal(ef_tlv_encode("ctrlResp", (const uint8_t *)"0123456789abcdefghij", 20, out, sizeof out),
+                   0);
   assert_int_equal(ef_tlv_encode("ctrlResp", (const uint8_t *)"0123456789abcdefgh", 18, out, sizeof out), 32);
   assert_int_equal(ef_tlv_encode(longname, (const uint8_t *)"x", 1, out, sizeof out), 0);
   assert_int_equal(ef_tlv_encode("", (const uint8_t *)"x", 1, out, sizeof out), 0);

@@ -37,7 +37,8 @@ int cmd_cancel(int argc, char **argv) {
     int r = con_common_opt(&c, "cancel", opt, optarg);
     if (r < 0) goto out;
     if (r > 0) continue;
-    if (opt == O_DEVICE) device = optarg;
+    if (opt == O_DEVICE)
+      device = optarg;
     else {
       con_usage_error("cancel", "unknown option");
       goto out;

@@ -21,25 +21,25 @@ const char con_job_usage[] =
     "                          (0..100) run it; the others report skipped\n"
     "  --retain                publish retained (offline devices get it later;\n"
     "                          clear it with an empty retained message)\n"
-    "  --print                 print the document on stdout instead of publishing\n"
-    CON_JOB_OPTS_USAGE CON_JOB_ID_USAGE
+    "  --print                 print the document on stdout instead of publishing\n" CON_JOB_OPTS_USAGE
+        CON_JOB_ID_USAGE
     "\n"
     "--timeout S bounds the connection and the broker's acknowledgement (10 s).\n"
     "Exit status: 0 published (or printed); 1 error; 2 usage error.\n";
 
 int con_job_opt(con_job_opts *o, int opt, const char *arg) {
   switch (opt) {
-    case CON_OPT_URL: o->url = arg; return 1;
-    case CON_OPT_JOB_ID: o->job_id = arg; return 1;
-    case CON_OPT_ALLOW_DOWNGRADE: o->allow_downgrade = true; return 1;
-    case CON_OPT_NOT_AFTER: o->not_after = arg; return 1;
-    case CON_OPT_EXPECT_FW: o->expect_fw_version = arg; return 1;
-    case CON_OPT_DRIVER_UPDATE: o->driver_update = true; return 1;
-    case CON_OPT_ALLOW_HTTP: o->allow_http = true; return 1;
-    case CON_OPT_MANIFEST: o->manifest = arg; return 1;
-    case CON_OPT_SIGN_KEY: o->sign_key = arg; return 1;
-    case CON_OPT_KEY_ID: o->key_id = arg; return 1;
-    default: return 0;
+  case CON_OPT_URL: o->url = arg; return 1;
+  case CON_OPT_JOB_ID: o->job_id = arg; return 1;
+  case CON_OPT_ALLOW_DOWNGRADE: o->allow_downgrade = true; return 1;
+  case CON_OPT_NOT_AFTER: o->not_after = arg; return 1;
+  case CON_OPT_EXPECT_FW: o->expect_fw_version = arg; return 1;
+  case CON_OPT_DRIVER_UPDATE: o->driver_update = true; return 1;
+  case CON_OPT_ALLOW_HTTP: o->allow_http = true; return 1;
+  case CON_OPT_MANIFEST: o->manifest = arg; return 1;
+  case CON_OPT_SIGN_KEY: o->sign_key = arg; return 1;
+  case CON_OPT_KEY_ID: o->key_id = arg; return 1;
+  default: return 0;
   }
 }
 
@@ -86,16 +86,16 @@ static int parse_job_args(int argc, char **argv, job_args *a) {
     if (r < 0) return CON_USAGE;
     if (r > 0 || con_job_opt(&a->o, opt, optarg)) continue;
     switch (opt) {
-      case O_DEVICE: a->device = optarg; break;
-      case O_GROUP: a->group = optarg; break;
-      case O_RETAIN: a->retain = true; break;
-      case O_PRINT: a->print = true; break;
-      case O_PERCENT:
-        if (!con_parse_long(optarg, 0, 100, &v))
-          return con_usage_error("job", "--percent: '%s' is not a number 0..100", optarg);
-        a->o.percent = (int)v;
-        break;
-      default: return con_usage_error("job", "unknown option");
+    case O_DEVICE: a->device = optarg; break;
+    case O_GROUP: a->group = optarg; break;
+    case O_RETAIN: a->retain = true; break;
+    case O_PRINT: a->print = true; break;
+    case O_PERCENT:
+      if (!con_parse_long(optarg, 0, 100, &v))
+        return con_usage_error("job", "--percent: '%s' is not a number 0..100", optarg);
+      a->o.percent = (int)v;
+      break;
+    default: return con_usage_error("job", "unknown option");
     }
   }
   if (optind + 1 != argc) return con_usage_error("job", "expected exactly one IMAGE");
@@ -125,16 +125,17 @@ int cmd_job(int argc, char **argv) {
     goto out;
   }
   rc = CON_FAIL;
-  if (!con_topic(topic, sizeof topic, a.c.prefix, a.device ? "devices" : "groups", a.device ? a.device : a.group,
-                 "job")) {
+  if (!con_topic(topic, sizeof topic, a.c.prefix, a.device ? "devices" : "groups",
+                 a.device ? a.device : a.group, "job")) {
     con_fail(EF_ERR_INVALID_ARG, "topic too long");
     goto out;
   }
   double timeout = a.c.timeout_s > 0 ? a.c.timeout_s : CON_CONNECT_TIMEOUT_S;
   if (con_link_open(&a.c, NULL, 0, timeout, &link) != EF_OK) goto out;
   if (con_link_publish(link, topic, json, a.retain, timeout) != EF_OK) goto out;
-  printf("published job %s to %s%s: %s %s, %llu bytes, sha256 %s\n", job.job_id, topic, a.retain ? " (retained)" : "",
-         *job.project ? job.project : "image", job.version, (unsigned long long)job.size, job.sha256_hex);
+  printf("published job %s to %s%s: %s %s, %llu bytes, sha256 %s\n", job.job_id, topic,
+         a.retain ? " (retained)" : "", *job.project ? job.project : "image", job.version,
+         (unsigned long long)job.size, job.sha256_hex);
   rc = CON_OK;
 out:
   con_link_close(link);

@@ -30,8 +30,7 @@ const char con_rollout_usage[] =
     "  --devices ID,ID,...     canary devices to watch: the rollout stops (exit\n"
     "                          1, no further step) as soon as one of them\n"
     "                          reports failed or rejected for the job\n"
-    "  --retain                publish each step retained\n"
-    CON_JOB_OPTS_USAGE
+    "  --retain                publish each step retained\n" CON_JOB_OPTS_USAGE
     "\n"
     "--timeout S bounds the connection and each acknowledgement (10 s).\n"
     "Exit status: 0 every step published; 1 stopped by a failed or rejected\n"
@@ -52,7 +51,8 @@ static int watch_canaries(con_link *link, const con_common *c, const char *job_i
     con_msg_free(m);
     if (!ok) continue;
     /* Only the listed devices' state topics are subscribed to. */
-    bool failed = !d.progress && d.state_known && (d.state == EF_STATE_FAILED || d.state == EF_STATE_REJECTED) &&
+    bool failed = !d.progress && d.state_known &&
+                  (d.state == EF_STATE_FAILED || d.state == EF_STATE_REJECTED) &&
                   strcmp(d.job_id, job_id) == 0;
     if (failed) {
       int rc = con_fail(con_doc_error(&d, EF_ERR_INTERNAL), "rollout of %s stopped: %s %s%s%s", job_id,
@@ -87,7 +87,8 @@ static int parse_steps(rollout_args *a) {
   char *save = NULL;
   for (char *tok = strtok_r(a->steps_arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     long v;
-    if (a->n_steps == MAX_STEPS || !con_parse_long(tok, 0, 100, &v) || (a->n_steps && v <= a->steps[a->n_steps - 1]))
+    if (a->n_steps == MAX_STEPS || !con_parse_long(tok, 0, 100, &v) ||
+        (a->n_steps && v <= a->steps[a->n_steps - 1]))
       return con_usage_error("rollout", "--steps: must be strictly increasing percents 0..100 ('%s')", tok);
     a->steps[a->n_steps++] = (int)v;
   }
@@ -115,22 +116,29 @@ static int parse_rollout_args(int argc, char **argv, rollout_args *a) {
     if (r < 0) return CON_USAGE;
     if (r > 0 || con_job_opt(&a->o, opt, optarg)) continue;
     switch (opt) {
-      case O_GROUP: a->group = optarg; break;
-      case O_RETAIN: a->retain = true; break;
-      case O_STEPS: free(a->steps_arg); a->steps_arg = strdup(optarg); break;
-      case O_DEVICES: free(a->devices_arg); a->devices_arg = strdup(optarg); break;
-      case O_INTERVAL:
-        if (!con_parse_seconds(optarg, &a->interval))
-          return con_usage_error("rollout", "--interval: '%s' is not a number of seconds", optarg);
-        break;
-      default: return con_usage_error("rollout", "unknown option");
+    case O_GROUP: a->group = optarg; break;
+    case O_RETAIN: a->retain = true; break;
+    case O_STEPS:
+      free(a->steps_arg);
+      a->steps_arg = strdup(optarg);
+      break;
+    case O_DEVICES:
+      free(a->devices_arg);
+      a->devices_arg = strdup(optarg);
+      break;
+    case O_INTERVAL:
+      if (!con_parse_seconds(optarg, &a->interval))
+        return con_usage_error("rollout", "--interval: '%s' is not a number of seconds", optarg);
+      break;
+    default: return con_usage_error("rollout", "unknown option");
     }
   }
   if (optind + 1 != argc) return con_usage_error("rollout", "expected exactly one IMAGE");
   a->image = argv[optind];
   if (!a->o.url || !a->group || !a->o.job_id || !a->steps_arg)
     return con_usage_error("rollout", "--url, --group, --job-id and --steps are required");
-  if (!ef_id_valid(a->group)) return con_usage_error("rollout", "--group: must be 1-64 characters of [A-Za-z0-9._:-]");
+  if (!ef_id_valid(a->group))
+    return con_usage_error("rollout", "--group: must be 1-64 characters of [A-Za-z0-9._:-]");
   if ((rc = parse_steps(a)) != CON_OK) return rc;
   if (a->devices_arg && (a->n_devices = con_split_ids(a->devices_arg, a->devices, CON_MAX_DEVICES)) <= 0)
     return con_usage_error("rollout", "--devices: 1-%d device ids separated by commas", CON_MAX_DEVICES);
@@ -139,7 +147,8 @@ static int parse_rollout_args(int argc, char **argv, rollout_args *a) {
 
 /* The group's job topic, and the canaries' state topics. @return false
  * (error printed) when one is too long. */
-static bool rollout_topics(const rollout_args *a, char topic[512], char topics[][512], const char **topic_ptrs) {
+static bool rollout_topics(const rollout_args *a, char topic[512], char topics[][512],
+                           const char **topic_ptrs) {
   if (!con_topic(topic, 512, a->c.prefix, "groups", a->group, "job")) {
     con_fail(EF_ERR_INVALID_ARG, "topic too long");
     return false;
@@ -213,7 +222,8 @@ int cmd_rollout(int argc, char **argv) {
   printf("rollout of job %s complete at %d %%\n", job.job_id, a.steps[a.n_steps - 1]);
   rc = CON_OK;
 out:
-  if (rc == CON_INTERRUPTED) fprintf(stderr, CON_PROGRAM " rollout: interrupted; no further step published\n");
+  if (rc == CON_INTERRUPTED)
+    fprintf(stderr, CON_PROGRAM " rollout: interrupted; no further step published\n");
   con_link_close(link);
   free(json);
   free(a.steps_arg);

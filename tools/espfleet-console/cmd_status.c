@@ -56,8 +56,10 @@ static int by_device(const void *a, const void *b) {
 static const char *or_dash(const char *s) { return s && *s ? s : "-"; }
 
 static void print_cell(const char *s, size_t width, bool last) {
-  if (last) printf("%s\n", s);
-  else printf("%-*s  ", (int)width, s);
+  if (last)
+    printf("%s\n", s);
+  else
+    printf("%-*s  ", (int)width, s);
 }
 
 static void print_table(const table *t) {
@@ -99,7 +101,8 @@ static int print_json(const table *t) {
       item = cJSON_Duplicate(t->rows[r].doc.doc, true);
     } else {
       item = cJSON_CreateObject();
-      if (item && (!cJSON_AddStringToObject(item, "device_id", t->rows[r].device) || !cJSON_AddNullToObject(item, "state"))) {
+      if (item && (!cJSON_AddStringToObject(item, "device_id", t->rows[r].device) ||
+                   !cJSON_AddNullToObject(item, "state"))) {
         cJSON_Delete(item);
         item = NULL;
       }
@@ -205,7 +208,8 @@ int cmd_status(int argc, char **argv) {
   rc = CON_FAIL;
   int n_topics = a.n_devices ? a.n_devices : 1;
   for (int i = 0; i < n_topics; i++) {
-    if (!con_topic(topics[i], sizeof topics[i], a.c.prefix, "devices", a.n_devices ? a.devices[i] : "+", "state")) {
+    if (!con_topic(topics[i], sizeof topics[i], a.c.prefix, "devices", a.n_devices ? a.devices[i] : "+",
+                   "state")) {
       con_fail(EF_ERR_INVALID_ARG, "topic too long");
       goto out;
     }
@@ -224,8 +228,10 @@ int cmd_status(int argc, char **argv) {
   if (a.json) {
     rc = print_json(&t);
   } else {
-    if (t.n == 0) printf("no device has published a state under %s/devices/\n", a.c.prefix);
-    else print_table(&t);
+    if (t.n == 0)
+      printf("no device has published a state under %s/devices/\n", a.c.prefix);
+    else
+      print_table(&t);
     rc = CON_OK;
   }
   goto out;

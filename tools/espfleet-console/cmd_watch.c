@@ -77,14 +77,16 @@ static void print_line(const con_doc *d) {
     ts = now;
   }
   if (d->progress) {
-    printf("%s %s progress %d%% (%llu/%llu) job=%s\n", ts, d->device, d->percent, (unsigned long long)d->bytes,
-           (unsigned long long)d->total, *d->job_id ? d->job_id : "-");
+    printf("%s %s progress %d%% (%llu/%llu) job=%s\n", ts, d->device, d->percent,
+           (unsigned long long)d->bytes, (unsigned long long)d->total, *d->job_id ? d->job_id : "-");
   } else if (d->has_online && !d->online) {
     printf("%s %s offline%s%s\n", ts, d->device, *d->job_id ? " job=" : "", d->job_id);
   } else {
-    printf("%s %s %s job=%s", ts, d->device, *d->state_name ? d->state_name : "?", *d->job_id ? d->job_id : "-");
-    if (*d->error_code) printf(" error=%s%s%s%s", d->error_code, *d->error_detail ? " (" : "", d->error_detail,
-                               *d->error_detail ? ")" : "");
+    printf("%s %s %s job=%s", ts, d->device, *d->state_name ? d->state_name : "?",
+           *d->job_id ? d->job_id : "-");
+    if (*d->error_code)
+      printf(" error=%s%s%s%s", d->error_code, *d->error_detail ? " (" : "", d->error_detail,
+             *d->error_detail ? ")" : "");
     printf("\n");
   }
 }
@@ -117,16 +119,16 @@ static int parse_watch_args(int argc, char **argv, watch_args *a) {
     if (r < 0) return CON_USAGE;
     if (r > 0) continue;
     switch (opt) {
-      case O_JOB: a->job_id = optarg; break;
-      case O_UNTIL_FINAL: a->until_final = true; break;
-      case O_JSON: a->json = true; break;
-      case O_DEVICE:
-        if (!ef_id_valid(optarg) || a->n_devices == CON_MAX_DEVICES)
-          return con_usage_error("watch", "--device: '%s' is not a device id, or more than %d devices", optarg,
-                                 CON_MAX_DEVICES);
-        a->devices[a->n_devices++] = optarg;
-        break;
-      default: return con_usage_error("watch", "unknown option");
+    case O_JOB: a->job_id = optarg; break;
+    case O_UNTIL_FINAL: a->until_final = true; break;
+    case O_JSON: a->json = true; break;
+    case O_DEVICE:
+      if (!ef_id_valid(optarg) || a->n_devices == CON_MAX_DEVICES)
+        return con_usage_error("watch", "--device: '%s' is not a device id, or more than %d devices", optarg,
+                               CON_MAX_DEVICES);
+      a->devices[a->n_devices++] = optarg;
+      break;
+    default: return con_usage_error("watch", "unknown option");
     }
   }
   if (optind != argc) return con_usage_error("watch", "unexpected argument '%s'", argv[optind]);
@@ -193,7 +195,8 @@ static int watch_outcome(const watch_args *a, const watch_set *set) {
   size_t used = 0;
   for (size_t i = 0; i < set->n && used < sizeof pending; i++)
     if (!set->w[i].final)
-      used += (size_t)snprintf(pending + used, sizeof pending - used, "%s%s", used ? ", " : "", set->w[i].device);
+      used +=
+          (size_t)snprintf(pending + used, sizeof pending - used, "%s%s", used ? ", " : "", set->w[i].device);
   fprintf(stderr, CON_PROGRAM " watch: timed out after %g s: %s%s\n", a->c.timeout_s,
           set->n ? "no final state for the job from " : "no device reported on the job", pending);
   return CON_TIMEOUT;
@@ -222,7 +225,8 @@ int cmd_watch(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   con_catch_signals();
   const con_common *c = &a.c;
-  double connect_s = c->timeout_s > 0 && c->timeout_s < CON_CONNECT_TIMEOUT_S ? c->timeout_s : CON_CONNECT_TIMEOUT_S;
+  double connect_s =
+      c->timeout_s > 0 && c->timeout_s < CON_CONNECT_TIMEOUT_S ? c->timeout_s : CON_CONNECT_TIMEOUT_S;
   int64_t start = ef_mono_ms();
   if (con_link_open(c, topic_ptrs, (size_t)n_topics, connect_s, &link) != EF_OK) goto out;
   int64_t deadline = c->timeout_s > 0 ? start + (int64_t)(c->timeout_s * 1000) : -1;

@@ -14,13 +14,15 @@
 const char con_common_usage[] =
     "Broker options (every command):\n"
     "  --broker URI          mqtt://host[:port] or mqtts://host[:port]\n"
-    "                        (default " CON_DEFAULT_BROKER ")\n"
+    "                        (default " CON_DEFAULT_BROKER
+    ")\n"
     "  --ca FILE             CA bundle (PEM) that signed the broker's certificate\n"
     "  --cert FILE           client certificate (PEM), mqtts only\n"
     "  --key FILE            client key (PEM) for --cert\n"
     "  --username U          MQTT user name\n"
     "  --password-file F     file whose first line is the password\n"
-    "  --prefix P            topic prefix (default " CON_DEFAULT_PREFIX ")\n"
+    "  --prefix P            topic prefix (default " CON_DEFAULT_PREFIX
+    ")\n"
     "  --timeout S           seconds; what it bounds depends on the command\n"
     "  --verbose             log the MQTT connection on stderr\n"
     "  -h, --help            show this help\n";
@@ -34,28 +36,29 @@ void con_common_init(con_common *c) {
 
 int con_common_opt(con_common *c, const char *cmd, int opt, const char *arg) {
   switch (opt) {
-    case CON_OPT_BROKER: c->broker = arg; return 1;
-    case CON_OPT_CA: c->ca_file = arg; return 1;
-    case CON_OPT_CERT: c->cert_file = arg; return 1;
-    case CON_OPT_KEY: c->key_file = arg; return 1;
-    case CON_OPT_USERNAME: c->username = arg; return 1;
-    case CON_OPT_PASSWORD_FILE: c->password_file = arg; return 1;
-    case CON_OPT_PREFIX: c->prefix = arg; return 1;
-    case CON_OPT_VERBOSE: c->verbose = true; return 1;
-    case CON_OPT_TIMEOUT:
-      if (!con_parse_seconds(arg, &c->timeout_s) || c->timeout_s <= 0) {
-        con_usage_error(cmd, "--timeout: '%s' is not a number of seconds > 0", arg);
-        return -1;
-      }
-      return 1;
-    default: return 0;
+  case CON_OPT_BROKER: c->broker = arg; return 1;
+  case CON_OPT_CA: c->ca_file = arg; return 1;
+  case CON_OPT_CERT: c->cert_file = arg; return 1;
+  case CON_OPT_KEY: c->key_file = arg; return 1;
+  case CON_OPT_USERNAME: c->username = arg; return 1;
+  case CON_OPT_PASSWORD_FILE: c->password_file = arg; return 1;
+  case CON_OPT_PREFIX: c->prefix = arg; return 1;
+  case CON_OPT_VERBOSE: c->verbose = true; return 1;
+  case CON_OPT_TIMEOUT:
+    if (!con_parse_seconds(arg, &c->timeout_s) || c->timeout_s <= 0) {
+      con_usage_error(cmd, "--timeout: '%s' is not a number of seconds > 0", arg);
+      return -1;
+    }
+    return 1;
+  default: return 0;
   }
 }
 
 int con_common_check(const con_common *c, const char *cmd) {
   bool tls = strncmp(c->broker, "mqtts://", 8) == 0 || strncmp(c->broker, "ssl://", 6) == 0;
   bool plain = strncmp(c->broker, "mqtt://", 7) == 0 || strncmp(c->broker, "tcp://", 6) == 0;
-  if (!tls && !plain) return con_usage_error(cmd, "--broker: '%s' must start with mqtt:// or mqtts://", c->broker);
+  if (!tls && !plain)
+    return con_usage_error(cmd, "--broker: '%s' must start with mqtt:// or mqtts://", c->broker);
   if (!tls && (c->ca_file || c->cert_file || c->key_file))
     return con_usage_error(cmd, "--ca, --cert and --key need an mqtts:// broker");
   if (c->key_file && !c->cert_file) return con_usage_error(cmd, "--key needs --cert");
@@ -63,7 +66,8 @@ int con_common_check(const con_common *c, const char *cmd) {
   /* The prefix is the first levels of every topic: wildcards would turn a
    * publish into an error and a subscription into someone else's traffic. */
   if (!*c->prefix || strpbrk(c->prefix, "+#") || c->prefix[strlen(c->prefix) - 1] == '/')
-    return con_usage_error(cmd, "--prefix: '%s' must be non-empty, without '+', '#' or a trailing '/'", c->prefix);
+    return con_usage_error(cmd, "--prefix: '%s' must be non-empty, without '+', '#' or a trailing '/'",
+                           c->prefix);
   return CON_OK;
 }
 
@@ -111,7 +115,6 @@ bool con_parse_seconds(const char *s, double *out) {
   *out = v;
   return true;
 }
-
 
 static volatile sig_atomic_t interrupted;
 

@@ -24,7 +24,7 @@
  * 3 watch --until-final ran out of time, 130 interrupted. */
 enum { CON_OK = 0, CON_FAIL = 1, CON_USAGE = 2, CON_TIMEOUT = 3, CON_INTERRUPTED = 130 };
 
-#define CON_PROGRAM "espfleet-console"
+#define CON_PROGRAM        "espfleet-console"
 #define CON_DEFAULT_BROKER "mqtt://127.0.0.1:1883"
 #define CON_DEFAULT_PREFIX EF_DEFAULT_TOPIC_PREFIX
 /** How long a command waits for the first connection when --timeout does not say. */
@@ -49,24 +49,29 @@ typedef struct {
 
 /* getopt_long codes of the common options; command options start at CON_OPT_CMD. */
 enum {
-  CON_OPT_BROKER = 1000, CON_OPT_CA, CON_OPT_CERT, CON_OPT_KEY, CON_OPT_USERNAME,
-  CON_OPT_PASSWORD_FILE, CON_OPT_PREFIX, CON_OPT_TIMEOUT, CON_OPT_VERBOSE,
+  CON_OPT_BROKER = 1000,
+  CON_OPT_CA,
+  CON_OPT_CERT,
+  CON_OPT_KEY,
+  CON_OPT_USERNAME,
+  CON_OPT_PASSWORD_FILE,
+  CON_OPT_PREFIX,
+  CON_OPT_TIMEOUT,
+  CON_OPT_VERBOSE,
   CON_OPT_CMD = 1100,
 };
 
 /** The common entries of a getopt_long table; end a command's table with it. */
-#define CON_COMMON_LONGOPTS                                             \
-  {"broker", required_argument, NULL, CON_OPT_BROKER},                  \
-  {"ca", required_argument, NULL, CON_OPT_CA},                          \
-  {"cert", required_argument, NULL, CON_OPT_CERT},                      \
-  {"key", required_argument, NULL, CON_OPT_KEY},                        \
-  {"username", required_argument, NULL, CON_OPT_USERNAME},              \
-  {"password-file", required_argument, NULL, CON_OPT_PASSWORD_FILE},    \
-  {"prefix", required_argument, NULL, CON_OPT_PREFIX},                  \
-  {"timeout", required_argument, NULL, CON_OPT_TIMEOUT},                \
-  {"verbose", no_argument, NULL, CON_OPT_VERBOSE},                      \
-  {"help", no_argument, NULL, 'h'},                                     \
-  {NULL, 0, NULL, 0}
+#define CON_COMMON_LONGOPTS                                                                           \
+  {"broker", required_argument, NULL, CON_OPT_BROKER}, {"ca", required_argument, NULL, CON_OPT_CA},   \
+      {"cert", required_argument, NULL, CON_OPT_CERT}, {"key", required_argument, NULL, CON_OPT_KEY}, \
+      {"username", required_argument, NULL, CON_OPT_USERNAME},                                        \
+      {"password-file", required_argument, NULL, CON_OPT_PASSWORD_FILE},                              \
+      {"prefix", required_argument, NULL, CON_OPT_PREFIX},                                            \
+      {"timeout", required_argument, NULL, CON_OPT_TIMEOUT},                                          \
+      {"verbose", no_argument, NULL, CON_OPT_VERBOSE}, {"help", no_argument, NULL, 'h'}, {            \
+    NULL, 0, NULL, 0                                                                                  \
+  }
 
 /** The common options' help text, appended to every command's usage. */
 extern const char con_common_usage[];
@@ -197,8 +202,8 @@ ef_err con_image_read(const char *path, con_image *img, char *detail, size_t n) 
 /** Options of a job beyond the image's facts. */
 typedef struct {
   const char *url;
-  const char *job_id;            /**< NULL = derived from the image */
-  int percent;                   /**< -1 = no rollout object */
+  const char *job_id; /**< NULL = derived from the image */
+  int percent;        /**< -1 = no rollout object */
   bool allow_downgrade;
   const char *not_after;         /**< NULL = none */
   const char *expect_fw_version; /**< NULL = none */
@@ -238,25 +243,25 @@ ef_err con_job_release(const con_image *img, const con_job_opts *o, ef_manifest 
 
 /** Usage line of --job-id where it is optional (`job`; `rollout` requires it
  *  and says so in its own words). */
-#define CON_JOB_ID_USAGE                                                        \
-  "  --job-id ID             default <project>-<version>-<first 8 hex of\n"     \
+#define CON_JOB_ID_USAGE                                                    \
+  "  --job-id ID             default <project>-<version>-<first 8 hex of\n" \
   "                          the sha256>\n"
 
 /** Usage lines of the other options con_job_opt handles. */
-#define CON_JOB_OPTS_USAGE                                                      \
-  "  --url URL               where devices download the image (required)\n"    \
-  "  --allow-downgrade       let devices install an older version\n"            \
+#define CON_JOB_OPTS_USAGE                                                       \
+  "  --url URL               where devices download the image (required)\n"      \
+  "  --allow-downgrade       let devices install an older version\n"             \
   "  --not-after TIME        RFC 3339 time after which devices reject the job\n" \
   "  --expect-fw-version V   the ESP-Hosted release the image carries: what\n"   \
-  "                          GetFwVersion must report after the reboot, and\n"  \
-  "                          what the host driver must accept (FG-1.0.4.0.0)\n" \
-  "  --driver-update         the hosts' driver is updated to accept that\n"     \
-  "                          release in the same rollout (needs\n"             \
-  "                          --expect-fw-version)\n"                            \
-  "  --allow-http            accept an http:// url (for devices that set\n"     \
-  "                          download.allow_http)\n"                            \
-  "  --manifest FILE         sign the job with this release manifest\n"         \
-  "                          (espfleet sign); it must describe IMAGE\n"         \
+  "                          GetFwVersion must report after the reboot, and\n"   \
+  "                          what the host driver must accept (FG-1.0.4.0.0)\n"  \
+  "  --driver-update         the hosts' driver is updated to accept that\n"      \
+  "                          release in the same rollout (needs\n"               \
+  "                          --expect-fw-version)\n"                             \
+  "  --allow-http            accept an http:// url (for devices that set\n"      \
+  "                          download.allow_http)\n"                             \
+  "  --manifest FILE         sign the job with this release manifest\n"          \
+  "                          (espfleet sign); it must describe IMAGE\n"          \
   "  --sign-key KEY --key-id ID  sign the job here with the release key\n"
 
 /**
@@ -267,22 +272,30 @@ ef_err con_job_release(const con_image *img, const con_job_opts *o, ef_manifest 
 int con_job_opt(con_job_opts *o, int opt, const char *arg);
 
 enum {
-  CON_OPT_URL = CON_OPT_CMD, CON_OPT_JOB_ID, CON_OPT_ALLOW_DOWNGRADE, CON_OPT_NOT_AFTER,
-  CON_OPT_EXPECT_FW, CON_OPT_DRIVER_UPDATE, CON_OPT_ALLOW_HTTP, CON_OPT_MANIFEST, CON_OPT_SIGN_KEY,
-  CON_OPT_KEY_ID, CON_OPT_CMD2,
+  CON_OPT_URL = CON_OPT_CMD,
+  CON_OPT_JOB_ID,
+  CON_OPT_ALLOW_DOWNGRADE,
+  CON_OPT_NOT_AFTER,
+  CON_OPT_EXPECT_FW,
+  CON_OPT_DRIVER_UPDATE,
+  CON_OPT_ALLOW_HTTP,
+  CON_OPT_MANIFEST,
+  CON_OPT_SIGN_KEY,
+  CON_OPT_KEY_ID,
+  CON_OPT_CMD2,
 };
 
-#define CON_JOB_LONGOPTS                                                       \
-  {"url", required_argument, NULL, CON_OPT_URL},                               \
-  {"job-id", required_argument, NULL, CON_OPT_JOB_ID},                         \
-  {"allow-downgrade", no_argument, NULL, CON_OPT_ALLOW_DOWNGRADE},             \
-  {"not-after", required_argument, NULL, CON_OPT_NOT_AFTER},                   \
-  {"expect-fw-version", required_argument, NULL, CON_OPT_EXPECT_FW},           \
-  {"driver-update", no_argument, NULL, CON_OPT_DRIVER_UPDATE},                 \
-  {"allow-http", no_argument, NULL, CON_OPT_ALLOW_HTTP},                       \
-  {"manifest", required_argument, NULL, CON_OPT_MANIFEST},                     \
-  {"sign-key", required_argument, NULL, CON_OPT_SIGN_KEY},                     \
-  {"key-id", required_argument, NULL, CON_OPT_KEY_ID}
+#define CON_JOB_LONGOPTS                                                                              \
+  {"url", required_argument, NULL, CON_OPT_URL}, {"job-id", required_argument, NULL, CON_OPT_JOB_ID}, \
+      {"allow-downgrade", no_argument, NULL, CON_OPT_ALLOW_DOWNGRADE},                                \
+      {"not-after", required_argument, NULL, CON_OPT_NOT_AFTER},                                      \
+      {"expect-fw-version", required_argument, NULL, CON_OPT_EXPECT_FW},                              \
+      {"driver-update", no_argument, NULL, CON_OPT_DRIVER_UPDATE},                                    \
+      {"allow-http", no_argument, NULL, CON_OPT_ALLOW_HTTP},                                          \
+      {"manifest", required_argument, NULL, CON_OPT_MANIFEST},                                        \
+      {"sign-key", required_argument, NULL, CON_OPT_SIGN_KEY}, {                                      \
+    "key-id", required_argument, NULL, CON_OPT_KEY_ID                                                 \
+  }
 
 /**
  * Reads IMAGE and builds its job; prints the error line on failure.
@@ -309,7 +322,7 @@ typedef struct {
   char ts[40];
   uint64_t bytes, total;
   int percent;
-  cJSON *doc;                     /**< the parsed document */
+  cJSON *doc; /**< the parsed document */
 } con_doc;
 
 /**

@@ -35,14 +35,19 @@ void con_job_default_id(const con_image *img, char out[EF_JOB_ID_MAX + 1]) {
 /* The manifest must describe the image the job installs. */
 static ef_err manifest_matches(const con_image *img, const ef_release *r, char *reason, size_t n) {
   ef_err err = EF_OK;
-  if (strcmp(r->sha256_hex, img->sha256_hex) != 0) err = EF_ERR_HASH_MISMATCH;
-  else if (r->size != img->size) err = EF_ERR_SIZE_MISMATCH;
-  else if (strcmp(r->chip, img->chip) != 0) err = EF_ERR_CHIP_MISMATCH;
-  else if (strcmp(r->project, img->project) != 0) err = EF_ERR_PROJECT_MISMATCH;
+  if (strcmp(r->sha256_hex, img->sha256_hex) != 0)
+    err = EF_ERR_HASH_MISMATCH;
+  else if (r->size != img->size)
+    err = EF_ERR_SIZE_MISMATCH;
+  else if (strcmp(r->chip, img->chip) != 0)
+    err = EF_ERR_CHIP_MISMATCH;
+  else if (strcmp(r->project, img->project) != 0)
+    err = EF_ERR_PROJECT_MISMATCH;
   else if (strcmp(r->version, img->version) != 0 || r->secure_version != img->secure_version)
     err = EF_ERR_VERSION_MISMATCH;
-  if (err != EF_OK) snprintf(reason, n, "the manifest describes another image (%s %s, sha256 %.12s...)", r->project,
-                             r->version, r->sha256_hex);
+  if (err != EF_OK)
+    snprintf(reason, n, "the manifest describes another image (%s %s, sha256 %.12s...)", r->project,
+             r->version, r->sha256_hex);
   return err;
 }
 
@@ -68,10 +73,13 @@ ef_err con_job_release(const con_image *img, const con_job_opts *o, ef_manifest 
       return EF_ERR_IO;
     }
     err = ef_manifest_parse(buf, len, release, &st);
-    if (err == EF_OK) err = manifest_matches(img, &release->rel, reason, n);
-    else snprintf(reason, n, "%s: %s", o->manifest, st.detail);
+    if (err == EF_OK)
+      err = manifest_matches(img, &release->rel, reason, n);
+    else
+      snprintf(reason, n, "%s: %s", o->manifest, st.detail);
     /* what the manifest signed is what the job says */
-    if (err == EF_OK && o->expect_fw_version && strcmp(o->expect_fw_version, release->rel.hosted_release) != 0) {
+    if (err == EF_OK && o->expect_fw_version &&
+        strcmp(o->expect_fw_version, release->rel.hosted_release) != 0) {
       snprintf(reason, n, "--expect-fw-version %s differs from the manifest's hosted_release \"%s\"",
                o->expect_fw_version, release->rel.hosted_release);
       err = EF_ERR_BAD_JOB;
@@ -89,7 +97,8 @@ ef_err con_job_release(const con_image *img, const con_job_opts *o, ef_manifest 
     snprintf(r->project, sizeof r->project, "%s", img->project);
     snprintf(r->chip, sizeof r->chip, "%s", img->chip);
     r->secure_version = img->secure_version;
-    snprintf(r->hosted_release, sizeof r->hosted_release, "%s", o->expect_fw_version ? o->expect_fw_version : "");
+    snprintf(r->hosted_release, sizeof r->hosted_release, "%s",
+             o->expect_fw_version ? o->expect_fw_version : "");
     r->driver_update = o->driver_update;
     r->allow_downgrade = o->allow_downgrade;
     err = ef_release_key_load(o->sign_key, &k, &st);
@@ -111,8 +120,10 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, const ef_manif
   *json = NULL;
   reason[0] = '\0';
   if (!doc) goto out;
-  if (o->job_id) snprintf(id, sizeof id, "%s", o->job_id);
-  else con_job_default_id(img, id);
+  if (o->job_id)
+    snprintf(id, sizeof id, "%s", o->job_id);
+  else
+    con_job_default_id(img, id);
   /* An over-long --job-id must reach the parser whole, so it is refused
    * rather than cut short. */
   bool ok = cJSON_AddStringToObject(doc, "job_id", o->job_id ? o->job_id : id) &&
@@ -129,7 +140,8 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, const ef_manif
   }
   if (ok && o->not_after) ok = cJSON_AddStringToObject(doc, "not_after", o->not_after) != NULL;
   /* a signed job says what its release signed, nothing else */
-  const char *fw = release ? (release->rel.hosted_release[0] ? release->rel.hosted_release : NULL) : o->expect_fw_version;
+  const char *fw =
+      release ? (release->rel.hosted_release[0] ? release->rel.hosted_release : NULL) : o->expect_fw_version;
   bool driver_update = release ? release->rel.driver_update : o->driver_update;
   if (ok && fw) ok = cJSON_AddStringToObject(doc, "expect_fw_version", fw) != NULL;
   if (ok && driver_update) ok = cJSON_AddTrueToObject(doc, "driver_update") != NULL;
@@ -137,7 +149,8 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, const ef_manif
     char sig[89];
     cJSON *r = cJSON_AddObjectToObject(doc, "release");
     ef_release_sig_to_base64(release->sig, sig);
-    ok = r && cJSON_AddStringToObject(r, "key_id", release->key_id) && cJSON_AddStringToObject(r, "signature", sig) &&
+    ok = r && cJSON_AddStringToObject(r, "key_id", release->key_id) &&
+         cJSON_AddStringToObject(r, "signature", sig) &&
          cJSON_AddNumberToObject(r, "secure_version", release->rel.secure_version) &&
          cJSON_AddBoolToObject(r, "allow_downgrade", release->rel.allow_downgrade);
   }

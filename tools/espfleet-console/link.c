@@ -56,8 +56,10 @@ static void on_message(void *arg, const char *topic, const void *payload, size_t
     l->dropped++;
     con_msg_free(old);
   }
-  if (l->tail) l->tail->next = m;
-  else l->head = m;
+  if (l->tail)
+    l->tail->next = m;
+  else
+    l->head = m;
   l->tail = m;
   l->queued++;
   pthread_cond_signal(&l->cv);
@@ -133,7 +135,8 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
     goto out;
   }
   if ((err = check_files(c)) != EF_OK) goto out;
-  if (c->password_file && (err = read_password(c->password_file, password, sizeof password)) != EF_OK) goto out;
+  if (c->password_file && (err = read_password(c->password_file, password, sizeof password)) != EF_OK)
+    goto out;
   l = calloc(1, sizeof *l);
   if (!l) {
     con_fail(EF_ERR_NOMEM, NULL);
@@ -154,8 +157,9 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
       .cert_file = c->cert_file,
       .key_file = c->key_file,
       .keepalive_s = EF_MQTT_DEFAULT_KEEPALIVE_S,
-      .connect_timeout_s = connect_timeout_s < EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S ? (int)connect_timeout_s + 1
-                                                                                 : EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S,
+      .connect_timeout_s = connect_timeout_s < EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S
+                               ? (int)connect_timeout_s + 1
+                               : EF_MQTT_DEFAULT_CONNECT_TIMEOUT_S,
       /* Nothing of ours should outlive the command on the broker. */
       .clean_session = true,
       .subscriptions = n_topics ? subs : NULL,
@@ -190,7 +194,8 @@ ef_err con_link_publish(con_link *l, const char *topic, const char *payload, boo
     goto out;
   }
   err = ef_mqtt_flush(l->session, (int)(timeout_s * 1000), NULL);
-  if (err != EF_OK) con_fail(err, "%s did not acknowledge the message on %s within %g s", l->uri, topic, timeout_s);
+  if (err != EF_OK)
+    con_fail(err, "%s did not acknowledge the message on %s within %g s", l->uri, topic, timeout_s);
 out:
   return err;
 }

@@ -15,9 +15,12 @@ bool con_topic_parse(const char *topic, const char *prefix, char device[EF_JOB_I
   const char *id = topic + pl + 9;
   const char *slash = strchr(id, '/');
   if (!slash || slash == id || (size_t)(slash - id) > EF_JOB_ID_MAX) return false;
-  if (strcmp(slash + 1, "state") == 0) *progress = false;
-  else if (strcmp(slash + 1, "progress") == 0) *progress = true;
-  else return false;
+  if (strcmp(slash + 1, "state") == 0)
+    *progress = false;
+  else if (strcmp(slash + 1, "progress") == 0)
+    *progress = true;
+  else
+    return false;
   memcpy(device, id, (size_t)(slash - id));
   device[slash - id] = '\0';
   /* a broker may carry any UTF-8 in a topic: only real device ids show */

@@ -40,7 +40,7 @@
 /** One host message as the firmware's buffer `r` holds it. */
 typedef struct {
   bool valid;
-  bool truncated;  /**< longer than EF_CTRL_FW_MSG_MAX: the rest was dropped */
+  bool truncated;   /**< longer than EF_CTRL_FW_MSG_MAX: the rest was dropped */
   size_t frame_len; /**< the whole frame's length as the host sent it */
   char endpoint[EF_TLV_MAX_EP + 1];
   uint8_t payload[EF_CTRL_FW_MSG_MAX];
@@ -62,15 +62,15 @@ typedef struct {
   uint8_t *scratch; /* SIM_SCRATCH_SIZE bytes: pty reads (server.c), flash read-back (firmware.c) */
 
   /* receive task */
-  sim_msg r;          /* the firmware's reassembly buffer */
-  sim_msg held;       /* the message the stalled receive task holds */
+  sim_msg r;    /* the firmware's reassembly buffer */
+  sim_msg held; /* the message the stalled receive task holds */
   uint64_t stall_since;
   uint64_t r_freed_at; /* when the control task last took `r` */
   uint64_t moves;      /* messages moved along the path, to know when to stop looping */
 
   /* control task */
-  uint64_t busy_until;     /* handling the current request until then; 0 = idle */
-  uint8_t answer[1024];    /* its answer, sent when the handling is done */
+  uint64_t busy_until;  /* handling the current request until then; 0 = idle */
+  uint8_t answer[1024]; /* its answer, sent when the handling is done */
   size_t answer_len;
   const char *answer_name; /* for the log */
   bool reset_when_done;    /* the chip resets instead of answering */

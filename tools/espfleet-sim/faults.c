@@ -8,12 +8,9 @@ static const struct {
   const char *name;
   bool needs_arg;
 } kinds[SIM_FAULT__COUNT] = {
-    [SIM_FAULT_BEGIN_FAIL] = {"begin-fail", false},
-    [SIM_FAULT_WRITE_FAIL] = {"write-fail", true},
-    [SIM_FAULT_END_REJECT] = {"end-reject", false},
-    [SIM_FAULT_DROP_RESPONSE] = {"drop-response", true},
-    [SIM_FAULT_RESET_AFTER] = {"reset-after", true},
-    [SIM_FAULT_BOOT_FAIL] = {"boot-fail", false},
+    [SIM_FAULT_BEGIN_FAIL] = {"begin-fail", false},  [SIM_FAULT_WRITE_FAIL] = {"write-fail", true},
+    [SIM_FAULT_END_REJECT] = {"end-reject", false},  [SIM_FAULT_DROP_RESPONSE] = {"drop-response", true},
+    [SIM_FAULT_RESET_AFTER] = {"reset-after", true}, [SIM_FAULT_BOOT_FAIL] = {"boot-fail", false},
     [SIM_FAULT_NO_ANSWER] = {"no-answer", false},
 };
 
@@ -30,9 +27,21 @@ static int parse_u64(const char *s, size_t len, uint64_t *out) {
   memcpy(buf, s, len);
   buf[len] = '\0';
   switch (buf[len - 1]) {
-  case 'k': case 'K': mult = 1024; buf[--len] = '\0'; break;
-  case 'm': case 'M': mult = 1024 * 1024; buf[--len] = '\0'; break;
-  case 'g': case 'G': mult = 1024 * 1024 * 1024; buf[--len] = '\0'; break;
+  case 'k':
+  case 'K':
+    mult = 1024;
+    buf[--len] = '\0';
+    break;
+  case 'm':
+  case 'M':
+    mult = 1024 * 1024;
+    buf[--len] = '\0';
+    break;
+  case 'g':
+  case 'G':
+    mult = 1024 * 1024 * 1024;
+    buf[--len] = '\0';
+    break;
   default: break;
   }
   if (len == 0 || buf[0] == '-') return -1;
@@ -88,8 +97,7 @@ bool sim_faults_fire(sim_faults *fs, sim_fault_kind kind, uint64_t value) {
   case SIM_FAULT_RESET_AFTER:
     if (value < f->arg) return false;
     break;
-  default:
-    break;
+  default: break;
   }
   if (f->remaining != UINT64_MAX) f->remaining--;
   return true;

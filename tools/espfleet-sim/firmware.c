@@ -17,7 +17,6 @@
 #include "espfleet/log.h"
 #include "espfleet/mkimage.h"
 
-
 /* ConfigHeartbeat clamps the period (slave_control.c: configure_heartbeat). */
 #define HB_MIN_S 10
 #define HB_MAX_S 3600
@@ -102,12 +101,18 @@ static void on_ota_write(sim_esp *s, const Espfleet__CtrlMsg *req, uint64_t star
   h->counters.ota_write++;
   s->ota_writes++;
   /* esp_ota_write's refusals, all answered FAILURE */
-  if (!s->ota_active) why = "no OTA in progress (ESP_ERR_INVALID_ARG)";
-  else if (len == 0) why = "empty chunk (ESP_ERR_INVALID_ARG)";
-  else if (s->ota_written == 0 && data[0] != EF_IMAGE_MAGIC) why = "first byte is not 0xE9 (ESP_ERR_OTA_VALIDATE_FAILED)";
-  else if (s->ota_written + len > h->slot_size) why = "past the end of the slot (ESP_ERR_INVALID_SIZE)";
-  else if (sim_faults_fire(&s->cfg->faults, SIM_FAULT_WRITE_FAIL, s->ota_writes)) why = "fault write-fail";
-  else if (sim_flash_write(s->flash, s->ota_slot, s->ota_written, data, len) != EF_OK) why = strerror(errno);
+  if (!s->ota_active)
+    why = "no OTA in progress (ESP_ERR_INVALID_ARG)";
+  else if (len == 0)
+    why = "empty chunk (ESP_ERR_INVALID_ARG)";
+  else if (s->ota_written == 0 && data[0] != EF_IMAGE_MAGIC)
+    why = "first byte is not 0xE9 (ESP_ERR_OTA_VALIDATE_FAILED)";
+  else if (s->ota_written + len > h->slot_size)
+    why = "past the end of the slot (ESP_ERR_INVALID_SIZE)";
+  else if (sim_faults_fire(&s->cfg->faults, SIM_FAULT_WRITE_FAIL, s->ota_writes))
+    why = "fault write-fail";
+  else if (sim_flash_write(s->flash, s->ota_slot, s->ota_written, data, len) != EF_OK)
+    why = strerror(errno);
   if (why) {
     ef_info("OTA write #%llu refused: %s", (unsigned long long)s->ota_writes, why);
     answer(s, req, SIM_FAILURE);
@@ -273,8 +278,10 @@ static void on_enable_disable(sim_esp *s, const Espfleet__CtrlMsg *req) {
   if (feature == FEATURE_WIFI) {
     s->flash->hdr.wifi = on;
   } else if (feature == FEATURE_BLUETOOTH) {
-    if (on && !s->cfg->has_bluetooth) resp = SIM_FAILURE;
-    else s->flash->hdr.bluetooth = on;
+    if (on && !s->cfg->has_bluetooth)
+      resp = SIM_FAILURE;
+    else
+      s->flash->hdr.bluetooth = on;
   } else {
     resp = SIM_FAILURE;
   }

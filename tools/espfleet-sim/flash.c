@@ -9,7 +9,7 @@
 
 #include "espfleet/log.h"
 
-#define SIM_FLASH_MAGIC "EFSIMFL"
+#define SIM_FLASH_MAGIC  "EFSIMFL"
 #define SIM_FLASH_FORMAT 2
 
 _Static_assert(sizeof(sim_flash_header) <= SIM_FLASH_HEADER_SIZE, "header must fit its block");
@@ -110,8 +110,8 @@ ef_err sim_flash_open(sim_flash *f, const char *path, uint64_t slot_size, bool l
   }
   err = load_header(f, path);
   if (err == EF_OK && f->hdr.slot_size != slot_size)
-    ef_warn("%s: keeps its slot size %llu (ignoring %llu)", path,
-            (unsigned long long)f->hdr.slot_size, (unsigned long long)slot_size);
+    ef_warn("%s: keeps its slot size %llu (ignoring %llu)", path, (unsigned long long)f->hdr.slot_size,
+            (unsigned long long)slot_size);
 out:
   if (err != EF_OK) sim_flash_close(f);
   return err;
@@ -146,8 +146,7 @@ ef_err sim_flash_erase(sim_flash *f, unsigned slot) {
   uint64_t off = slot_offset(f, slot);
   memset(&f->hdr.slots[slot], 0, sizeof f->hdr.slots[slot]);
   f->hdr.slots[slot].state = SIM_SLOT_EMPTY;
-  if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                (off_t)f->hdr.slot_size) == 0)
+  if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)f->hdr.slot_size) == 0)
     return EF_OK;
   /* no hole punching here (e.g. some tmpfs versions): zero the slot instead */
   for (uint64_t done = 0; done < f->hdr.slot_size;) {
@@ -160,8 +159,7 @@ ef_err sim_flash_erase(sim_flash *f, unsigned slot) {
   return EF_OK;
 }
 
-ef_err sim_flash_write(sim_flash *f, unsigned slot, uint64_t offset, const uint8_t *data,
-                       size_t len) {
+ef_err sim_flash_write(sim_flash *f, unsigned slot, uint64_t offset, const uint8_t *data, size_t len) {
   return pwrite_all(f->fd, data, len, slot_offset(f, slot) + offset);
 }
 

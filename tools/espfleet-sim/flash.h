@@ -25,22 +25,22 @@
 #include "espfleet/error.h"
 
 #define SIM_FLASH_HEADER_SIZE 4096
-#define SIM_FLASH_NO_SLOT 0xFFFFFFFFu
+#define SIM_FLASH_NO_SLOT     0xFFFFFFFFu
 
 /** Slot states, as stored and as printed by --show. */
 typedef enum {
-  SIM_SLOT_EMPTY = 0,    /**< never written, or erased */
-  SIM_SLOT_WRITING,      /**< OTA begun and not (successfully) ended */
-  SIM_SLOT_VALID,        /**< OTA end accepted the image: it can boot */
-  SIM_SLOT_REJECTED,     /**< OTA end refused the bytes written */
-  SIM_SLOT_BOOT_FAILED,  /**< selected, but failed to boot: rolled back */
+  SIM_SLOT_EMPTY = 0,   /**< never written, or erased */
+  SIM_SLOT_WRITING,     /**< OTA begun and not (successfully) ended */
+  SIM_SLOT_VALID,       /**< OTA end accepted the image: it can boot */
+  SIM_SLOT_REJECTED,    /**< OTA end refused the bytes written */
+  SIM_SLOT_BOOT_FAILED, /**< selected, but failed to boot: rolled back */
 } sim_slot_state;
 
 /** Facts of one slot (fixed layout: part of the file format). */
 typedef struct {
   uint32_t state; /**< sim_slot_state */
   uint32_t chip_id;
-  uint64_t length; /**< bytes written by the OTA that filled it */
+  uint64_t length;    /**< bytes written by the OTA that filled it */
   uint8_t sha256[32]; /**< of the image itself: header to appended digest */
   uint32_t secure_version;
   uint32_t reserved;
@@ -49,7 +49,7 @@ typedef struct {
   char idf_version[40];
   uint64_t image_length;      /**< the image's extent (<= length) */
   uint8_t written_sha256[32]; /**< of all `length` bytes written */
-  char release[32]; /**< ESP-Hosted release record, "" when the image has none */
+  char release[32];           /**< ESP-Hosted release record, "" when the image has none */
 } sim_slot_info;
 
 /** Totals since the file was created (fixed layout: part of the file format). */
@@ -76,9 +76,9 @@ typedef struct {
   uint32_t format_version;
   uint32_t header_size; /**< sizeof(sim_flash_header), to refuse other layouts */
   uint64_t slot_size;
-  uint32_t boot_slot; /**< 0, 1 or SIM_FLASH_NO_SLOT (otadata) */
-  uint32_t bluetooth; /**< 1 when Bluetooth is enabled */
-  uint32_t wifi;      /**< 1 when Wi-Fi is enabled */
+  uint32_t boot_slot;    /**< 0, 1 or SIM_FLASH_NO_SLOT (otadata) */
+  uint32_t bluetooth;    /**< 1 when Bluetooth is enabled */
+  uint32_t wifi;         /**< 1 when Wi-Fi is enabled */
   uint32_t running_slot; /**< slot that booted last, or SIM_FLASH_NO_SLOT */
   sim_slot_info slots[2];
   sim_counters counters;
@@ -119,8 +119,7 @@ ef_err sim_flash_write(sim_flash *f, unsigned slot, uint64_t offset, const uint8
                        size_t len) EF_MUST_CHECK;
 
 /** Reads @p len bytes at @p offset inside slot @p slot. */
-ef_err sim_flash_read(sim_flash *f, unsigned slot, uint64_t offset, uint8_t *data,
-                      size_t len) EF_MUST_CHECK;
+ef_err sim_flash_read(sim_flash *f, unsigned slot, uint64_t offset, uint8_t *data, size_t len) EF_MUST_CHECK;
 
 /** The slot that runs now: running_slot when it holds a valid image, else -1. */
 int sim_flash_running_slot(const sim_flash *f);

@@ -23,8 +23,8 @@ static const struct chip_facts {
   uint64_t slot_size;
   bool bluetooth;
 } chips[] = {
-    {"esp32", 1792 * 1024, true},  {"esp32s2", 1536 * 1024, false}, {"esp32s3", 1536 * 1024, true},
-    {"esp32c2", 0xF0000, true},    {"esp32c3", 1536 * 1024, true},   {"esp32c5", 1536 * 1024, true},
+    {"esp32", 1792 * 1024, true},   {"esp32s2", 1536 * 1024, false}, {"esp32s3", 1536 * 1024, true},
+    {"esp32c2", 0xF0000, true},     {"esp32c3", 1536 * 1024, true},  {"esp32c5", 1536 * 1024, true},
     {"esp32c6", 1536 * 1024, true}, {"esp32h2", 1024 * 1024, true},  {"esp32p4", 1024 * 1024, false},
 };
 
@@ -70,7 +70,8 @@ static void usage(FILE *to) {
           "  --rx-poll-ms N         the receive task's wait while its buffer is full\n"
           "                         (default 10, the firmware's vTaskDelay(10))\n"
           "  --fw-version NAME-a.b.c.d.e  ESP-Hosted release of the factory firmware and\n"
-          "                         of images without a release record (default " DEFAULT_RELEASE ")\n"
+          "                         of images without a release record (default " DEFAULT_RELEASE
+          ")\n"
           "  --fault SPEC           inject a fault (repeatable): begin-fail, write-fail:N,\n"
           "                         end-reject, drop-response:N, reset-after:BYTES,\n"
           "                         boot-fail, no-answer; add @K to fire at most K times\n"
@@ -84,9 +85,12 @@ static int parse_num(const char *opt, const char *s, uint64_t *out) {
   uint64_t mult = 1;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
-  if (*end == 'k' || *end == 'K') mult = 1024, end++;
-  else if (*end == 'm' || *end == 'M') mult = 1024 * 1024, end++;
-  else if (*end == 'g' || *end == 'G') mult = 1024 * 1024 * 1024, end++;
+  if (*end == 'k' || *end == 'K')
+    mult = 1024, end++;
+  else if (*end == 'm' || *end == 'M')
+    mult = 1024 * 1024, end++;
+  else if (*end == 'g' || *end == 'G')
+    mult = 1024 * 1024 * 1024, end++;
   if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > UINT64_MAX / mult) {
     fprintf(stderr, "espfleet-sim: %s: not a number: %s\n", opt, s);
     return -1;
@@ -106,8 +110,23 @@ typedef struct {
 /* Parses argv into @p a. @return -1 to run, 0 after --help or --version,
  * 2 on a usage error (before usage is printed). */
 static int parse_sim_args(int argc, char **argv, sim_args *a) {
-  enum { O_LINK = 256, O_FLASH, O_SHOW, O_CHIP, O_SLOT, O_REBOOT, O_DOWN, O_INIT, O_KBPS, O_ERASE,
-         O_LAT, O_FAULT, O_FW, O_POLL, O_VERSION };
+  enum {
+    O_LINK = 256,
+    O_FLASH,
+    O_SHOW,
+    O_CHIP,
+    O_SLOT,
+    O_REBOOT,
+    O_DOWN,
+    O_INIT,
+    O_KBPS,
+    O_ERASE,
+    O_LAT,
+    O_FAULT,
+    O_FW,
+    O_POLL,
+    O_VERSION
+  };
   static const struct option opts[] = {
       {"link", required_argument, NULL, O_LINK},
       {"flash", required_argument, NULL, O_FLASH},
@@ -201,8 +220,11 @@ static void block_signals_for_server(void) {
 }
 
 int main(int argc, char **argv) {
-  sim_args a = {.cfg = {.reboot_delay_ms = 5000, .down_ms = 200, .init_delay_ms = 50,
-                        .erase_ms_per_4k = DEFAULT_ERASE_MS_PER_4K, .rx_poll_ms = DEFAULT_RX_POLL_MS},
+  sim_args a = {.cfg = {.reboot_delay_ms = 5000,
+                        .down_ms = 200,
+                        .init_delay_ms = 50,
+                        .erase_ms_per_4k = DEFAULT_ERASE_MS_PER_4K,
+                        .rx_poll_ms = DEFAULT_RX_POLL_MS},
                 .chip = "esp32s3"};
   sim_flash flash = {.fd = -1};
   int rc;

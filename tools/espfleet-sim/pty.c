@@ -100,7 +100,8 @@ sim_pty_events sim_pty_take_events(sim_pty *p) {
         if (p->host_opens++ > 0) ev.concurrent++;
       }
       if ((e->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && p->host_opens > 0) p->host_opens--;
-      ef_debug("link: %s%s (%d open)", e->mask & IN_OPEN ? "open" : "", e->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) ? "close" : "", p->host_opens);
+      ef_debug("link: %s%s (%d open)", e->mask & IN_OPEN ? "open" : "",
+               e->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) ? "close" : "", p->host_opens);
       q += sizeof *e + e->len;
     }
   }

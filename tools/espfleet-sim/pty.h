@@ -26,10 +26,10 @@
 #include "espfleet/error.h"
 
 typedef struct {
-  int master;       /**< non-blocking; -1 when down */
-  int slave;        /**< the simulator's own slave descriptor */
-  int watch_fd;     /**< inotify descriptor that reports opens of the slave, or -1 */
-  int host_opens;   /**< host descriptors open on the slave now (as far as inotify tells) */
+  int master;     /**< non-blocking; -1 when down */
+  int slave;      /**< the simulator's own slave descriptor */
+  int watch_fd;   /**< inotify descriptor that reports opens of the slave, or -1 */
+  int host_opens; /**< host descriptors open on the slave now (as far as inotify tells) */
   char slave_path[64];
   const char *link; /**< published path (caller-owned string) */
 } sim_pty;

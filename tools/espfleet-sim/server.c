@@ -21,7 +21,7 @@
 #include "espfleet/image.h"
 #include "espfleet/log.h"
 
-#define OUT_CAP (256 * 1024)
+#define OUT_CAP        (256 * 1024)
 #define OUT_HIGH_WATER (64 * 1024) /* stop handling requests while this much is unsent */
 
 uint64_t sim_now_ns(void) { return (uint64_t)ef_mono_ns(); }
@@ -291,9 +291,12 @@ static void boot(sim_esp *s) {
     slot = -1;
   }
   if (slot < 0) {
-    if (prev >= 0) slot = prev;
-    else if (h->slots[0].state == SIM_SLOT_VALID) slot = 0;
-    else if (h->slots[1].state == SIM_SLOT_VALID) slot = 1;
+    if (prev >= 0)
+      slot = prev;
+    else if (h->slots[0].state == SIM_SLOT_VALID)
+      slot = 0;
+    else if (h->slots[1].state == SIM_SLOT_VALID)
+      slot = 1;
     h->boot_slot = slot >= 0 ? (uint32_t)slot : SIM_FLASH_NO_SLOT;
   }
   h->running_slot = slot >= 0 ? (uint32_t)slot : SIM_FLASH_NO_SLOT;
@@ -394,7 +397,10 @@ static void wait_io(sim_esp *s, uint64_t deadline) {
 }
 
 ef_err sim_serve(sim_config *cfg, sim_flash *flash) {
-  sim_esp srv = {.cfg = cfg, .flash = flash, .sig_fd = -1, .running = -1,
+  sim_esp srv = {.cfg = cfg,
+                 .flash = flash,
+                 .sig_fd = -1,
+                 .running = -1,
                  .pty = {.master = -1, .slave = -1, .watch_fd = -1}};
   sim_esp *s = &srv;
   sigset_t mask;

@@ -30,13 +30,17 @@ static cJSON *image_json(const sim_slot_info *s, unsigned index, bool with_state
     cJSON_AddStringToObject(o, "sha256", sha);
     ef_hex(s->written_sha256, sizeof s->written_sha256, sha);
     cJSON_AddStringToObject(o, "written_sha256", sha);
-    if (s->release[0]) cJSON_AddStringToObject(o, "release", s->release);
-    else cJSON_AddNullToObject(o, "release");
+    if (s->release[0])
+      cJSON_AddStringToObject(o, "release", s->release);
+    else
+      cJSON_AddNullToObject(o, "release");
     cJSON_AddStringToObject(o, "version", s->version);
     cJSON_AddStringToObject(o, "project", s->project);
     cJSON_AddStringToObject(o, "idf_version", s->idf_version);
-    if (chip) cJSON_AddStringToObject(o, "chip", chip);
-    else cJSON_AddNumberToObject(o, "chip", s->chip_id);
+    if (chip)
+      cJSON_AddStringToObject(o, "chip", chip);
+    else
+      cJSON_AddNumberToObject(o, "chip", s->chip_id);
     cJSON_AddNumberToObject(o, "secure_version", s->secure_version);
   } else {
     cJSON_AddNullToObject(o, "sha256");
@@ -72,12 +76,18 @@ ef_err sim_show(const sim_flash *f) {
     const char *name;
     uint64_t value;
   } rows[] = {
-      {"ota_begin", c->ota_begin},     {"ota_write", c->ota_write},
-      {"ota_write_bytes", c->ota_write_bytes}, {"ota_end", c->ota_end},
-      {"ota_end_rejected", c->ota_end_rejected}, {"boots", c->boots},
-      {"requests", c->requests},       {"truncated", c->truncated},
-      {"unanswered", c->unanswered},   {"rx_stalls", c->rx_stalls},
-      {"dropped_closed", c->dropped_closed}, {"concurrent_opens", c->concurrent_opens},
+      {"ota_begin", c->ota_begin},
+      {"ota_write", c->ota_write},
+      {"ota_write_bytes", c->ota_write_bytes},
+      {"ota_end", c->ota_end},
+      {"ota_end_rejected", c->ota_end_rejected},
+      {"boots", c->boots},
+      {"requests", c->requests},
+      {"truncated", c->truncated},
+      {"unanswered", c->unanswered},
+      {"rx_stalls", c->rx_stalls},
+      {"dropped_closed", c->dropped_closed},
+      {"concurrent_opens", c->concurrent_opens},
       {"panics", c->panics},
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)

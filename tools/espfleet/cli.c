@@ -35,13 +35,24 @@ bool cli_parse_size(const char *s, uint64_t *out) {
   if (errno != 0) return false;
   unsigned shift = 0;
   switch (toupper((unsigned char)*end)) {
-    case 'K': shift = 10; end++; break;
-    case 'M': shift = 20; end++; break;
-    case 'G': shift = 30; end++; break;
-    default: break;
+  case 'K':
+    shift = 10;
+    end++;
+    break;
+  case 'M':
+    shift = 20;
+    end++;
+    break;
+  case 'G':
+    shift = 30;
+    end++;
+    break;
+  default: break;
   }
-  if (shift && strcasecmp(end, "iB") == 0) end += 2;
-  else if (strcasecmp(end, "B") == 0) end += 1;
+  if (shift && strcasecmp(end, "iB") == 0)
+    end += 2;
+  else if (strcasecmp(end, "B") == 0)
+    end += 1;
   if (*end != '\0') return false;
   if (shift && v > (~0ULL >> shift)) return false;
   *out = (uint64_t)v << shift;

@@ -79,19 +79,14 @@ static void on_progress(void *arg, uint64_t done, uint64_t total) {
 static void on_phase(void *arg, ef_ota_phase phase) {
   flash_ui *ui = arg;
   switch (phase) {
-    case EF_OTA_PHASE_TRANSFER:
-      fprintf(stderr, "OTA begin accepted by %s; writing\n", ui->device);
-      break;
-    case EF_OTA_PHASE_VERIFY:
-      cli_progress_end(&ui->progress);
-      fprintf(stderr, "verifying\n");
-      break;
-    case EF_OTA_PHASE_ACTIVATE:
-      fprintf(stderr, "activating (OTA end)\n");
-      break;
+  case EF_OTA_PHASE_TRANSFER: fprintf(stderr, "OTA begin accepted by %s; writing\n", ui->device); break;
+  case EF_OTA_PHASE_VERIFY:
+    cli_progress_end(&ui->progress);
+    fprintf(stderr, "verifying\n");
+    break;
+  case EF_OTA_PHASE_ACTIVATE: fprintf(stderr, "activating (OTA end)\n"); break;
   }
 }
-
 
 static bool should_cancel(void *arg) {
   (void)arg;
@@ -112,8 +107,17 @@ typedef struct {
 /* Parses argv into @p a. @return -1 when the command should run, or the
  * usage error's exit status (the message printed). */
 static int parse_flash_args(int argc, char **argv, flash_args *a) {
-  enum { O_DEVICE = 256, O_CHIP, O_CHUNK, O_WINDOW, O_TIMEOUT, O_BEGIN_TIMEOUT, O_BOOT_TIMEOUT, O_MAX_SIZE,
-         O_NO_WAIT };
+  enum {
+    O_DEVICE = 256,
+    O_CHIP,
+    O_CHUNK,
+    O_WINDOW,
+    O_TIMEOUT,
+    O_BEGIN_TIMEOUT,
+    O_BOOT_TIMEOUT,
+    O_MAX_SIZE,
+    O_NO_WAIT
+  };
   static const struct option opts[] = {
       {"device", required_argument, NULL, O_DEVICE},
       {"chip", required_argument, NULL, O_CHIP},
@@ -141,32 +145,35 @@ static int parse_flash_args(int argc, char **argv, flash_args *a) {
   while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
     const char *bad = NULL;
     switch (c) {
-      case O_DEVICE: a->co.device = optarg; break;
-      case O_CHIP: chip_name = optarg; break;
-      case O_CHUNK:
-        if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_CHUNK, &a->chunk)) bad = "--chunk-size (1.." EF_STR(EF_CTRL_MAX_CHUNK) ": the firmware drops messages above " EF_STR(EF_CTRL_FW_MSG_MAX) " bytes)";
-        break;
-      case O_WINDOW:
-        if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_WINDOW, &l)) bad = "--window (1.." EF_STR(EF_CTRL_MAX_WINDOW) ")";
-        a->co.window = (int)l;
-        break;
-      case O_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l)) bad = "--timeout-ms";
-        a->co.timeout_ms = (int)l;
-        break;
-      case O_BEGIN_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l)) bad = "--begin-timeout-ms";
-        a->co.ota_begin_timeout_ms = (int)l;
-        break;
-      case O_BOOT_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &a->boot_timeout_ms)) bad = "--boot-timeout-ms";
-        break;
-      case O_MAX_SIZE:
-        if (!cli_parse_size(optarg, &a->max_size)) bad = "--max-size";
-        break;
-      case O_NO_WAIT: a->wait = false; break;
-      case ':': return cli_usage_error("flash", "option '%s' needs a value", argv[optind - 1]);
-      default: return cli_usage_error("flash", "unknown option '%s'", argv[optind - 1]);
+    case O_DEVICE: a->co.device = optarg; break;
+    case O_CHIP: chip_name = optarg; break;
+    case O_CHUNK:
+      if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_CHUNK, &a->chunk))
+        bad = "--chunk-size (1.." EF_STR(EF_CTRL_MAX_CHUNK) ": the firmware drops messages above " EF_STR(
+            EF_CTRL_FW_MSG_MAX) " bytes)";
+      break;
+    case O_WINDOW:
+      if (!cli_parse_long(optarg, 1, EF_CTRL_MAX_WINDOW, &l))
+        bad = "--window (1.." EF_STR(EF_CTRL_MAX_WINDOW) ")";
+      a->co.window = (int)l;
+      break;
+    case O_TIMEOUT:
+      if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l)) bad = "--timeout-ms";
+      a->co.timeout_ms = (int)l;
+      break;
+    case O_BEGIN_TIMEOUT:
+      if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l)) bad = "--begin-timeout-ms";
+      a->co.ota_begin_timeout_ms = (int)l;
+      break;
+    case O_BOOT_TIMEOUT:
+      if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &a->boot_timeout_ms)) bad = "--boot-timeout-ms";
+      break;
+    case O_MAX_SIZE:
+      if (!cli_parse_size(optarg, &a->max_size)) bad = "--max-size";
+      break;
+    case O_NO_WAIT: a->wait = false; break;
+    case ':': return cli_usage_error("flash", "option '%s' needs a value", argv[optind - 1]);
+    default: return cli_usage_error("flash", "unknown option '%s'", argv[optind - 1]);
     }
     if (bad) return cli_usage_error("flash", "bad value '%s' for %s", optarg, bad);
   }
@@ -218,7 +225,8 @@ static ef_err wait_for_new_firmware(ef_ctrl *ctrl, long boot_timeout_ms, ef_stat
   /* ef_ctrl_wait_boot waits for the reboot itself first: the old firmware
    * keeps answering until then. */
   ef_status why = EF_STATUS_INIT;
-  ef_err err = ef_ctrl_wait_boot(ctrl, boot_timeout_ms > 0x7fffffff ? 0x7fffffff : (int)boot_timeout_ms, &fw, &why);
+  ef_err err =
+      ef_ctrl_wait_boot(ctrl, boot_timeout_ms > 0x7fffffff ? 0x7fffffff : (int)boot_timeout_ms, &fw, &why);
   if (err != EF_OK) return ef_status_fail(st, err, "OTA end was accepted, but %s", why.detail);
   ef_fw_version_format(&fw, fw_text, sizeof fw_text);
   printf("firmware %s\n", fw_text);

@@ -46,15 +46,15 @@ int cmd_info(int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
     switch (c) {
-      case O_DEVICE: co.device = optarg; break;
-      case O_TIMEOUT:
-        if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l))
-          return cli_usage_error("info", "bad value '%s' for --timeout-ms", optarg);
-        co.timeout_ms = (int)l;
-        break;
-      case O_JSON: json = true; break;
-      case ':': return cli_usage_error("info", "option '%s' needs a value", argv[optind - 1]);
-      default: return cli_usage_error("info", "unknown option '%s'", argv[optind - 1]);
+    case O_DEVICE: co.device = optarg; break;
+    case O_TIMEOUT:
+      if (!cli_parse_long(optarg, 1, CLI_MAX_TIMEOUT_MS, &l))
+        return cli_usage_error("info", "bad value '%s' for --timeout-ms", optarg);
+      co.timeout_ms = (int)l;
+      break;
+    case O_JSON: json = true; break;
+    case ':': return cli_usage_error("info", "option '%s' needs a value", argv[optind - 1]);
+    default: return cli_usage_error("info", "unknown option '%s'", argv[optind - 1]);
     }
   }
   if (optind < argc) return cli_usage_error("info", "unexpected argument '%s'", argv[optind]);

@@ -120,11 +120,11 @@ static void flash_size_name(uint8_t code, char *buf, size_t n) {
 static const char *flash_speed_name(uint16_t chip, uint8_t code) {
   if (chip != 0x0000 && chip != 0x0002 && chip != 0x0005 && chip != 0x0009) return NULL;
   switch (code) {
-    case 0x0: return "40m";
-    case 0x1: return "26m";
-    case 0x2: return "20m";
-    case 0xF: return "80m";
-    default: return NULL;
+  case 0x0: return "40m";
+  case 0x1: return "26m";
+  case 0x2: return "20m";
+  case 0xF: return "80m";
+  default: return NULL;
   }
 }
 

@@ -48,11 +48,10 @@ const char cli_mkimage_usage[] =
  * should run, false after printing a usage error (exit CLI_USAGE). */
 static bool parse_mkimage_args(int argc, char **argv, ef_mkimage_options *o, const char **out_path) {
   static const struct option opts[] = {
-      {"chip", required_argument, NULL, 'c'},    {"version", required_argument, NULL, 'v'},
-      {"project", required_argument, NULL, 'p'}, {"size", required_argument, NULL, 's'},
+      {"chip", required_argument, NULL, 'c'},           {"version", required_argument, NULL, 'v'},
+      {"project", required_argument, NULL, 'p'},        {"size", required_argument, NULL, 's'},
       {"secure-version", required_argument, NULL, 'S'}, {"output", required_argument, NULL, 'o'},
-      {"hosted-release", required_argument, NULL, 'R'},
-      {NULL, 0, NULL, 0},
+      {"hosted-release", required_argument, NULL, 'R'}, {NULL, 0, NULL, 0},
   };
   const char *chip = NULL;
   bool have_size = false;
@@ -63,41 +62,39 @@ static bool parse_mkimage_args(int argc, char **argv, ef_mkimage_options *o, con
   optind = 1;
   while ((c = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
     switch (c) {
-      case 'c': chip = optarg; break;
-      case 'v': o->version = optarg; break;
-      case 'p': o->project = optarg; break;
-      case 's':
-        if (!cli_parse_size(optarg, &o->size)) return USAGE_ERROR("bad --size '%s'", optarg);
-        have_size = true;
-        break;
-      case 'S':
-        if (!cli_parse_long(optarg, 0, UINT32_MAX, &l))
-          return USAGE_ERROR("bad --secure-version '%s'", optarg);
-        o->secure_version = (uint32_t)l;
-        break;
-      case 'o': *out_path = optarg; break;
-      case 'R': {
-        ef_fw_version rel;
-        if (ef_fw_version_parse(optarg, &rel) != EF_OK || strlen(optarg) > EF_MKIMAGE_RELEASE_MAX)
-          return USAGE_ERROR("bad --hosted-release '%s' (NAME-a.b.c.d.e, at most %d characters)",
-                                 optarg, EF_MKIMAGE_RELEASE_MAX);
-        o->hosted_release = optarg;
-        break;
-      }
-      case ':': return USAGE_ERROR("option '%s' needs a value", argv[optind - 1]);
-      default: return USAGE_ERROR("unknown option '%s'", argv[optind - 1]);
+    case 'c': chip = optarg; break;
+    case 'v': o->version = optarg; break;
+    case 'p': o->project = optarg; break;
+    case 's':
+      if (!cli_parse_size(optarg, &o->size)) return USAGE_ERROR("bad --size '%s'", optarg);
+      have_size = true;
+      break;
+    case 'S':
+      if (!cli_parse_long(optarg, 0, UINT32_MAX, &l)) return USAGE_ERROR("bad --secure-version '%s'", optarg);
+      o->secure_version = (uint32_t)l;
+      break;
+    case 'o': *out_path = optarg; break;
+    case 'R': {
+      ef_fw_version rel;
+      if (ef_fw_version_parse(optarg, &rel) != EF_OK || strlen(optarg) > EF_MKIMAGE_RELEASE_MAX)
+        return USAGE_ERROR("bad --hosted-release '%s' (NAME-a.b.c.d.e, at most %d characters)", optarg,
+                           EF_MKIMAGE_RELEASE_MAX);
+      o->hosted_release = optarg;
+      break;
+    }
+    case ':': return USAGE_ERROR("option '%s' needs a value", argv[optind - 1]);
+    default: return USAGE_ERROR("unknown option '%s'", argv[optind - 1]);
     }
   }
   if (optind < argc) return USAGE_ERROR("unexpected argument '%s'", argv[optind]);
   if (!chip || !o->version || !o->project || !have_size || !*out_path)
     return USAGE_ERROR("--chip, --version, --project, --size and -o are required");
-  if (ef_chip_from_name(chip, &o->chip_id) != EF_OK)
-    return USAGE_ERROR("unknown chip '%s'", chip);
+  if (ef_chip_from_name(chip, &o->chip_id) != EF_OK) return USAGE_ERROR("unknown chip '%s'", chip);
   if (strlen(o->version) > 31 || strlen(o->project) > 31)
     return USAGE_ERROR("--version and --project hold at most 31 characters");
   if (o->size < EF_MKIMAGE_MIN_SIZE || o->size > EF_MKIMAGE_MAX_SIZE)
     return USAGE_ERROR("--size must be between %u and %llu bytes", EF_MKIMAGE_MIN_SIZE,
-                           (unsigned long long)EF_MKIMAGE_MAX_SIZE);
+                       (unsigned long long)EF_MKIMAGE_MAX_SIZE);
   return true;
 }
 

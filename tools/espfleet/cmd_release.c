@@ -122,9 +122,12 @@ int cmd_keygen(int argc, char **argv) {
 int cmd_sign(int argc, char **argv) {
   enum { O_KEY = 256, O_ID, O_REL, O_DOWN, O_DRIVER };
   static const struct option opts[] = {
-      {"key", required_argument, NULL, O_KEY},       {"key-id", required_argument, NULL, O_ID},
-      {"hosted-release", required_argument, NULL, O_REL}, {"allow-downgrade", no_argument, NULL, O_DOWN},
-      {"driver-update", no_argument, NULL, O_DRIVER}, {"output", required_argument, NULL, 'o'},
+      {"key", required_argument, NULL, O_KEY},
+      {"key-id", required_argument, NULL, O_ID},
+      {"hosted-release", required_argument, NULL, O_REL},
+      {"allow-downgrade", no_argument, NULL, O_DOWN},
+      {"driver-update", no_argument, NULL, O_DRIVER},
+      {"output", required_argument, NULL, 'o'},
       {NULL, 0, NULL, 0},
   };
   const char *key_path = NULL, *key_id = NULL, *rel = NULL, *out_path = NULL;
@@ -156,8 +159,11 @@ int cmd_sign(int argc, char **argv) {
   if (rel && ef_fw_version_parse(rel, &fw) != EF_OK)
     return cli_usage_error("sign", "bad --hosted-release '%s' (NAME-a.b.c.d.e)", rel);
   memset(&m, 0, sizeof m);
-  if (strlen(key_id) > EF_RELEASE_KEY_ID_MAX || strspn(key_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                                                "0123456789._:-") != strlen(key_id) || !*key_id)
+  if (strlen(key_id) > EF_RELEASE_KEY_ID_MAX ||
+      strspn(key_id,
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+             "0123456789._:-") != strlen(key_id) ||
+      !*key_id)
     return cli_usage_error("sign", "bad --key-id '%s' (1-64 of [A-Za-z0-9._:-])", key_id);
   snprintf(m.key_id, sizeof m.key_id, "%s", key_id);
   ef_err err = release_of_image(argv[optind], &m.rel, why, sizeof why);
@@ -207,8 +213,9 @@ static char *read_small(const char *path, size_t *len) {
 
 int cmd_verify(int argc, char **argv) {
   enum { O_PUB = 256, O_IMAGE };
-  static const struct option opts[] = {
-      {"pub", required_argument, NULL, O_PUB}, {"image", required_argument, NULL, O_IMAGE}, {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"pub", required_argument, NULL, O_PUB},
+                                       {"image", required_argument, NULL, O_IMAGE},
+                                       {NULL, 0, NULL, 0}};
   const char *pub = NULL, *image = NULL;
   ef_release_key *k = NULL;
   ef_status st = EF_STATUS_INIT;
@@ -247,10 +254,14 @@ int cmd_verify(int argc, char **argv) {
       goto out;
     }
     /* the same checks a device makes, in the same codes */
-    if (strcmp(r.sha256_hex, m.rel.sha256_hex) != 0) err = EF_ERR_HASH_MISMATCH;
-    else if (r.size != m.rel.size) err = EF_ERR_SIZE_MISMATCH;
-    else if (strcmp(r.chip, m.rel.chip) != 0) err = EF_ERR_CHIP_MISMATCH;
-    else if (strcmp(r.project, m.rel.project) != 0) err = EF_ERR_PROJECT_MISMATCH;
+    if (strcmp(r.sha256_hex, m.rel.sha256_hex) != 0)
+      err = EF_ERR_HASH_MISMATCH;
+    else if (r.size != m.rel.size)
+      err = EF_ERR_SIZE_MISMATCH;
+    else if (strcmp(r.chip, m.rel.chip) != 0)
+      err = EF_ERR_CHIP_MISMATCH;
+    else if (strcmp(r.project, m.rel.project) != 0)
+      err = EF_ERR_PROJECT_MISMATCH;
     else if (strcmp(r.version, m.rel.version) != 0 || r.secure_version != m.rel.secure_version)
       err = EF_ERR_VERSION_MISMATCH;
     if (err != EF_OK) {
@@ -259,8 +270,8 @@ int cmd_verify(int argc, char **argv) {
       goto out;
     }
   }
-  printf("%s: signed by %s, %s %s for %s%s\n", argv[optind], m.key_id, m.rel.project, m.rel.version, m.rel.chip,
-         image ? ", image matches" : "");
+  printf("%s: signed by %s, %s %s for %s%s\n", argv[optind], m.key_id, m.rel.project, m.rel.version,
+         m.rel.chip, image ? ", image matches" : "");
   rc = CLI_OK;
 out:
   free(text);

@@ -36,12 +36,9 @@ static const struct {
   int (*run)(int argc, char **argv);
   const char *usage;
 } commands[] = {
-    {"inspect", cmd_inspect, cli_inspect_usage},
-    {"mkimage", cmd_mkimage, cli_mkimage_usage},
-    {"flash", cmd_flash, cli_flash_usage},
-    {"info", cmd_info, cli_info_usage},
-    {"keygen", cmd_keygen, cli_keygen_usage},
-    {"sign", cmd_sign, cli_sign_usage},
+    {"inspect", cmd_inspect, cli_inspect_usage}, {"mkimage", cmd_mkimage, cli_mkimage_usage},
+    {"flash", cmd_flash, cli_flash_usage},       {"info", cmd_info, cli_info_usage},
+    {"keygen", cmd_keygen, cli_keygen_usage},    {"sign", cmd_sign, cli_sign_usage},
     {"verify", cmd_verify, cli_verify_usage},
 };
 

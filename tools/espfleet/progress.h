@@ -12,8 +12,8 @@
 typedef struct {
   FILE *out;
   bool tty;
-  bool drawn;       /* a bar is on screen without its newline */
-  int last_step;    /* last 10 % step printed (plain mode) */
+  bool drawn;           /* a bar is on screen without its newline */
+  int last_step;        /* last 10 % step printed (plain mode) */
   int64_t start_ms;     /* monotonic */
   int64_t last_draw_ms; /* monotonic; 0 = never */
 } cli_progress;

@@ -49,26 +49,28 @@ static void *wait_signals(void *arg) {
 /* Parses argv. @return -1 to run, 0 after --help or --version, 2 on a
  * usage error (printed). */
 static int parse_args(int argc, char **argv, const char **config_path, bool *check_only) {
-  static const struct option opts[] = {
-      {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
-      {"log-level", required_argument, NULL, 'l'}, {"version", no_argument, NULL, 'V'},
-      {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"check-config", no_argument, NULL, 'k'},
+                                       {"log-level", required_argument, NULL, 'l'},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   int level = EF_LOG_INFO;
   int c;
   while ((c = getopt_long(argc, argv, "c:l:hV", opts, NULL)) != -1) {
     switch (c) {
-      case 'c': *config_path = optarg; break;
-      case 'k': *check_only = true; break;
-      case 'l':
-        level = ef_log_level_parse(optarg);
-        if (level < 0) {
-          fprintf(stderr, "espfleetd: --log-level: expected error, warn, info or debug\n");
-          return 2;
-        }
-        break;
-      case 'V': printf("espfleetd %s\n", ESPFLEET_VERSION); return 0;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+    case 'c': *config_path = optarg; break;
+    case 'k': *check_only = true; break;
+    case 'l':
+      level = ef_log_level_parse(optarg);
+      if (level < 0) {
+        fprintf(stderr, "espfleetd: --log-level: expected error, warn, info or debug\n");
+        return 2;
+      }
+      break;
+    case 'V': printf("espfleetd %s\n", ESPFLEET_VERSION); return 0;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
     }
   }
   if (!*config_path || optind != argc) {
@@ -102,7 +104,8 @@ static bool check_state_dir(const char *path, const ef_config *cfg) {
     fprintf(stderr, "%s: state_dir: %s\n", path, st.detail);
     return false;
   }
-  if (missing) printf("%s: state_dir %s does not exist yet: espfleetd creates it at start\n", path, cfg->state_dir);
+  if (missing)
+    printf("%s: state_dir %s does not exist yet: espfleetd creates it at start\n", path, cfg->state_dir);
   return true;
 }
 
