@@ -28,8 +28,8 @@ size_t ef_tlv_encode(const char *endpoint, const uint8_t *payload, size_t payloa
   *p++ = EF_TLV_TYPE_EP;
   put_le16(p, ep_len);
   p += 2;
-  memcpy(p, endpoint,
-         ep_len); // NOLINT(bugprone-not-null-terminated-result): length-prefixed bytes, no NUL on the wire
+  // NOLINTNEXTLINE(bugprone-not-null-terminated-result): length-prefixed bytes, no NUL on the wire
+  memcpy(p, endpoint, ep_len);
   p += ep_len;
   *p++ = EF_TLV_TYPE_DATA;
   put_le16(p, payload_len);

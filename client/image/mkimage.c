@@ -159,8 +159,8 @@ static ef_err write_app_desc(writer *w, const ef_mkimage_options *o, const uint8
 
 static ef_err write_release(writer *w, const char *release) {
   uint8_t r[EF_MKIMAGE_RELEASE_RECORD_SIZE] = {0};
-  memcpy(r, EF_MKIMAGE_RELEASE_MAGIC,
-         8); // NOLINT(bugprone-not-null-terminated-result): an 8-byte magic, no NUL
+  // NOLINTNEXTLINE(bugprone-not-null-terminated-result): an 8-byte magic, no NUL
+  memcpy(r, EF_MKIMAGE_RELEASE_MAGIC, 8);
   put_str(r + 8, release);
   return emit(w, r, sizeof r, true);
 }

@@ -280,8 +280,8 @@ static void unacked_resend(ef_mqtt *s) {
   pthread_mutex_lock(&s->mu);
   s->n_early = 0; /* acks of the old connection are all in */
   if (s->n_unacked > 0)
-    batch = malloc((size_t)s->n_unacked *
-                   sizeof *batch); // NOLINT(bugprone-sizeof-expression): an array of pointers
+    // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers
+    batch = malloc((size_t)s->n_unacked * sizeof *batch);
   for (struct unacked *u = s->head, *next; u && batch; u = next) {
     next = u->next;
     if (u->token == TOKEN_SENDING || (u->token >= 0 && token_in(pending, u->token))) continue;
