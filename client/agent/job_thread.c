@@ -371,6 +371,37 @@ static bool retry_download(ef_agent *a, const ef_status *st, const ef_ota_result
   return true;
 }
 
+/* No reboot comes to reset it after a failed update: whatever the engine
+ * turned off (even for an OTA begin that was refused or timed out) goes back
+ * on. A canceled job still does it (a stop does not wait: the job resumes at
+ * the next start). */
+static void restore_bluetooth(ef_agent *a, ef_ctrl *ctrl, bool bt_off) {
+  ef_status bt = EF_STATUS_INIT;
+  ef_ctrl_set_cancel_cb(ctrl, stop_requested, a);
+  if (bt_off && ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true, &bt) != EF_OK)
+    ef_warn("could not re-enable Bluetooth after the failed update: %s", bt.detail);
+}
+
+/* A successful update: the journal's installed app and anti-rollback floor
+ * (it rises with what was installed, never falls), and the state's app. */
+static void record_install(ef_agent *a, const ef_ota_result *res) {
+  ef_app_info app;
+  pthread_mutex_lock(&a->lock);
+  memset(&app, 0, sizeof app);
+  copy_truncating(app.version, sizeof app.version, a->job.version);
+  copy_truncating(app.project, sizeof app.project, res->desc_known ? res->app.project_name : a->job.project);
+  copy_truncating(app.sha256_hex, sizeof app.sha256_hex, a->job.sha256_hex);
+  ef_journal_set_installed(&a->journal, &app);
+  if (res->desc_known)
+    ef_journal_set_floor(&a->journal, res->app.secure_version);
+  else if (a->job.has_release)
+    ef_journal_set_floor(&a->journal, a->job.secure_version);
+  a->state.app = app;
+  pthread_mutex_unlock(&a->lock);
+}
+
+static void report_outcome(ef_agent *a, ef_job_state final, ef_err err, ef_status *st, bool record);
+
 void *ef_agent_job_main(void *arg) {
   ef_agent *a = arg;
   ef_ctrl *ctrl = NULL;
@@ -430,14 +461,7 @@ void *ef_agent_job_main(void *arg) {
         final = EF_STATE_REJECTED;
       }
       if (!end_unknown) {
-        /* No reboot comes to reset it: whatever the engine turned off (even
-         * for an OTA begin that was refused or timed out) goes back on. */
-        ef_status bt = EF_STATUS_INIT;
-        /* A canceled job still turns it back on (a stop does not wait: the
-         * job resumes at the next start). */
-        ef_ctrl_set_cancel_cb(ctrl, stop_requested, a);
-        if (bt_off && ef_ctrl_feature(ctrl, EF_FEATURE_BLUETOOTH, true, &bt) != EF_OK)
-          ef_warn("could not re-enable Bluetooth after the failed update: %s", bt.detail);
+        restore_bluetooth(a, ctrl, bt_off);
         goto done;
       }
     }
@@ -456,36 +480,30 @@ void *ef_agent_job_main(void *arg) {
   }
   if (err != EF_OK) goto done;
   final = EF_STATE_SUCCEEDED;
-  pthread_mutex_lock(&a->lock);
-  ef_app_info app;
-  memset(&app, 0, sizeof app);
-  copy_truncating(app.version, sizeof app.version, a->job.version);
-  copy_truncating(app.project, sizeof app.project, res.desc_known ? res.app.project_name : a->job.project);
-  copy_truncating(app.sha256_hex, sizeof app.sha256_hex, a->job.sha256_hex);
-  ef_journal_set_installed(&a->journal, &app);
-  /* the anti-rollback floor rises with what was installed, never falls */
-  if (res.desc_known)
-    ef_journal_set_floor(&a->journal, res.app.secure_version);
-  else if (a->job.has_release)
-    ef_journal_set_floor(&a->journal, a->job.secure_version);
-  a->state.app = app;
-  pthread_mutex_unlock(&a->lock);
+  record_install(a, &res);
 
 done:
   ef_ctrl_close(ctrl);
+  report_outcome(a, final, err, &st, record);
+  return NULL;
+}
+
+/* The end of ef_agent_job_main: the final state, unless a service stop
+ * left the job to resume at the next start. */
+static void report_outcome(ef_agent *a, ef_job_state final, ef_err err, ef_status *st, bool record) {
   pthread_mutex_lock(&a->lock);
   a->state.bytes = atomic_load(&a->bytes);
   if (record && a->journal_failed && !a->past_ota_end) {
     /* whatever stopped it (the failed save, through ota_should_cancel) */
     final = EF_STATE_FAILED;
     err = EF_ERR_IO;
-    ef_status_clear(&st);
-    ef_status_fail(&st, EF_ERR_IO, "stopped before OTA end: %s", a->journal_failure.detail);
+    ef_status_clear(st);
+    ef_status_fail(st, EF_ERR_IO, "stopped before OTA end: %s", a->journal_failure.detail);
   }
   if (record) {
     ef_journal_clear_current(&a->journal);
     a->job_running = false; /* report as the state itself, not in passing */
-    report_final_locked(a, a->job.job_id, a->job_fingerprint, final, err, st.detail, a->attempt, true);
+    report_final_locked(a, a->job.job_id, a->job_fingerprint, final, err, st->detail, a->attempt, true);
     a->job_running = true;
   } else {
     ef_info("job %s: stopped before it finished; it resumes at the next start", a->job.job_id);
@@ -493,5 +511,4 @@ done:
   a->job_done = true;
   pthread_cond_signal(&a->wake);
   pthread_mutex_unlock(&a->lock);
-  return NULL;
 }
