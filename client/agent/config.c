@@ -1,5 +1,6 @@
 /* espfleetd's configuration: defaults, strict validation, every problem named. */
 #include "espfleet/config.h"
+#include "espfleet/text.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -74,11 +75,15 @@ static void check_keys(ctx_t *c, const cJSON *obj, const char *prefix, const cha
     bool ok = false;
     for (const char *const *k = known; *k; k++)
       if (strcmp(*k, it->string) == 0) ok = true;
-    if (!ok) problem(c, "%s%s: unknown key", prefix, it->string);
+    /* A key is the file's text, not ours: shown escaped and cut, so a
+     * problem line never carries control characters to a terminal. */
+    char key[64];
+    ef_text_escape(it->string, key, sizeof key);
+    if (!ok) problem(c, "%s%s: unknown key", prefix, key);
     /* cJSON keeps duplicates; the document would mean two things. */
     for (const cJSON *o = it->next; o; o = o->next)
       if (strcmp(o->string, it->string) == 0) {
-        problem(c, "%s%s: given more than once", prefix, it->string);
+        problem(c, "%s%s: given more than once", prefix, key);
         break;
       }
   }

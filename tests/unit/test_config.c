@@ -307,6 +307,28 @@ static void test_password_in_clear(void **state) {
   free(p);
 }
 
+/* A key is the file's text: a problem line shows it escaped and cut, never
+ * a terminal escape sequence (found by fuzz_config). */
+static void test_unknown_key_escaped(void **state) {
+  (void)state;
+  ef_config *c = malloc(sizeof *c);
+  ef_config_problems *p = malloc(sizeof *p);
+  char json[1024];
+  char long_key[301];
+  memset(long_key, 'k', 300);
+  long_key[300] = '\0';
+  snprintf(json, sizeof json,
+           "{\"device_id\":\"d\",\"mqtt\":{\"uri\":\"mqtt://h\"},\"x\\u001b[2J\":1,\"%s\":2}", long_key);
+  assert_int_equal(ef_config_parse(json, strlen(json), EF_CONFIG_SKIP_FILES, c, p, NULL), EF_ERR_CONFIG);
+  assert_true(has_problem(p, "x\\x1b[2J: unknown key"));
+  for (size_t i = 0; i < p->count; i++) {
+    for (const char *q = p->lines[i]; *q; q++) assert_true((unsigned char)*q >= 0x20);
+    assert_true(strlen(p->lines[i]) < 100);
+  }
+  free(c);
+  free(p);
+}
+
 /* The ESP32-C2's request queue (REQ_Q_MAX 3) is no limit: the firmware's
  * one receive buffer lets only one request wait in it (docs/esp-hosted.md). */
 static void test_window_of_esp32c2(void **state) {
@@ -430,6 +452,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tls_with_plain_uri, setup, teardown),
       cmocka_unit_test_setup_teardown(test_password_in_clear, setup, teardown),
       cmocka_unit_test_setup_teardown(test_window_of_esp32c2, setup, teardown),
+      cmocka_unit_test(test_unknown_key_escaped),
       cmocka_unit_test_setup_teardown(test_chunk_size_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_file_and_password, setup, teardown),
       cmocka_unit_test_setup_teardown(test_example_config, setup, teardown),
