@@ -8,18 +8,7 @@
 
 #include "espfleet/journal.h"
 #include "memfs.h"
-
-static bool same(const ef_journal *a, const ef_journal *b) {
-  if (a->has_current != b->has_current || a->has_waiting != b->has_waiting) return false;
-  if (a->has_current && (memcmp(&a->current, &b->current, sizeof a->current) != 0 ||
-                         a->attempt != b->attempt || a->phase != b->phase))
-    return false;
-  if (a->has_waiting && memcmp(&a->waiting, &b->waiting, sizeof a->waiting) != 0) return false;
-  if (memcmp(&a->installed, &b->installed, sizeof a->installed) != 0 || a->floor != b->floor) return false;
-  if (a->n_results != b->n_results || a->n_decisions != b->n_decisions) return false;
-  return memcmp(a->results, b->results, a->n_results * sizeof a->results[0]) == 0 &&
-         memcmp(a->decisions, b->decisions, a->n_decisions * sizeof a->decisions[0]) == 0;
-}
+#include "../unit/journal_same.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static ef_journal j, k;
@@ -37,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!ef_journal_durable(&j)) abort();
   if (ef_journal_save(&j, &st) != EF_OK) abort();
   if (ef_journal_load(&k, MEMFS_DIR, &d2, &st) != EF_OK) abort();
-  if (d2.dropped || d2.truncated || d2.floor_lost || !same(&j, &k)) abort();
+  if (d2.dropped || d2.truncated || d2.floor_lost || !journal_same(&j, &k)) abort();
   memfs_reset();
   ef_journal_io_set(NULL);
   return 0;

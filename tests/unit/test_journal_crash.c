@@ -32,6 +32,7 @@
 
 #include "espfleet/journal.h"
 #include "journal_io.h"
+#include "journal_same.h"
 
 #define SHA_A       "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 #define DIR_PATH    "/sim"
@@ -429,24 +430,6 @@ static void journal_b(ef_journal *j) {
   ef_journal_record_final(j, &r);
 }
 
-/* Same content: everything a load restores (not the bookkeeping).
- * Jobs are compared as whole objects on purpose, so a field added to ef_job
- * is covered without a change here: ef_job_parse zeroes the struct (padding
- * included) before filling it, on both sides. */
-static bool same(const ef_journal *a, const ef_journal *b) {
-  if (a->has_current != b->has_current || a->has_waiting != b->has_waiting) return false;
-  // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): whole ef_job on purpose, see above
-  if (a->has_current && (memcmp(&a->current, &b->current, sizeof a->current) != 0 ||
-                         a->attempt != b->attempt || a->phase != b->phase))
-    return false;
-  // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): whole ef_job on purpose, see above
-  if (a->has_waiting && memcmp(&a->waiting, &b->waiting, sizeof a->waiting) != 0) return false;
-  if (memcmp(&a->installed, &b->installed, sizeof a->installed) != 0 || a->floor != b->floor) return false;
-  if (a->n_results != b->n_results || a->n_decisions != b->n_decisions) return false;
-  return memcmp(a->results, b->results, a->n_results * sizeof a->results[0]) == 0 &&
-         memcmp(a->decisions, b->decisions, a->n_decisions * sizeof a->decisions[0]) == 0;
-}
-
 static ef_journal *fresh(void) {
   ef_journal *j = calloc(1, sizeof *j);
   assert_non_null(j);
@@ -529,7 +512,7 @@ static void crash_everywhere(setup_fn setup, void (*make)(ef_journal *), const c
         power_loss(keep, (data_mode)mode);
         runs++;
         ef_journal *got = load_sim(&d);
-        bool is_old = same(got, old), is_new = same(got, want);
+        bool is_old = journal_same(got, old), is_new = journal_same(got, want);
         if (d.dropped || d.truncated || !(is_old || is_new))
           fail_msg(
               "%s: power lost at step %ld of %ld (directory changes kept: %d, file data: %s): the journal "
@@ -594,7 +577,7 @@ static void test_failed_save_keeps_old(void **state) {
     assert_non_null(strstr(st.detail, "Input/output error"));
     /* what is on disk now (nothing lost: a failed call, not a power loss) */
     ef_journal *got = load_sim(NULL);
-    assert_true(same(got, a) || same(got, j));
+    assert_true(journal_same(got, a) || journal_same(got, j));
     free(got);
   }
   assert_true(ef_journal_durable(j));
@@ -751,10 +734,10 @@ static void test_round_trip_property(void **state) {
     if (ef_journal_save(j, &st) != EF_OK) fail_msg("save: %s", st.detail);
     ef_journal_damage d;
     ef_journal *k = load_sim(&d);
-    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): whole ef_job on purpose, as in same()
+    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): whole ef_job on purpose, as in journal_same()
     if (d.dropped || !k->has_current || memcmp(&k->current, &job, sizeof job) != 0)
       fail_msg("job %d does not come back from the journal (%s): %s", i, d.summary, doc);
-    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): whole ef_job on purpose, as in same()
+    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): whole ef_job on purpose, as in journal_same()
     if (wait && (!k->has_waiting || memcmp(&k->waiting, &other, sizeof other) != 0)) {
       char *x = ef_job_to_json(&k->waiting), *y = ef_job_to_json(&other);
       fail_msg("waiting job %d does not come back from the journal:\n%s\n%s\n%s", i, doc, x, y);
