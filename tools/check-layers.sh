@@ -2,7 +2,8 @@
 # Checks that the library's modules include only what their layer allows
 # (docs/architecture.md):
 #
-#   tools -> agent -> jobs -> ota / download / mqtt / release -> image / ctrl -> common
+#   tools -> agent / rollout -> protocol -> jobs -> ota / download / mqtt / release
+#         -> image / ctrl -> common
 #
 # A file of a module may include the public headers (espfleet/X.h) of its
 # own module and of modules in lower layers; not of a module in its own
@@ -30,7 +31,12 @@ declare -A LAYER=(
   # needs image and common only.
   [release]=2
   [jobs]=3
-  [agent]=4
+  # the MQTT contract shared by daemon, console and controller: topics,
+  # documents, the inbox
+  [protocol]=4
+  # the daemon's agent and the controller's rollout engine are siblings:
+  # both speak the protocol, neither knows the other
+  [agent]=5 [rollout]=5
 )
 
 # Module owning each public header (docs/architecture.md's module table).
@@ -43,7 +49,9 @@ declare -A OWNER=(
   [mqtt.h]=mqtt
   [release.h]=release
   [job.h]=jobs [journal.h]=jobs [report.h]=jobs [driver.h]=jobs
+  [protocol.h]=protocol [inbox.h]=protocol [rollout_doc.h]=protocol
   [agent.h]=agent [config.h]=agent
+  [rollout.h]=rollout [store.h]=rollout [controller.h]=rollout
 )
 
 # Private headers generated into a module's build folder.
