@@ -22,17 +22,30 @@
 #include "espfleet/clock.h"
 #include "espfleet/ctrl.h"
 #include "espfleet/log.h"
+#include "espfleet/protocol.h"
 #include "espfleet/text.h"
 
 /* ---- publishing (all under lock) ---- */
 
-static void publish_doc_locked(ef_agent *a, const ef_state *s) {
+static void publish_on_locked(ef_agent *a, const char *topic, const ef_state *s, bool retain) {
   char *json = ef_report_state_json(s);
   if (!json) return;
   ef_status st = EF_STATUS_INIT;
-  if (a->mqtt && ef_mqtt_publish(a->mqtt, a->topic_state, json, strlen(json), 1, true, &st) != EF_OK)
+  if (a->mqtt && ef_mqtt_publish(a->mqtt, topic, json, strlen(json), 1, retain, &st) != EF_OK)
     ef_warn("could not queue the state document: %s", st.detail);
   free(json);
+}
+
+static void publish_doc_locked(ef_agent *a, const ef_state *s) { publish_on_locked(a, a->topic_state, s, true); }
+
+/* The job's final state, retained on its own topic: a controller that
+ * follows one job sees this device's outcome after the device moved on. */
+static void publish_result_locked(ef_agent *a, const ef_state *s) {
+  char topic[TOPIC_MAX];
+  if (!ef_topic(topic, sizeof topic, a->cfg.mqtt.topic_prefix, EF_TOPIC_DEVICE_RESULT, a->cfg.device_id,
+                s->job_id))
+    return;
+  publish_on_locked(a, topic, s, true);
 }
 
 void publish_state_locked(ef_agent *a) {
@@ -53,15 +66,15 @@ bool save_journal_locked(ef_agent *a, ef_status *st) {
 }
 
 /*
- * Reports a job's final state. A job other than the running one (a rejected
- * or canceled waiting job) is reported in passing; the running job's state
- * is published right after it so the retained document shows the update in
- * progress.
+ * Reports a job's final state (see report_how). A job other than the running
+ * one (a rejected or canceled waiting job) is reported in passing; the
+ * running job's state is published right after it so the retained document
+ * shows the update in progress.
  */
 void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprint, ef_job_state st,
-                         ef_err err, const char *detail, int attempt, bool record) {
+                         ef_err err, const char *detail, int attempt, report_how how) {
   char unrecorded[sizeof a->state.detail];
-  if (record && job_id[0]) {
+  if (how == REPORT_RECORD && job_id[0]) {
     ef_journal_result r;
     memset(&r, 0, sizeof r);
     copy_truncating(r.job_id, sizeof r.job_id, job_id);
@@ -78,6 +91,7 @@ void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprin
      * cannot be saved is not kept in memory either (a redelivery is decided
      * again), and never reads succeeded. */
     if (!save_journal_locked(a, &why)) {
+      how = REPORT_UNRECORDED;
       ef_journal_forget_final(&a->journal, job_id);
       if (st == EF_STATE_SUCCEEDED) {
         snprintf(unrecorded, sizeof unrecorded,
@@ -105,6 +119,12 @@ void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprin
             detail && detail[0] ? ": " : "", detail ? detail : "");
   else
     ef_info("job %s: %s", job_id[0] ? job_id : "(no job_id)", ef_state_name(st));
+  if (how == REPORT_REFUSAL) {
+    /* Not retained: the retained state and the job's result stay the first result's. */
+    publish_on_locked(a, a->topic_state, &doc, false);
+    return;
+  }
+  if ((how == REPORT_RECORD || how == REPORT_AGAIN) && job_id[0]) publish_result_locked(a, &doc);
   if (a->job_running) {
     publish_doc_locked(a, &doc);
     publish_state_locked(a);
@@ -115,20 +135,20 @@ void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprin
 }
 
 static void republish_final_locked(ef_agent *a, const ef_journal_result *r) {
-  report_final_locked(a, r->job_id, r->fingerprint, r->state, r->error, r->message, r->attempt, false);
+  report_final_locked(a, r->job_id, r->fingerprint, r->state, r->error, r->message, r->attempt, REPORT_AGAIN);
 }
 
 /* ---- MQTT callbacks (MQTT thread: copy and wake, nothing more) ---- */
 
 static void on_message(void *arg, const char *topic, const void *payload, size_t len) {
   ef_agent *a = arg;
-  msg_kind kind;
+  msg_kind kind = MSG_JOB; /* the device job topic or one of the group topics */
+  if (strcmp(topic, a->topic_announce) == 0) kind = MSG_ANNOUNCE;
   /* An empty payload is how a controller clears a retained job: nothing to do. */
-  if (len == 0) return;
-  if (strcmp(topic, a->topic_cancel) == 0)
-    kind = MSG_CANCEL;
-  else
-    kind = MSG_JOB; /* the device job topic or one of the group topics */
+  if (len == 0 && kind != MSG_ANNOUNCE) return;
+  if (strcmp(topic, a->topic_cancel) == 0) kind = MSG_CANCEL;
+  for (size_t i = 0; i < a->cfg.n_groups; i++)
+    if (strcmp(topic, a->topic_group_cancels[i]) == 0) kind = MSG_CANCEL;
   inbox_msg m = {kind, NULL, len};
   /* An oversized payload is refused without copying it. */
   if (len <= a->limits.max_payload) {
@@ -266,16 +286,16 @@ static bool settle_locked(ef_agent *a, ef_job_decision d, const ef_job *job, con
   switch (d) {
   case EF_DECISION_SKIP:
     report_final_locked(a, job->job_id, fp, EF_STATE_SKIPPED, EF_OK, "outside the rollout percentage", 0,
-                        true);
+                        REPORT_RECORD);
     return true;
   case EF_DECISION_INSTALLED:
     report_final_locked(a, job->job_id, fp, EF_STATE_SUCCEEDED, EF_OK, "this image is already installed", 0,
-                        true);
+                        REPORT_RECORD);
     return true;
   case EF_DECISION_REJECT:
   case EF_DECISION_REFUSE:
     report_final_locked(a, job->job_id, fp, EF_STATE_REJECTED, st->code, st->detail, 0,
-                        d == EF_DECISION_REJECT);
+                        d == EF_DECISION_REJECT ? REPORT_RECORD : REPORT_REFUSAL);
     return true;
   case EF_DECISION_IGNORE:
     ef_debug("job %s: duplicate delivery while it runs, ignored", job->job_id);
@@ -336,7 +356,7 @@ static void start_job_locked(ef_agent *a) {
     char detail[EF_STATUS_DETAIL_MAX + 40];
     snprintf(detail, sizeof detail, "not started: %s", why.detail);
     ef_journal_clear_current(&a->journal);
-    report_final_locked(a, job.job_id, fp, EF_STATE_FAILED, EF_ERR_IO, detail, attempt, false);
+    report_final_locked(a, job.job_id, fp, EF_STATE_FAILED, EF_ERR_IO, detail, attempt, REPORT_UNRECORDED);
     return;
   }
   char url[EF_JOB_URL_MAX + 16];
@@ -349,7 +369,7 @@ static void start_job_locked(ef_agent *a) {
     a->job_running = false;
     ef_journal_clear_current(&a->journal);
     report_final_locked(a, job.job_id, fp, EF_STATE_FAILED, EF_ERR_INTERNAL, "cannot start the job thread",
-                        attempt, true);
+                        attempt, REPORT_RECORD);
   }
 }
 
@@ -361,8 +381,17 @@ static void handle_job_locked(ef_agent *a, const inbox_msg *m) {
   if (ef_job_parse(m->payload, m->len, &a->limits, &job, &parsed) == EF_OK) ef_job_fingerprint(&job, fp);
   ef_job_facts f = facts_locked(a, job.job_id, false);
   if (settle_locked(a, ef_job_decide(&job, &parsed, &f, &st), &job, fp, &st)) return;
-  if (a->has_pending && strcmp(a->pending.job_id, job.job_id) != 0)
+  if (a->has_pending && strcmp(a->pending.job_id, job.job_id) != 0) {
+    /* The replaced job never runs: it ends canceled, with the reason, so
+     * whoever sent it learns its outcome. Recorded like a cancel, so a
+     * redelivery does not run it either. */
+    char old_fp[65], why[EF_JOB_ID_MAX + 48];
+    ef_job_fingerprint(&a->pending, old_fp);
+    snprintf(why, sizeof why, "replaced by job %s while it waited", job.job_id);
     ef_info("job %s replaces waiting job %s", job.job_id, a->pending.job_id);
+    report_final_locked(a, a->pending.job_id, old_fp, EF_STATE_CANCELED, EF_ERR_JOB_REPLACED, why, 0,
+                        REPORT_RECORD);
+  }
   a->pending = job;
   a->pending_attempt = 1;
   a->pending_resume = false;
@@ -376,13 +405,12 @@ static void handle_job_locked(ef_agent *a, const inbox_msg *m) {
 }
 
 static void handle_cancel_locked(ef_agent *a, const inbox_msg *m) {
-  cJSON *doc = m->payload ? cJSON_ParseWithLength(m->payload, m->len) : NULL;
-  const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "job_id");
-  if (!cJSON_IsString(id) || !ef_id_valid(id->valuestring)) {
+  char id[EF_JOB_ID_MAX + 1];
+  if (ef_cancel_parse(m->payload, m->payload ? m->len : 0, id, NULL) != EF_OK) {
     ef_warn("ignoring a cancel without a valid job_id");
-    goto out;
+    return;
   }
-  if (a->job_running && !a->job_done && strcmp(id->valuestring, a->job.job_id) == 0) {
+  if (a->job_running && !a->job_done && strcmp(id, a->job.job_id) == 0) {
     if (a->activating) {
       ef_warn("job %s: cancel ignored, OTA end was already sent", a->job.job_id);
     } else {
@@ -390,18 +418,48 @@ static void handle_cancel_locked(ef_agent *a, const inbox_msg *m) {
       a->cancel_requested = true;
       if (a->pipe) ef_pipe_abort(a->pipe);
     }
-  } else if (a->has_pending && strcmp(id->valuestring, a->pending.job_id) == 0) {
+  } else if (a->has_pending && strcmp(id, a->pending.job_id) == 0) {
     char fp[65];
     ef_job_fingerprint(&a->pending, fp);
     a->has_pending = false;
     ef_journal_set_waiting(&a->journal, NULL);
     report_final_locked(a, a->pending.job_id, fp, EF_STATE_CANCELED, EF_OK, "canceled while waiting", 0,
-                        true);
+                        REPORT_RECORD);
   } else {
-    ef_info("cancel for job %s: not waiting or running, nothing to do", id->valuestring);
+    ef_info("cancel for job %s: not waiting or running, nothing to do", id);
   }
-out:
-  cJSON_Delete(doc);
+}
+
+/*
+ * An announce request (docs/protocol.md): say again what this device knows,
+ * for a controller that cannot count on the broker's retained messages (a
+ * clustered broker keeps them per node, RabbitMQ does not deliver them to
+ * wildcard subscriptions).
+ */
+static void handle_announce_locked(ef_agent *a, const inbox_msg *m) {
+  ef_announce req;
+  ef_status st = EF_STATUS_INIT;
+  if (ef_announce_parse(m->payload, m->payload ? m->len : 0, &req, &st) != EF_OK) {
+    ef_warn("ignoring an announce request: %s", st.detail);
+    return;
+  }
+  if (req.scope == EF_ANNOUNCE_ROLLOUTS) return;
+  a->state.online = true;
+  publish_doc_locked(a, &a->state);
+  const ef_journal_result *r = req.job_id[0] ? ef_journal_find_final(&a->journal, req.job_id) : NULL;
+  if (r && strcmp(r->job_id, a->state.job_id) != 0) {
+    ef_state doc = a->state;
+    copy_truncating(doc.job_id, sizeof doc.job_id, r->job_id);
+    doc.state = r->state;
+    doc.error = r->error;
+    copy_truncating(doc.detail, sizeof doc.detail, r->message);
+    doc.attempt = r->attempt;
+    doc.bytes = doc.total = 0;
+    doc.ts_ms = r->ts_ms;
+    publish_result_locked(a, &doc);
+  } else if (r) {
+    publish_result_locked(a, &a->state);
+  }
 }
 
 void progress_tick_locked(ef_agent *a) {
@@ -471,7 +529,8 @@ static void report_damage(ef_agent *a, const ef_journal_damage *d) {
   (void)save_journal_locked(a, NULL);
   if (d->lost_current[0] && !ef_journal_find_final(&a->journal, d->lost_current))
     report_final_locked(a, d->lost_current, "", EF_STATE_FAILED, EF_ERR_INTERRUPTED,
-                        "interrupted, and its journal record could not be read: it was not resumed", 1, true);
+                        "interrupted, and its journal record could not be read: it was not resumed", 1,
+                        REPORT_RECORD);
 }
 
 /* A job in the journal means the last process died during it. */
@@ -504,7 +563,8 @@ static void resume_from_journal(ef_agent *a) {
     int attempts = a->journal.attempt;
     snprintf(why, sizeof why, "interrupted %d times, giving up (download.max_attempts)", attempts);
     ef_journal_clear_current(&a->journal);
-    report_final_locked(a, job->job_id, fp, EF_STATE_FAILED, EF_ERR_INTERRUPTED, why, attempts, true);
+    report_final_locked(a, job->job_id, fp, EF_STATE_FAILED, EF_ERR_INTERRUPTED, why, attempts,
+                        REPORT_RECORD);
     return;
   }
   a->pending = *job;
@@ -532,13 +592,17 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
   pthread_cond_init(&a->wake, &ca);
   pthread_condattr_destroy(&ca);
 
+  /* The configuration checked the prefix and ids, so every name fits. */
   const char *p = cfg->mqtt.topic_prefix, *id = cfg->device_id;
-  snprintf(a->topic_job, TOPIC_MAX, "%s/devices/%s/job", p, id);
-  snprintf(a->topic_cancel, TOPIC_MAX, "%s/devices/%s/cancel", p, id);
-  snprintf(a->topic_state, TOPIC_MAX, "%s/devices/%s/state", p, id);
-  snprintf(a->topic_progress, TOPIC_MAX, "%s/devices/%s/progress", p, id);
-  for (size_t i = 0; i < cfg->n_groups; i++)
-    snprintf(a->topic_groups[i], TOPIC_MAX, "%s/groups/%s/job", p, cfg->groups[i]);
+  (void)ef_topic(a->topic_job, TOPIC_MAX, p, EF_TOPIC_DEVICE_JOB, id, NULL);
+  (void)ef_topic(a->topic_cancel, TOPIC_MAX, p, EF_TOPIC_DEVICE_CANCEL, id, NULL);
+  (void)ef_topic(a->topic_state, TOPIC_MAX, p, EF_TOPIC_DEVICE_STATE, id, NULL);
+  (void)ef_topic(a->topic_progress, TOPIC_MAX, p, EF_TOPIC_DEVICE_PROGRESS, id, NULL);
+  (void)ef_topic(a->topic_announce, TOPIC_MAX, p, EF_TOPIC_ANNOUNCE, NULL, NULL);
+  for (size_t i = 0; i < cfg->n_groups; i++) {
+    (void)ef_topic(a->topic_groups[i], TOPIC_MAX, p, EF_TOPIC_GROUP_JOB, cfg->groups[i], NULL);
+    (void)ef_topic(a->topic_group_cancels[i], TOPIC_MAX, p, EF_TOPIC_GROUP_CANCEL, cfg->groups[i], NULL);
+  }
 
   /* A state_dir that cannot keep the journal is found now, not at the first
    * job: it exists (or is created), is a directory, takes a write, has room. */
@@ -556,6 +620,8 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
   err = ef_journal_load(&a->journal, cfg->state_dir, &damage, st);
   if (err != EF_OK) goto out;
   ef_state_init(&a->state, cfg->device_id);
+  for (size_t i = 0; i < cfg->n_groups && i < EF_STATE_MAX_GROUPS; i++)
+    copy_truncating(a->state.groups[a->state.n_groups++], sizeof a->state.groups[0], cfg->groups[i]);
   a->state.app = a->journal.installed;
   a->state.signed_releases = a->keyring.n_keys > 0;
   refresh_driver_release_locked(a); /* nobody else has `a` yet */
@@ -581,13 +647,17 @@ void ef_agent_request_stop(ef_agent *a) {
 ef_err ef_agent_run(ef_agent *a, ef_status *st) {
   ef_err err = EF_OK;
   char *will = NULL;
-  ef_mqtt_subscription subs[2 + EF_CONFIG_MAX_GROUPS];
+  ef_mqtt_subscription subs[3 + 2 * EF_CONFIG_MAX_GROUPS];
   size_t n = 0;
 
   read_fw_version(a);
   subs[n++] = (ef_mqtt_subscription){a->topic_job, 1};
   subs[n++] = (ef_mqtt_subscription){a->topic_cancel, 1};
-  for (size_t i = 0; i < a->cfg.n_groups; i++) subs[n++] = (ef_mqtt_subscription){a->topic_groups[i], 1};
+  subs[n++] = (ef_mqtt_subscription){a->topic_announce, 1};
+  for (size_t i = 0; i < a->cfg.n_groups; i++) {
+    subs[n++] = (ef_mqtt_subscription){a->topic_groups[i], 1};
+    subs[n++] = (ef_mqtt_subscription){a->topic_group_cancels[i], 1};
+  }
   will = ef_report_offline_json(a->cfg.device_id);
   if (!will) return ef_status_fail(st, EF_ERR_NOMEM, "cannot build the last will");
 
@@ -641,6 +711,8 @@ ef_err ef_agent_run(ef_agent *a, ef_status *st) {
     while (!a->stop && inbox_pop(a, &m)) {
       if (m.kind == MSG_CANCEL)
         handle_cancel_locked(a, &m);
+      else if (m.kind == MSG_ANNOUNCE)
+        handle_announce_locked(a, &m);
       else
         handle_job_locked(a, &m);
       free(m.payload);

@@ -25,7 +25,7 @@
 #define PIPE_CAPACITY (256 * 1024)
 #define TICK_MS       200
 
-typedef enum { MSG_JOB, MSG_CANCEL } msg_kind;
+typedef enum { MSG_JOB, MSG_CANCEL, MSG_ANNOUNCE } msg_kind;
 
 typedef struct {
   msg_kind kind;
@@ -41,6 +41,8 @@ struct ef_agent {
   char topic_state[TOPIC_MAX];
   char topic_progress[TOPIC_MAX];
   char topic_groups[EF_CONFIG_MAX_GROUPS][TOPIC_MAX];
+  char topic_group_cancels[EF_CONFIG_MAX_GROUPS][TOPIC_MAX];
+  char topic_announce[TOPIC_MAX];
   ef_mqtt *mqtt;
 
   pthread_mutex_t lock;
@@ -94,8 +96,19 @@ void publish_state_locked(ef_agent *a);
 /* Saves the journal; true when everything in it is durable. A failure is
  * logged, and its status copied to @p st (may be NULL). */
 bool save_journal_locked(ef_agent *a, ef_status *st);
+/* How report_final_locked reports a final state. */
+typedef enum {
+  REPORT_RECORD,     /* the job's result: saved in the journal, then published as the state and
+                        as the job's retained result (P/devices/ID/jobs/J) */
+  REPORT_AGAIN,      /* a result the journal holds, said again (state and result topics) */
+  REPORT_UNRECORDED, /* a final state that is not the job's result (it may run when delivered
+                        again): the state topic only */
+  REPORT_REFUSAL,    /* a delivery refused because the job_id has a result of its own: said to
+                        whoever listens now (not retained), so the recorded result stands */
+} report_how;
+
 void report_final_locked(ef_agent *a, const char *job_id, const char *fingerprint, ef_job_state st,
-                         ef_err err, const char *detail, int attempt, bool record);
+                         ef_err err, const char *detail, int attempt, report_how how);
 void progress_tick_locked(ef_agent *a);
 
 /* The job thread (job_thread.c): runs a->job from start to end, then sets

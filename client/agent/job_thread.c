@@ -503,7 +503,8 @@ static void report_outcome(ef_agent *a, ef_job_state final, ef_err err, ef_statu
   if (record) {
     ef_journal_clear_current(&a->journal);
     a->job_running = false; /* report as the state itself, not in passing */
-    report_final_locked(a, a->job.job_id, a->job_fingerprint, final, err, st->detail, a->attempt, true);
+    report_final_locked(a, a->job.job_id, a->job_fingerprint, final, err, st->detail, a->attempt,
+                        REPORT_RECORD);
     a->job_running = true;
   } else {
     ef_info("job %s: stopped before it finished; it resumes at the next start", a->job.job_id);

@@ -106,10 +106,19 @@ char *ef_report_state_json(const ef_state *s) {
       ok = cJSON_AddNullToObject(o, "app") != NULL;
     }
   }
+  cJSON *groups = ok ? cJSON_AddArrayToObject(o, "groups") : NULL;
+  ok = ok && groups;
+  for (size_t i = 0; ok && i < s->n_groups; i++) {
+    cJSON *g = cJSON_CreateString(s->groups[i]);
+    ok = g && cJSON_AddItemToArray(groups, g);
+    if (!ok) cJSON_Delete(g);
+  }
   ok = ok && cJSON_AddNumberToObject(o, "bytes", (double)s->bytes) &&
        cJSON_AddNumberToObject(o, "total", (double)s->total) &&
        cJSON_AddNumberToObject(o, "attempt", s->attempt);
-  if (ok && (s->state == EF_STATE_FAILED || s->state == EF_STATE_REJECTED)) {
+  /* canceled carries error only with a reason (a job replaced while it waited) */
+  if (ok && (s->state == EF_STATE_FAILED || s->state == EF_STATE_REJECTED ||
+             (s->state == EF_STATE_CANCELED && s->error != EF_OK))) {
     /* The contract promises an error object in these states; a missing code is our bug. */
     ef_err err = s->error != EF_OK ? s->error : EF_ERR_INTERNAL;
     char detail[384];

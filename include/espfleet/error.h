@@ -89,6 +89,7 @@
   X(EF_ERR_INTERRUPTED, "interrupted", "interrupted",                                                   \
     "The update was interrupted (the host restarted) and could not be completed.")                      \
   X(EF_ERR_CANCELED, "canceled", "canceled", "The update was canceled.")                                \
+  X(EF_ERR_JOB_REPLACED, "job_replaced", "canceled", "A newer job replaced this one while it waited.") \
   X(EF_ERR_MQTT, "mqtt_error", "mqtt_error", "The MQTT session failed.")                                \
   /* signed releases */                                                                                 \
   X(EF_ERR_RELEASE_UNSIGNED, "release_unsigned", "release_unsigned",                                    \

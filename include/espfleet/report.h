@@ -55,6 +55,9 @@ typedef struct {
   char sha256_hex[65];
 } ef_app_info;
 
+/** Most groups a state document lists (the daemon's configuration allows as many). */
+#define EF_STATE_MAX_GROUPS 16
+
 /** Everything a state document carries. Strings "" mean "not known" (JSON null). */
 typedef struct {
   char device_id[EF_JOB_ID_MAX + 1];
@@ -66,10 +69,13 @@ typedef struct {
   ef_driver_source driver_source;             /**< where driver_release came from */
   bool signed_releases;                       /**< release keys are configured: only signed jobs run */
   ef_app_info app;
+  char groups[EF_STATE_MAX_GROUPS][EF_JOB_ID_MAX + 1]; /**< the groups the device is in (configuration) */
+  size_t n_groups;
   uint64_t bytes;   /**< bytes transferred in this attempt */
   uint64_t total;   /**< expected bytes (the job's size), 0 when no job */
   int attempt;      /**< 1 for the first run of a job, 0 when no job */
-  ef_err error;     /**< reported (as error{}) only in failed and rejected (EF_OK there reads as internal) */
+  ef_err error;     /**< reported (as error{}) in failed and rejected (EF_OK there reads as internal), and
+                         in canceled when set (why: job_replaced) */
   char detail[256]; /**< the specifics behind @p error ("HTTP 404"), may be "" */
   int64_t ts_ms;    /**< time of the state change, Unix milliseconds */
 } ef_state;
@@ -92,8 +98,9 @@ void ef_report_error_detail(ef_err err, const char *detail, char *out, size_t n)
 
 /**
  * The state document: device_id, online, state, job_id, fw_version,
- * driver_release, driver_release_source, signed_releases, app, bytes, total, attempt, error
- * {code, message, detail} (failed and rejected only; code is ef_err_class),
+ * driver_release, driver_release_source, signed_releases, app, groups, bytes, total, attempt,
+ * error {code, message, detail} (failed and rejected always, canceled when it has a reason;
+ * code is ef_err_class),
  * ts, client_version.
  * @return malloc'ed JSON (free()), NULL on OOM.
  */

@@ -48,6 +48,12 @@ assert_eq succeeded "$(jq -r .state <<<"$doc")" "waiting job"
 assert_eq "$(sha256_of "$EF_TMP/w2.bin")" "$(sim_get "$FLASH" .running.sha256)" "newest waiting job installed"
 grep -q "wait-2 replaces waiting job wait-1" "$DAEMON_LOG" || fail "wait-1 was not replaced by wait-2"
 pass "only the newest waiting job ran"
+# The replaced job has an outcome of its own: canceled, with the reason.
+result=$(mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t "$PREFIX/devices/$DEV/jobs/wait-1" -C 1 -W 5) ||
+  fail "no result for the replaced job wait-1"
+assert_eq canceled "$(jq -r .state <<<"$result")" "replaced job's result"
+assert_eq "job_replaced: replaced by job wait-2 while it waited" "$(jq -r .error.detail <<<"$result")" "why"
+pass "the replaced waiting job reports canceled with job_replaced"
 
 # A cancel for a job that already finished changes nothing.
 publish_cancel wait-2
@@ -55,3 +61,15 @@ sleep 1
 doc=$(wait_final wait-2 5) || fail "state lost"
 assert_eq succeeded "$(jq -r .state <<<"$doc")" "finished job is not canceled"
 pass "cancel after the end is ignored"
+
+# A cancel on the group's topic reaches every device of the group (this
+# one is in "canary"): a running job ends canceled.
+mkimage "$EF_TMP/g.bin" 2.3.0 fleet-demo 600K
+serve "$EF_TMP/g.bin" g.bin
+publish_job "$(job_json grp g.bin)"
+wait_for "sim_get '$FLASH' .counters.ota_write | jq -e '. > 5' >/dev/null" 20 || fail "grp transfer did not start"
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "$PREFIX/groups/canary/cancel" -m '{"job_id":"grp"}'
+doc=$(wait_final grp 20) || fail "no final state after the group cancel"
+assert_eq canceled "$(jq -r .state <<<"$doc")" "state after group cancel"
+assert_eq "$(sha256_of "$EF_TMP/w2.bin")" "$(sim_get "$FLASH" .running.sha256)" "running image unchanged"
+pass "a cancel on the group topic cancels the running job"

@@ -27,6 +27,7 @@ assert_eq FG-1.1.0.0.0 "$(jq -r .fw_version <<<"$doc")" "state fw_version after 
 assert_eq 1 "$(jq -r .attempt <<<"$doc")" "attempt"
 assert_eq "$DEV" "$(jq -r .device_id <<<"$doc")" "device_id"
 assert_eq true "$(jq -r .online <<<"$doc")" "online"
+assert_eq '["canary"]' "$(jq -c .groups <<<"$doc")" "groups"
 pass "job-1 succeeded and the simulator runs the image"
 
 wait_for "grep -q '\"percent\":100' '$EF_TMP/progress.log'" 5 || fail "no 100 % progress document"
@@ -41,14 +42,42 @@ assert_eq succeeded "$(jq -r .state <<<"$doc")" "state after duplicate delivery"
 assert_eq "$ends" "$(sim_get "$FLASH" .counters.ota_begin)" "no second OTA for a finished job"
 pass "duplicate delivery of a finished job does not flash again"
 
-# Same job_id, different content: job_conflict.
+# The job's own result, retained on P/devices/ID/jobs/JOB_ID.
+RESULT_TOPIC=$PREFIX/devices/$DEV/jobs/job-1
+result=$(mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t "$RESULT_TOPIC" -C 1 -W 5) || fail "no retained result for job-1"
+assert_eq succeeded "$(jq -r .state <<<"$result")" "job-1 result"
+assert_eq job-1 "$(jq -r .job_id <<<"$result")" "job-1 result job_id"
+pass "the job's result is retained on its own topic"
+
+# Same job_id, different content: job_conflict, said to whoever listens, but
+# the first result stands in the retained state and in the job's result.
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "$STATE_TOPIC" >"$EF_TMP/conflict.log" 2>/dev/null &
+track_pid $!
+sleep 0.3
 mkimage "$EF_TMP/v2.bin" 1.2.0 fleet-demo 500K
 serve "$EF_TMP/v2.bin" v2.bin
 publish_job "$(job_json job-1 v2.bin)"
-doc=$(wait_state '.job_id == "job-1" and .state == "rejected"' 10) || fail "no rejection for a conflicting job"
+wait_for "grep -q job_conflict '$EF_TMP/conflict.log'" 10 || fail "no rejection for a conflicting job"
+doc=$(grep job_conflict "$EF_TMP/conflict.log" | head -n 1)
+assert_eq rejected "$(jq -r .state <<<"$doc")" "conflict state"
 assert_eq job_conflict "$(jq -r .error.code <<<"$doc")" "error code"
 assert_eq "$want_sha" "$(sim_get "$FLASH" .running.sha256)" "running image unchanged"
-pass "conflicting content for a known job_id is rejected job_conflict"
+retained=$(mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t "$STATE_TOPIC" -C 1 -W 5)
+assert_eq succeeded "$(jq -r .state <<<"$retained")" "retained state after the conflict"
+result=$(mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t "$RESULT_TOPIC" -C 1 -W 5)
+assert_eq succeeded "$(jq -r .state <<<"$result")" "job-1 result after the conflict"
+pass "a conflicting re-send is rejected job_conflict and the first result stands"
+
+# An announce request: the device says its state and the asked job's result again.
+# -R: not the retained copies a new subscription gets, only what the device sends now.
+mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -R -v -t "$STATE_TOPIC" -t "$RESULT_TOPIC" \
+  >"$EF_TMP/announce.log" 2>/dev/null &
+track_pid $!
+sleep 0.3
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "$PREFIX/announce" -m '{"scope":"devices","job_id":"job-1"}'
+wait_for "grep -q '^$RESULT_TOPIC ' '$EF_TMP/announce.log' && grep -q '^$STATE_TOPIC ' '$EF_TMP/announce.log'" 5 ||
+  fail "no answer to the announce request: $(cat "$EF_TMP/announce.log")"
+pass "an announce request re-publishes the state and the job's result"
 
 # A second job with a newer version goes through; then a job with the
 # version that is installed succeeds at once without flashing.
