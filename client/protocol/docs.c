@@ -30,7 +30,8 @@ static int64_t ts_ms_of(const char *s) {
   const char *frac = strchr(s, '.');
   if (frac && frac[1] >= '0' && frac[1] <= '9') {
     int scale = 100;
-    for (const char *p = frac + 1; *p >= '0' && *p <= '9' && scale; p++, scale /= 10) ms += (*p - '0') * scale;
+    for (const char *p = frac + 1; *p >= '0' && *p <= '9' && scale; p++, scale /= 10)
+      ms += (*p - '0') * scale;
   }
   return ms;
 }

@@ -48,8 +48,8 @@ static bool get_int(const cJSON *obj, const char *where, const char *key, int64_
 static int hhmm(const cJSON *v) {
   unsigned h, m;
   char end;
-  if (!cJSON_IsString(v) || strlen(v->valuestring) != 5 || sscanf(v->valuestring, "%2u:%2u%c", &h, &m, &end) != 2 ||
-      h > 23 || m > 59)
+  if (!cJSON_IsString(v) || strlen(v->valuestring) != 5 ||
+      sscanf(v->valuestring, "%2u:%2u%c", &h, &m, &end) != 2 || h > 23 || m > 59)
     return -1;
   return (int)(h * 60 + m);
 }
@@ -123,7 +123,8 @@ static bool read_step(const cJSON *v, size_t i, ef_rollout_step *out, ef_status 
     return false;
   }
   int64_t percent = 0, count = 0;
-  if (!get_int(v, where, "percent", 1, 100, &percent, st) || !get_int(v, where, "count", 1, 1000000, &count, st))
+  if (!get_int(v, where, "percent", 1, 100, &percent, st) ||
+      !get_int(v, where, "count", 1, 1000000, &count, st))
     return false;
   if ((percent != 0) == (count != 0)) {
     ef_status_fail(st, EF_ERR_BAD_JOB, "steps[%zu]: needs exactly one of percent and count", i);
@@ -194,7 +195,7 @@ static bool read_windows(const cJSON *arr, ef_rollout_spec *s, ef_status *st) {
 }
 
 static bool read_policy(const cJSON *policy, ef_rollout_spec *s, ef_status *st) {
-  static const char *const KEYS[] = {"success_percent", "abort",     "soak_s", "in_progress_timeout_s",
+  static const char *const KEYS[] = {"success_percent",   "abort",   "soak_s", "in_progress_timeout_s",
                                      "offline_timeout_s", "windows", NULL};
   static const char *const ABORT_KEYS[] = {"failure_percent", "min_finished", NULL};
   int64_t success = EF_ROLLOUT_DEFAULT_SUCCESS_PERCENT, abort_pct = EF_ROLLOUT_DEFAULT_ABORT_PERCENT,
@@ -218,7 +219,8 @@ static bool read_policy(const cJSON *policy, ef_rollout_spec *s, ef_status *st) 
     if (abort_obj && (!cJSON_IsObject(abort_obj) || !only_keys(abort_obj, "policy.abort.", ABORT_KEYS, st) ||
                       !get_int(abort_obj, "policy.abort.", "failure_percent", 1, 100, &abort_pct, st) ||
                       !get_int(abort_obj, "policy.abort.", "min_finished", 1, 1000000, &abort_min, st))) {
-      ef_status_fail(st, EF_ERR_BAD_JOB, "policy.abort: must be {\"failure_percent\": P, \"min_finished\": N}");
+      ef_status_fail(st, EF_ERR_BAD_JOB,
+                     "policy.abort: must be {\"failure_percent\": P, \"min_finished\": N}");
       return false;
     }
     if (windows && !read_windows(windows, s, st)) return false;
@@ -358,7 +360,8 @@ char *ef_rollout_spec_json(const ef_rollout_spec *s) {
   cJSON_AddItemToObject(doc, "job", job);
   job = NULL;
   if (s->n_groups && !cJSON_AddItemToObject(target, "groups", ids_array(s->groups, s->n_groups))) goto out;
-  if (s->n_devices && !cJSON_AddItemToObject(target, "devices", ids_array(s->devices, s->n_devices))) goto out;
+  if (s->n_devices && !cJSON_AddItemToObject(target, "devices", ids_array(s->devices, s->n_devices)))
+    goto out;
   cJSON_AddItemToObject(doc, "target", target);
   target = NULL;
   for (size_t i = 0; i < s->n_steps; i++) {
@@ -465,8 +468,8 @@ static const char *const STATES[] = {
 };
 
 static const char *const DEVICE_STATES[] = {
-    [EF_RD_WAITING] = "waiting",     [EF_RD_SENT] = "sent",           [EF_RD_RUNNING] = "running",
-    [EF_RD_SUCCEEDED] = "succeeded", [EF_RD_FAILED] = "failed",       [EF_RD_TIMED_OUT] = "timed_out",
+    [EF_RD_WAITING] = "waiting",     [EF_RD_SENT] = "sent",     [EF_RD_RUNNING] = "running",
+    [EF_RD_SUCCEEDED] = "succeeded", [EF_RD_FAILED] = "failed", [EF_RD_TIMED_OUT] = "timed_out",
     [EF_RD_OFFLINE] = "offline",
 };
 
@@ -514,10 +517,12 @@ char *ef_rollout_status_json(const ef_rollout_status *s) {
             (s->job_id[0] ? cJSON_AddStringToObject(doc, "job_id", s->job_id) != NULL
                           : cJSON_AddNullToObject(doc, "job_id") != NULL) &&
             cJSON_AddStringToObject(doc, "state", ef_rollout_state_name(s->state)) &&
-            cJSON_AddNumberToObject(doc, "step", s->step) && cJSON_AddNumberToObject(doc, "steps", s->n_steps) &&
+            cJSON_AddNumberToObject(doc, "step", s->step) &&
+            cJSON_AddNumberToObject(doc, "steps", s->n_steps) &&
             cJSON_AddNumberToObject(doc, "devices", s->devices) &&
             cJSON_AddNumberToObject(doc, "step_devices", s->step_devices);
-  for (size_t i = 0; ok && i < EF_RD__COUNT; i++) ok = cJSON_AddNumberToObject(counts, DEVICE_STATES[i], s->counts[i]);
+  for (size_t i = 0; ok && i < EF_RD__COUNT; i++)
+    ok = cJSON_AddNumberToObject(counts, DEVICE_STATES[i], s->counts[i]);
   if (!ok || !cJSON_AddItemToObject(doc, "counts", counts)) goto out;
   counts = NULL;
   ok = (s->reason[0] ? cJSON_AddStringToObject(doc, "reason", s->reason) != NULL
@@ -587,7 +592,8 @@ char *ef_rollout_devices_json(const char *rollout_id, const ef_rollout_device_ro
       cJSON_Delete(o);
       goto out;
     }
-    if (!cJSON_AddStringToObject(o, "device_id", r->device_id) || !cJSON_AddNumberToObject(o, "step", r->step) ||
+    if (!cJSON_AddStringToObject(o, "device_id", r->device_id) ||
+        !cJSON_AddNumberToObject(o, "step", r->step) ||
         !cJSON_AddStringToObject(o, "state", ef_rollout_device_state_name(r->state)) ||
         !(r->job_state[0] ? cJSON_AddStringToObject(o, "job_state", r->job_state)
                           : cJSON_AddNullToObject(o, "job_state")) ||

@@ -111,7 +111,8 @@ char *ef_cancel_json(const char *job_id);
  * @param job_id receives the job to cancel
  * @return EF_OK; EF_ERR_BAD_JOB without a valid job_id (st says so).
  */
-ef_err ef_cancel_parse(const char *json, size_t len, char job_id[EF_JOB_ID_MAX + 1], ef_status *st) EF_MUST_CHECK;
+ef_err ef_cancel_parse(const char *json, size_t len, char job_id[EF_JOB_ID_MAX + 1],
+                       ef_status *st) EF_MUST_CHECK;
 
 /* ---- announce request ---- */
 

@@ -58,12 +58,12 @@ typedef struct {
   size_t n_devices;
   ef_rollout_step steps[EF_ROLLOUT_MAX_STEPS];
   size_t n_steps;
-  int success_percent;         /**< share of succeeded devices a step needs to be done */
-  int abort_percent;           /**< failures among finished devices that abort, percent */
-  int abort_min;               /**< ... once at least this many devices finished */
-  int64_t soak_s;              /**< a done step waits this long before the next starts */
-  int64_t progress_timeout_s;  /**< a device not final this long after its job was sent fails */
-  int64_t offline_timeout_s;   /**< a device offline this long after its job was sent fails */
+  int success_percent;        /**< share of succeeded devices a step needs to be done */
+  int abort_percent;          /**< failures among finished devices that abort, percent */
+  int abort_min;              /**< ... once at least this many devices finished */
+  int64_t soak_s;             /**< a done step waits this long before the next starts */
+  int64_t progress_timeout_s; /**< a device not final this long after its job was sent fails */
+  int64_t offline_timeout_s;  /**< a device offline this long after its job was sent fails */
   ef_rollout_window windows[EF_ROLLOUT_MAX_WINDOWS];
   size_t n_windows; /**< 0 = steps may start at any time */
 } ef_rollout_spec;
@@ -146,13 +146,13 @@ bool ef_rollout_state_is_final(ef_rollout_state s);
 
 /** What a device of a rollout is, as the controller counts it. */
 typedef enum {
-  EF_RD_WAITING,     /**< not in a started step yet */
-  EF_RD_SENT,        /**< its job was published; no state for it yet */
-  EF_RD_RUNNING,     /**< a non-final state for the job arrived */
-  EF_RD_SUCCEEDED,   /**< succeeded */
-  EF_RD_FAILED,      /**< failed, rejected, canceled or skipped */
-  EF_RD_TIMED_OUT,   /**< not final within the in-progress timeout */
-  EF_RD_OFFLINE,     /**< offline past the offline timeout */
+  EF_RD_WAITING,   /**< not in a started step yet */
+  EF_RD_SENT,      /**< its job was published; no state for it yet */
+  EF_RD_RUNNING,   /**< a non-final state for the job arrived */
+  EF_RD_SUCCEEDED, /**< succeeded */
+  EF_RD_FAILED,    /**< failed, rejected, canceled or skipped */
+  EF_RD_TIMED_OUT, /**< not final within the in-progress timeout */
+  EF_RD_OFFLINE,   /**< offline past the offline timeout */
   EF_RD__COUNT
 } ef_rollout_device_state;
 
@@ -166,12 +166,12 @@ typedef struct {
   char rollout_id[EF_JOB_ID_MAX + 1];
   char job_id[EF_JOB_ID_MAX + 1];
   ef_rollout_state state;
-  int step;          /**< index of the step started last, -1 before the first */
+  int step; /**< index of the step started last, -1 before the first */
   int n_steps;
-  int devices;       /**< devices in the rollout's target */
-  int step_devices;  /**< devices in the started steps */
+  int devices;      /**< devices in the rollout's target */
+  int step_devices; /**< devices in the started steps */
   int counts[EF_RD__COUNT];
-  char reason[256];  /**< why it halted, paused, aborted or waits; "" when it just runs */
+  char reason[256]; /**< why it halted, paused, aborted or waits; "" when it just runs */
   int64_t created_ms, updated_ms;
 } ef_rollout_status;
 
@@ -182,7 +182,8 @@ char *ef_rollout_status_json(const ef_rollout_status *s);
  * Reads a status document (texts escaped).
  * @return EF_OK; EF_ERR_INVALID_ARG when it is empty or not a status (st says why).
  */
-ef_err ef_rollout_status_parse(const char *json, size_t len, ef_rollout_status *out, ef_status *st) EF_MUST_CHECK;
+ef_err ef_rollout_status_parse(const char *json, size_t len, ef_rollout_status *out,
+                               ef_status *st) EF_MUST_CHECK;
 
 /* ---- per-device rows (P/rollouts/R/devices, on request) ---- */
 
@@ -191,9 +192,9 @@ typedef struct {
   char device_id[EF_JOB_ID_MAX + 1];
   int step; /**< the step that reached it, -1 = none yet */
   ef_rollout_device_state state;
-  char job_state[24];  /**< the device's last state for the job ("downloading"), "" = none */
-  char error[256];     /**< error.detail of a failed device, or why it timed out */
-  int64_t updated_ms;  /**< last change, Unix ms */
+  char job_state[24]; /**< the device's last state for the job ("downloading"), "" = none */
+  char error[256];    /**< error.detail of a failed device, or why it timed out */
+  int64_t updated_ms; /**< last change, Unix ms */
 } ef_rollout_device_row;
 
 /** {"rollout_id", "devices": [rows]}: malloc'ed (free()), NULL on OOM. */
