@@ -1,35 +1,38 @@
-/* espfleet-console cancel: asks one device to stop a job. */
+/* espfleet-console cancel: asks one device, or every device of a group, to stop a job. */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "console.h"
 
 const char con_cancel_usage[] =
-    "Usage: espfleet-console cancel JOB_ID --device ID [OPTIONS]\n"
+    "Usage: espfleet-console cancel JOB_ID (--device ID | --group G) [OPTIONS]\n"
     "\n"
-    "Publishes {\"job_id\": JOB_ID} with QoS 1 (not retained) on\n"
-    "P/devices/ID/cancel. The device drops the job if it is waiting, stops it\n"
-    "if it is downloading or verifying (the ESP keeps its old image), and\n"
-    "ignores the cancel from OTA end on or for any other job. Follow the\n"
-    "outcome with 'espfleet-console watch --device ID --job JOB_ID'.\n"
+    "Publishes the cancel document {\"job_id\": JOB_ID} with QoS 1 (not\n"
+    "retained) on P/devices/ID/cancel or P/groups/G/cancel. A device drops\n"
+    "the job if it is waiting, stops it if it is downloading or verifying (the\n"
+    "ESP keeps its old image), and ignores the cancel from OTA end on or for\n"
+    "any other job. Follow the outcome with\n"
+    "'espfleet-console watch --job JOB_ID'.\n"
     "\n"
     "  --device ID             the device\n"
+    "  --group G               every device of the group (devices subscribe to\n"
+    "                          their groups' cancel topics)\n"
     "\n"
     "--timeout S bounds the connection and the broker's acknowledgement (10 s).\n"
     "Exit status: 0 published; 1 error; 2 usage error.\n";
 
 int cmd_cancel(int argc, char **argv) {
-  enum { O_DEVICE = CON_OPT_CMD };
+  enum { O_DEVICE = CON_OPT_CMD, O_GROUP };
   static const struct option longopts[] = {
       {"device", required_argument, NULL, O_DEVICE},
+      {"group", required_argument, NULL, O_GROUP},
       CON_COMMON_LONGOPTS,
   };
   con_common c;
-  const char *device = NULL;
+  const char *device = NULL, *group = NULL;
   con_link *link = NULL;
-  char topic[512];
+  char topic[EF_TOPIC_MAX];
   char *json = NULL;
-  cJSON *doc = NULL;
   int opt, rc = CON_USAGE;
 
   con_common_init(&c);
@@ -37,9 +40,11 @@ int cmd_cancel(int argc, char **argv) {
     int r = con_common_opt(&c, "cancel", opt, optarg);
     if (r < 0) goto out;
     if (r > 0) continue;
-    if (opt == O_DEVICE)
+    if (opt == O_DEVICE) {
       device = optarg;
-    else {
+    } else if (opt == O_GROUP) {
+      group = optarg;
+    } else {
       con_usage_error("cancel", "unknown option");
       goto out;
     }
@@ -53,18 +58,21 @@ int cmd_cancel(int argc, char **argv) {
     con_usage_error("cancel", "JOB_ID: must be 1-64 characters of [A-Za-z0-9._:-]");
     goto out;
   }
-  if (!device || !ef_id_valid(device)) {
-    con_usage_error("cancel", "--device ID is required (1-64 characters of [A-Za-z0-9._:-])");
+  if (!device == !group) {
+    con_usage_error("cancel", "give one of --device ID or --group G");
+    goto out;
+  }
+  if (!ef_id_valid(device ? device : group)) {
+    con_usage_error("cancel", "%s: must be 1-64 characters of [A-Za-z0-9._:-]",
+                    device ? "--device" : "--group");
     goto out;
   }
   if ((rc = con_common_check(&c, "cancel")) != CON_OK) goto out;
   rc = CON_FAIL;
-  if (!con_topic(topic, sizeof topic, c.prefix, "devices", device, "cancel")) {
-    con_fail(EF_ERR_INVALID_ARG, "topic too long");
+  if (!con_topic(topic, c.prefix, device ? EF_TOPIC_DEVICE_CANCEL : EF_TOPIC_GROUP_CANCEL,
+                 device ? device : group))
     goto out;
-  }
-  doc = cJSON_CreateObject();
-  if (!doc || !cJSON_AddStringToObject(doc, "job_id", job_id) || !(json = cJSON_PrintUnformatted(doc))) {
+  if (!(json = ef_cancel_json(job_id))) {
     con_fail(EF_ERR_NOMEM, NULL);
     goto out;
   }
@@ -75,7 +83,6 @@ int cmd_cancel(int argc, char **argv) {
   rc = CON_OK;
 out:
   con_link_close(link);
-  cJSON_Delete(doc);
   free(json);
   return rc;
 }

@@ -114,7 +114,7 @@ int cmd_job(int argc, char **argv) {
   con_link *link = NULL;
   con_image img;
   ef_job job = {0}; /* filled by con_job_prepare; zeroed so analysers see it set */
-  char topic[512];
+  char topic[EF_TOPIC_MAX];
   int rc;
 
   if ((rc = parse_job_args(argc, argv, &a)) != CON_OK) goto out;
@@ -125,11 +125,9 @@ int cmd_job(int argc, char **argv) {
     goto out;
   }
   rc = CON_FAIL;
-  if (!con_topic(topic, sizeof topic, a.c.prefix, a.device ? "devices" : "groups",
-                 a.device ? a.device : a.group, "job")) {
-    con_fail(EF_ERR_INVALID_ARG, "topic too long");
+  if (!con_topic(topic, a.c.prefix, a.device ? EF_TOPIC_DEVICE_JOB : EF_TOPIC_GROUP_JOB,
+                 a.device ? a.device : a.group))
     goto out;
-  }
   double timeout = a.c.timeout_s > 0 ? a.c.timeout_s : CON_CONNECT_TIMEOUT_S;
   if (con_link_open(&a.c, NULL, 0, timeout, &link) != EF_OK) goto out;
   if (con_link_publish(link, topic, json, a.retain, timeout) != EF_OK) goto out;

@@ -1,4 +1,4 @@
-/* Common options, the error line, number and list parsing, clock and signals. */
+/* Common options, the error line, topics, number and list parsing, clock and signals. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -68,7 +68,16 @@ int con_common_check(const con_common *c, const char *cmd) {
   if (!*c->prefix || strpbrk(c->prefix, "+#") || c->prefix[strlen(c->prefix) - 1] == '/')
     return con_usage_error(cmd, "--prefix: '%s' must be non-empty, without '+', '#' or a trailing '/'",
                            c->prefix);
+  /* The protocol module names every topic in EF_TOPIC_MAX with a prefix of
+   * up to 255 characters: a longer one is refused here, not topic by topic. */
+  if (strlen(c->prefix) > 255) return con_usage_error(cmd, "--prefix: at most 255 characters");
   return CON_OK;
+}
+
+bool con_topic(char out[EF_TOPIC_MAX], const char *prefix, ef_topic_kind kind, const char *id) {
+  if (ef_topic(out, EF_TOPIC_MAX, prefix, kind, id, NULL)) return true;
+  con_fail(EF_ERR_INVALID_ARG, "cannot name a topic under '%s' for '%s'", prefix, id ? id : "");
+  return false;
 }
 
 int con_fail(ef_err err, const char *fmt, ...) {

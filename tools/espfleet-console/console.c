@@ -1,9 +1,9 @@
 /*
  * espfleet-console: the fleet operator's tool. Publishes update jobs built
- * from local images, cancels them, rolls them out in canary steps and shows
- * what the devices report, over the same MQTT contract espfleetd follows
- * (docs/protocol.md). Each command lives in its own file; this one only
- * dispatches.
+ * from local images, cancels them, shows what the devices report, and
+ * creates and steers the rollouts espfleet-controller runs, over the MQTT
+ * contract of docs/protocol.md and docs/rollouts.md. Each command lives in
+ * its own file; this one only dispatches.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,16 +18,18 @@ static const char main_usage[] =
     "\n"
     "Commands:\n"
     "  job       publish an update job for a local image to a device or group\n"
-    "  cancel    cancel a job on a device\n"
-    "  status    print the current state of every device\n"
-    "  watch     print state and progress as they arrive\n"
-    "  rollout   publish a job to a group in growing canary steps\n"
+    "  cancel    cancel a job on a device or a group\n"
+    "  status    print the current state of every device, and each job's counts\n"
+    "  watch     follow state and progress as they arrive\n"
+    "  rollout   create, pause, resume, abort, show, list or delete the staged\n"
+    "            rollouts espfleet-controller runs\n"
     "\n"
     "Run 'espfleet-console COMMAND --help' for a command's options.\n"
     "\n"
     "Exit status: 0 success; 1 failure, with one line on stderr:\n"
     "  espfleet-console: error: <code>: <sentence> (<detail>)\n"
-    "2 usage error; 3 'watch --until-final' timed out.\n";
+    "2 usage error; 3 'watch --until-final' or 'rollout create --wait' timed out;\n"
+    "130 interrupted.\n";
 
 static const struct {
   const char *name;

@@ -1,8 +1,9 @@
 /*
  * Shared pieces of espfleet-console, the fleet operator's tool: common
- * options, the error line, the broker connection with its inbox of received
- * messages, image facts, job documents and state documents. Each subcommand
- * lives in its own cmd_*.c file.
+ * options, the error line, the broker connection (an MQTT session feeding
+ * the library's inbox), terminal output, image facts and job documents.
+ * Topics and every document other than the job are the protocol module's
+ * (protocol.h, rollout_doc.h). Each subcommand lives in its own cmd_*.c file.
  */
 #ifndef ESPFLEET_CONSOLE_H
 #define ESPFLEET_CONSOLE_H
@@ -16,12 +17,16 @@
 
 #include "espfleet/clock.h"
 #include "espfleet/error.h"
+#include "espfleet/inbox.h"
 #include "espfleet/job.h"
 #include "espfleet/mqtt.h"
+#include "espfleet/protocol.h"
 #include "espfleet/report.h"
+#include "espfleet/rollout_doc.h"
 
 /* Exit codes: 0 success, 1 failure (error line printed), 2 usage error,
- * 3 watch --until-final ran out of time, 130 interrupted. */
+ * 3 a wait ran out of time (watch --until-final, rollout create --wait),
+ * 130 interrupted. */
 enum { CON_OK = 0, CON_FAIL = 1, CON_USAGE = 2, CON_TIMEOUT = 3, CON_INTERRUPTED = 130 };
 
 #define CON_PROGRAM        "espfleet-console"
@@ -89,7 +94,8 @@ int con_common_opt(con_common *c, const char *cmd, int opt, const char *arg);
 /**
  * Checks the combination of common options (TLS files only with mqtts://,
  * --key only with --cert, --password-file only with --username, a prefix
- * without wildcards). @return CON_OK or CON_USAGE after printing why.
+ * of 1-255 characters without wildcards). @return CON_OK or CON_USAGE
+ * after printing why.
  */
 int con_common_check(const con_common *c, const char *cmd);
 
@@ -123,22 +129,15 @@ int con_split_ids(char *list, const char **ids, int max);
 
 /* ---- broker connection (link.c) ---- */
 
-/** A received message, owned by the caller after con_link_next. */
-typedef struct con_msg {
-  struct con_msg *next;
-  char *topic;
-  char *payload; /**< NUL-terminated copy */
-  size_t len;
-} con_msg;
-
 typedef struct con_link con_link;
 
 /**
  * Connects to the broker named by @p c with a fresh client id and a clean
  * session, subscribes to @p topics (QoS 1) and waits until the session is
  * connected with the subscriptions in place, at most @p connect_timeout_s.
- * Messages arriving from then on queue up for con_link_next.
- * @return EF_OK; EF_ERR_IO when the password file cannot be read;
+ * Messages arriving from then on queue up in an inbox (inbox.h) for
+ * con_link_next; a wait there ends early on SIGINT/SIGTERM.
+ * @return EF_OK; EF_ERR_IO when a TLS or password file cannot be read;
  *         EF_ERR_CONFIG when the session refuses the options; EF_ERR_MQTT
  *         when no connection came up in time. An error line is printed.
  */
@@ -147,36 +146,109 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
 
 /**
  * Publishes one message with QoS 1 and waits until the broker acknowledged
- * it, at most @p timeout_s. @return EF_OK or EF_ERR_MQTT (error line printed).
+ * it, at most @p timeout_s. An empty @p payload clears a retained message.
+ * @return EF_OK or EF_ERR_MQTT (error line printed).
  */
 ef_err con_link_publish(con_link *l, const char *topic, const char *payload, bool retain,
                         double timeout_s) EF_MUST_CHECK;
 
 /**
+ * Publishes an announce request (ef_announce_json) on P/announce, QoS 1, not
+ * retained: the devices (or controllers) of @p scope publish their state
+ * again. Needed where a broker does not deliver retained messages to
+ * wildcard subscriptions (RabbitMQ). @p job_id may be NULL.
+ * @return EF_OK or the error (error line printed).
+ */
+ef_err con_link_announce(con_link *l, const char *prefix, ef_announce_scope scope, const char *job_id,
+                         double timeout_s) EF_MUST_CHECK;
+
+/**
  * Waits for the next received message until @p deadline_ms (ef_mono_ms
  * clock; < 0 = no deadline) or an interrupt. @return the message (free with
- * con_msg_free) or NULL.
+ * ef_inbox_msg_free) or NULL.
  */
-con_msg *con_link_next(con_link *l, int64_t deadline_ms);
-
-/** Frees a message from con_link_next (NULL is fine). */
-void con_msg_free(con_msg *m);
+ef_inbox_msg *con_link_next(con_link *l, int64_t deadline_ms);
 
 /** Disconnects cleanly and frees @p l (NULL is fine). */
 void con_link_close(con_link *l);
 
-/* ---- topics (topics.c) ---- */
-
-/** "P/devices/ID/<leaf>" or "P/groups/G/job" into @p out. @return false when it does not fit. */
-bool con_topic(char *out, size_t n, const char *prefix, const char *kind, const char *id, const char *leaf);
+/** A state or progress document as received, read by ef_state_view_parse (texts escaped). */
+typedef struct {
+  ef_topic_kind kind;             /**< EF_TOPIC_DEVICE_STATE or EF_TOPIC_DEVICE_PROGRESS */
+  char device[EF_JOB_ID_MAX + 1]; /**< from the topic, which the broker's ACL vouches for */
+  bool offline;                   /**< a state document with "online": false (the last will) */
+  ef_state_view v;
+} con_device_doc;
 
 /**
- * Splits a received topic "P/devices/ID/state" or ".../progress".
- * @param device receives ID (EF_JOB_ID_MAX + 1 bytes)
- * @param progress set when the leaf is "progress"
- * @return false for any other topic.
+ * Reads a message from a device's state or progress topic.
+ * @return false for any other topic, a device id that is not one, an empty
+ *         payload (a cleared retained message) or one that is not a JSON object.
  */
-bool con_topic_parse(const char *topic, const char *prefix, char device[EF_JOB_ID_MAX + 1], bool *progress);
+bool con_device_doc_read(const ef_inbox_msg *m, const char *prefix, con_device_doc *d);
+
+/** The ef_err named by a document's error.code (canceled for a canceled state), or @p fallback. */
+ef_err con_device_error(const ef_state_view *v, ef_err fallback);
+
+/* ---- topics (common.c) ---- */
+
+/**
+ * ef_topic for a topic a command names (@p id may be "+" for a filter).
+ * @return false after printing an error line when it cannot be named.
+ */
+bool con_topic(char out[EF_TOPIC_MAX], const char *prefix, ef_topic_kind kind, const char *id);
+
+/* ---- terminal and tables (term.c) ---- */
+
+/** True when stdout is a terminal that takes ANSI sequences (not TERM=dumb). */
+bool con_term_is_tty(void);
+
+/** The terminal's columns and rows (80 x 24 when they cannot be read). */
+void con_term_size(int *cols, int *rows);
+
+/**
+ * Starts a live view on stdout: hides the cursor, stops line wrapping (a
+ * long row is cut at the edge rather than pushing the view down) and clears
+ * the screen. Undone by con_term_live_end, which also runs at exit.
+ */
+void con_term_live_begin(void);
+
+/** Shows the cursor and wraps lines again; the last view stays on screen. Safe to repeat. */
+void con_term_live_end(void);
+
+/** The SGR colour a job state is shown in on a terminal ("" for none). */
+const char *con_term_state_color(const char *state_name);
+
+/** Display columns of UTF-8 text @p s (one per character; escaped texts hold no controls). */
+size_t con_text_width(const char *s);
+
+typedef struct con_table con_table;
+
+/** A table of @p cols columns with the header @p head. @return NULL on OOM. */
+con_table *con_table_new(size_t cols, const char *const *head);
+
+/**
+ * Adds a row (the cells are copied). @p colors, when not NULL, holds an SGR
+ * sequence (or NULL) per cell, used only on a terminal. @return false on OOM.
+ */
+bool con_table_add(con_table *t, const char *const *cells, const char *const *colors);
+
+/** Rows added so far. */
+size_t con_table_rows(const con_table *t);
+
+/** Sorts the rows by their first cell. */
+void con_table_sort(con_table *t);
+
+/**
+ * Prints the table: columns padded to their widest cell, two spaces apart,
+ * the last one unpadded. @p tty makes the header bold and colours cells;
+ * @p max_rows > 0 prints at most that many rows and says how many were left
+ * out. @p eol ends each line ("\n", or "\033[K\n" in a live view).
+ */
+void con_table_print(const con_table *t, FILE *f, bool tty, size_t max_rows, const char *eol);
+
+/** Frees @p t (NULL is fine). */
+void con_table_free(con_table *t);
 
 /* ---- image facts (image_facts.c) ---- */
 
@@ -303,46 +375,33 @@ enum {
  */
 int con_job_prepare(const char *image, const con_job_opts *o, con_image *img, char **json, ef_job *job);
 
-/* ---- state and progress documents (states.c) ---- */
-
-/** The fields of a state or progress document the console shows. */
-typedef struct {
-  char device[EF_JOB_ID_MAX + 1]; /**< from the topic */
-  bool progress;                  /**< a progress document */
-  bool has_online;
-  bool online;
-  bool state_known;
-  ef_job_state state;
-  char state_name[24];            /**< as received ("" when absent) */
-  char job_id[EF_JOB_ID_MAX + 1]; /**< "" when null or absent */
-  char app_version[EF_JOB_VERSION_MAX + 1];
-  char fw_version[64];
-  char error_code[48];
-  char error_detail[256];
-  char ts[40];
-  uint64_t bytes, total;
-  int percent;
-  cJSON *doc; /**< the parsed document */
-} con_doc;
+/* ---- rollouts (cmd_rollout.c, rollout_create.c) ---- */
 
 /**
- * Parses a message from a state or progress topic.
- * @return false for a topic that is neither, an empty payload (a cleared
- *         retained message) or a payload that is not a JSON object.
+ * One line for a rollout's status: "R running: step 2/4, 10 of 40
+ * device(s) reached: 7 succeeded, 1 failed, 2 running (reason)".
  */
-bool con_doc_parse(const con_msg *m, const char *prefix, con_doc *d);
+void con_rollout_line(const ef_rollout_status *s, char *out, size_t n);
 
-/** Frees what con_doc_parse allocated. */
-void con_doc_clear(con_doc *d);
+/**
+ * Reads a message from P/rollouts/R/status (of @p rollout_id, or of any
+ * rollout when NULL) with ef_rollout_status_parse. @return false for any
+ * other topic, a cleared (empty) status, or a document that is not one or
+ * names another rollout than its topic.
+ */
+bool con_rollout_status_read(const ef_inbox_msg *m, const char *prefix, const char *rollout_id,
+                             ef_rollout_status *s);
 
-/** True when @p d is a state document of @p job_id in a final state. */
-bool con_doc_final_for(const con_doc *d, const char *job_id);
+/**
+ * Right after subscribing to a rollout's status: takes the retained status,
+ * which the broker sends at once when there is one, so that what arrives
+ * later is the controller's answer to what the command publishes next.
+ * @return true when there was one (in @p last).
+ */
+bool con_rollout_settle(con_link *link, const char *prefix, const char *rollout_id, ef_rollout_status *last);
 
-/** True for failed, rejected and canceled. */
-bool con_state_is_bad(ef_job_state s);
-
-/** The ef_err named by a document's error.code, or @p fallback when unknown. */
-ef_err con_doc_error(const con_doc *d, ef_err fallback);
+/** rollout create (argv[0] is "create"). @return the exit status. */
+int con_rollout_create(int argc, char **argv);
 
 /* ---- commands ---- */
 

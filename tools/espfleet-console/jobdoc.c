@@ -1,7 +1,8 @@
 /*
- * Job documents as docs/protocol.md defines them, built from an image's
- * facts and the operator's options, then read back with ef_job_parse: the
- * console never publishes a document the daemon's own parser would refuse.
+ * Job documents as docs/protocol.md defines them: an ef_job built from an
+ * image's facts and the operator's options, written by the library's own
+ * writer (ef_job_to_json) and read back with ef_job_parse, so the console
+ * never publishes a document the daemon's parser would refuse.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,54 +111,77 @@ ef_err con_job_release(const con_image *img, const con_job_opts *o, ef_manifest 
   return err;
 }
 
+/* The options a job holds as text must fit its fields whole: a cut value
+ * would pass the parser as another value. Said in the parser's words. */
+static ef_err check_fits(const con_job_opts *o, const char *id, char *reason, size_t n) {
+  if (!ef_id_valid(id)) {
+    snprintf(reason, n, "job_id: must be 1-64 characters of [A-Za-z0-9._:-]");
+    return EF_ERR_BAD_JOB;
+  }
+  if (o->url && strlen(o->url) > EF_JOB_URL_MAX) {
+    snprintf(reason, n, "url: must be a string of at most %d characters", EF_JOB_URL_MAX);
+    return EF_ERR_BAD_JOB;
+  }
+  if (o->expect_fw_version &&
+      (!*o->expect_fw_version || strlen(o->expect_fw_version) > EF_JOB_FW_VERSION_MAX)) {
+    snprintf(reason, n, "expect_fw_version: must be a string of 1-%d characters", EF_JOB_FW_VERSION_MAX);
+    return EF_ERR_BAD_JOB;
+  }
+  return EF_OK;
+}
+
 ef_err con_job_build(const con_image *img, const con_job_opts *o, const ef_manifest *release, char **json,
                      ef_job *job, char *reason, size_t n) {
-  ef_err err = EF_ERR_NOMEM;
-  char id[EF_JOB_ID_MAX + 1];
+  ef_err err = EF_ERR_BAD_JOB;
+  char id[EF_JOB_ID_MAX + 1] = "";
   char *text = NULL;
-  ef_job parsed;
-  cJSON *doc = cJSON_CreateObject();
+  ef_job j, parsed;
   *json = NULL;
   reason[0] = '\0';
-  if (!doc) goto out;
-  if (o->job_id)
-    snprintf(id, sizeof id, "%s", o->job_id);
-  else
-    con_job_default_id(img, id);
-  /* An over-long --job-id must reach the parser whole, so it is refused
-   * rather than cut short. */
-  bool ok = cJSON_AddStringToObject(doc, "job_id", o->job_id ? o->job_id : id) &&
-            cJSON_AddStringToObject(doc, "url", o->url ? o->url : "") &&
-            cJSON_AddStringToObject(doc, "sha256", img->sha256_hex) &&
-            cJSON_AddNumberToObject(doc, "size", (double)img->size) &&
-            cJSON_AddStringToObject(doc, "version", img->version);
-  if (ok && *img->project) ok = cJSON_AddStringToObject(doc, "project", img->project) != NULL;
-  if (ok && *img->chip) ok = cJSON_AddStringToObject(doc, "chip", img->chip) != NULL;
-  if (ok && o->allow_downgrade) ok = cJSON_AddTrueToObject(doc, "allow_downgrade") != NULL;
-  if (ok && o->percent >= 0) {
-    cJSON *r = cJSON_AddObjectToObject(doc, "rollout");
-    ok = r && cJSON_AddNumberToObject(r, "percent", o->percent);
-  }
-  if (ok && o->not_after) ok = cJSON_AddStringToObject(doc, "not_after", o->not_after) != NULL;
-  /* a signed job says what its release signed, nothing else */
-  const char *fw =
-      release ? (release->rel.hosted_release[0] ? release->rel.hosted_release : NULL) : o->expect_fw_version;
-  bool driver_update = release ? release->rel.driver_update : o->driver_update;
-  if (ok && fw) ok = cJSON_AddStringToObject(doc, "expect_fw_version", fw) != NULL;
-  if (ok && driver_update) ok = cJSON_AddTrueToObject(doc, "driver_update") != NULL;
-  if (ok && release) {
-    char sig[89];
-    cJSON *r = cJSON_AddObjectToObject(doc, "release");
-    ef_release_sig_to_base64(release->sig, sig);
-    ok = r && cJSON_AddStringToObject(r, "key_id", release->key_id) &&
-         cJSON_AddStringToObject(r, "signature", sig) &&
-         cJSON_AddNumberToObject(r, "secure_version", release->rel.secure_version) &&
-         cJSON_AddBoolToObject(r, "allow_downgrade", release->rel.allow_downgrade);
-  }
-  if (!ok || !(text = cJSON_PrintUnformatted(doc))) goto out;
+  if (!o->job_id) con_job_default_id(img, id);
+  if ((err = check_fits(o, o->job_id ? o->job_id : id, reason, n)) != EF_OK) goto out;
+  if (o->job_id) snprintf(id, sizeof id, "%s", o->job_id); /* fits: checked */
 
-  /* The device decides about the image size (its esp.max_image_size) and,
-   * with download.allow_http, about plain http; the console checks the rest. */
+  memset(&j, 0, sizeof j);
+  j.chip_id = -1;
+  j.rollout_percent = o->percent;
+  memcpy(j.job_id, id, sizeof j.job_id);
+  snprintf(j.url, sizeof j.url, "%s", o->url ? o->url : "");
+  memcpy(j.sha256_hex, img->sha256_hex, sizeof j.sha256_hex);
+  j.size = img->size;
+  snprintf(j.version, sizeof j.version, "%s", img->version);
+  snprintf(j.project, sizeof j.project, "%s", img->project);
+  snprintf(j.chip, sizeof j.chip, "%s", img->chip);
+  j.allow_downgrade = o->allow_downgrade;
+  if (o->not_after) {
+    time_t t;
+    if (ef_rfc3339_parse(o->not_after, &t) != EF_OK) {
+      snprintf(reason, n, "not_after: must be an RFC 3339 time (e.g. 2025-01-31T12:00:00Z)");
+      goto out;
+    }
+    j.not_after = t == 0 ? 1 : t; /* as ef_job_parse reads it: 0 means "no deadline" */
+  }
+  /* a signed job says what its release signed, nothing else */
+  if (release) {
+    snprintf(j.expect_fw_version, sizeof j.expect_fw_version, "%s", release->rel.hosted_release);
+    j.driver_update = release->rel.driver_update;
+    j.has_release = true;
+    snprintf(j.release_key_id, sizeof j.release_key_id, "%s", release->key_id);
+    memcpy(j.release_signature, release->sig, sizeof j.release_signature);
+    j.secure_version = release->rel.secure_version;
+    j.signed_downgrade = release->rel.allow_downgrade;
+  } else {
+    snprintf(j.expect_fw_version, sizeof j.expect_fw_version, "%s",
+             o->expect_fw_version ? o->expect_fw_version : "");
+    j.driver_update = o->driver_update;
+  }
+  err = EF_ERR_NOMEM;
+  if (!(text = ef_job_to_json(&j))) goto out;
+
+  /* Read back with the daemon's own parser, so the console never publishes
+   * a document a device would refuse. The device decides about the image
+   * size (its esp.max_image_size) and, with download.allow_http, about
+   * plain http; the console checks the rest. */
   ef_job_limits lim;
   ef_job_limits_default(&lim);
   lim.max_image_size = UINT64_MAX;
@@ -172,7 +196,6 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, const ef_manif
   *json = text;
   text = NULL;
 out:
-  cJSON_Delete(doc);
   free(text);
   return err;
 }

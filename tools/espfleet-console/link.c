@@ -1,14 +1,14 @@
 /*
  * The console's broker connection: an espfleet MQTT session with a fresh
- * client id and a clean session, plus an inbox that hands the messages the
- * session receives (on the MQTT library's threads) to the command's thread.
+ * client id and a clean session, feeding the library's inbox (inbox.h),
+ * which hands the messages the session receives on the MQTT library's
+ * threads to the command's thread. Received device documents are read
+ * with the protocol module's readers (protocol.h), which escape every text.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -23,64 +23,9 @@
 
 struct con_link {
   ef_mqtt *session;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  con_msg *head, *tail;
-  int queued;
-  long dropped;
+  ef_inbox *inbox;
   char uri[512];
 };
-
-static void on_message(void *arg, const char *topic, const void *payload, size_t len) {
-  con_link *l = arg;
-  con_msg *m = calloc(1, sizeof *m);
-  char *t = strdup(topic);
-  char *p = malloc(len + 1);
-  if (!m || !t || !p) {
-    free(m);
-    free(t);
-    free(p);
-    return;
-  }
-  if (len) memcpy(p, payload, len);
-  p[len] = '\0';
-  m->topic = t;
-  m->payload = p;
-  m->len = len;
-  pthread_mutex_lock(&l->mu);
-  if (l->queued >= INBOX_MAX) {
-    con_msg *old = l->head;
-    l->head = old->next;
-    if (!l->head) l->tail = NULL;
-    l->queued--;
-    l->dropped++;
-    con_msg_free(old);
-  }
-  if (l->tail)
-    l->tail->next = m;
-  else
-    l->head = m;
-  l->tail = m;
-  l->queued++;
-  pthread_cond_signal(&l->cv);
-  pthread_mutex_unlock(&l->mu);
-}
-
-/* First line of the file, without the line end. */
-static ef_err read_password(const char *path, char *out, size_t n) {
-  ef_err err = EF_ERR_IO;
-  FILE *f = fopen(path, "re");
-  if (!f) {
-    con_fail(EF_ERR_IO, "cannot open password file %s: %s", path, strerror(errno));
-    goto out;
-  }
-  if (!fgets(out, (int)n, f)) out[0] = '\0';
-  out[strcspn(out, "\r\n")] = '\0';
-  err = EF_OK;
-out:
-  if (f) fclose(f);
-  return err;
-}
 
 /* The TLS files must be readable: checked here so the error line names the
  * option (the session would log its own line first). */
@@ -125,6 +70,7 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
   char password[512] = "";
   char client_id[64];
   ef_mqtt_subscription subs[EF_MQTT_MAX_SUBSCRIPTIONS];
+  ef_status st = EF_STATUS_INIT;
   *out = NULL;
 
   ef_log_set_ident(CON_PROGRAM);
@@ -135,15 +81,17 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
     goto out;
   }
   if ((err = check_files(c)) != EF_OK) goto out;
-  if (c->password_file && (err = read_password(c->password_file, password, sizeof password)) != EF_OK)
-    goto out;
-  l = calloc(1, sizeof *l);
-  if (!l) {
-    con_fail(EF_ERR_NOMEM, NULL);
+  if (c->password_file &&
+      (err = ef_read_secret_file(c->password_file, password, sizeof password, &st)) != EF_OK) {
+    con_fail(err, "--password-file: %s", st.detail);
     goto out;
   }
-  pthread_mutex_init(&l->mu, NULL);
-  pthread_cond_init(&l->cv, NULL);
+  err = EF_ERR_NOMEM;
+  l = calloc(1, sizeof *l);
+  if (!l || !(l->inbox = ef_inbox_new(INBOX_MAX, con_interrupted))) {
+    con_fail(err, NULL);
+    goto out;
+  }
   snprintf(l->uri, sizeof l->uri, "%s", c->broker);
   unique_client_id(client_id, sizeof client_id);
   for (size_t i = 0; i < n_topics; i++) subs[i] = (ef_mqtt_subscription){topics[i], 1};
@@ -166,10 +114,9 @@ ef_err con_link_open(const con_common *c, const char *const *topics, size_t n_to
       .n_subscriptions = n_topics,
       .reconnect_min_ms = 250,
       .reconnect_max_ms = 2000,
-      .on_message = on_message,
-      .arg = l,
+      .on_message = ef_inbox_on_message,
+      .arg = l->inbox,
   };
-  ef_status st = EF_STATUS_INIT;
   err = ef_mqtt_start(&o, &l->session, &st);
   if (err != EF_OK) {
     con_fail(err, "cannot start an MQTT session for %s: %s", c->broker, st.detail);
@@ -200,45 +147,54 @@ out:
   return err;
 }
 
-con_msg *con_link_next(con_link *l, int64_t deadline_ms) {
-  con_msg *m = NULL;
-  pthread_mutex_lock(&l->mu);
-  while (!l->head && !con_interrupted()) {
-    int64_t now = ef_mono_ms();
-    if (deadline_ms >= 0 && now >= deadline_ms) break;
-    /* Wake up now and then to notice signals, which do not signal the condvar. */
-    int64_t wait = deadline_ms >= 0 && deadline_ms - now < 200 ? deadline_ms - now : 200;
-    struct timespec ts = ef_ms_timespec(ef_wall_ms() + wait); /* the condvar's clock: CLOCK_REALTIME */
-    pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+ef_err con_link_announce(con_link *l, const char *prefix, ef_announce_scope scope, const char *job_id,
+                         double timeout_s) {
+  ef_err err = EF_ERR_NOMEM;
+  char topic[EF_TOPIC_MAX];
+  ef_announce a = {.scope = scope};
+  char *json = NULL;
+  if (job_id) snprintf(a.job_id, sizeof a.job_id, "%s", job_id);
+  if (!con_topic(topic, prefix, EF_TOPIC_ANNOUNCE, NULL)) {
+    err = EF_ERR_INVALID_ARG;
+    goto out;
   }
-  if (l->head) {
-    m = l->head;
-    l->head = m->next;
-    if (!l->head) l->tail = NULL;
-    l->queued--;
-    m->next = NULL;
+  if (!(json = ef_announce_json(&a))) {
+    con_fail(err, NULL);
+    goto out;
   }
-  pthread_mutex_unlock(&l->mu);
-  return m;
+  err = con_link_publish(l, topic, json, false, timeout_s);
+out:
+  free(json);
+  return err;
 }
 
-void con_msg_free(con_msg *m) {
-  if (!m) return;
-  free(m->topic);
-  free(m->payload);
-  free(m);
-}
+ef_inbox_msg *con_link_next(con_link *l, int64_t deadline_ms) { return ef_inbox_next(l->inbox, deadline_ms); }
 
 void con_link_close(con_link *l) {
   if (!l) return;
+  /* The session feeds the inbox: it stops first. */
   ef_mqtt_stop(l->session, 2000);
-  while (l->head) {
-    con_msg *m = l->head;
-    l->head = m->next;
-    con_msg_free(m);
+  if (l->inbox) {
+    long dropped = ef_inbox_dropped(l->inbox);
+    if (dropped) fprintf(stderr, CON_PROGRAM ": %ld message(s) dropped (too many unread)\n", dropped);
   }
-  if (l->dropped) fprintf(stderr, CON_PROGRAM ": %ld message(s) dropped (too many unread)\n", l->dropped);
-  pthread_cond_destroy(&l->cv);
-  pthread_mutex_destroy(&l->mu);
+  ef_inbox_free(l->inbox);
   free(l);
+}
+
+bool con_device_doc_read(const ef_inbox_msg *m, const char *prefix, con_device_doc *d) {
+  char sub[EF_JOB_ID_MAX + 1];
+  memset(d, 0, sizeof *d);
+  d->kind = ef_topic_parse(m->topic, prefix, d->device, sub);
+  if (d->kind != EF_TOPIC_DEVICE_STATE && d->kind != EF_TOPIC_DEVICE_PROGRESS) return false;
+  /* An empty payload (a cleared retained state) or one that is not an object shows nothing. */
+  if (ef_state_view_parse(m->payload, m->len, &d->v, NULL) != EF_OK) return false;
+  d->offline = d->kind == EF_TOPIC_DEVICE_STATE && d->v.has_online && !d->v.online;
+  return true;
+}
+
+ef_err con_device_error(const ef_state_view *v, ef_err fallback) {
+  if (v->state_known && v->state == EF_STATE_CANCELED) return EF_ERR_CANCELED;
+  ef_err e = ef_err_from_name(v->error_code);
+  return e == EF_ERR__COUNT || e == EF_OK ? fallback : e;
 }
