@@ -177,11 +177,15 @@ ef_err ef_read_secret_file(const char *path, char *out, size_t n, ef_status *st)
     goto out;
   }
   if (!fgets(line, sizeof line, f)) line[0] = '\0';
+  /* A first line longer than the buffer would come back cut short, and a
+   * cut password fails later as a wrong one: refuse it here. */
+  bool whole = strchr(line, '\n') || feof(f);
   /* Editors and `echo` add a newline that is not part of the secret. */
   line[strcspn(line, "\r\n")] = '\0';
-  if (strlen(line) >= n) {
+  if (!whole || strlen(line) >= n) {
     err = EF_ERR_CONFIG;
-    ef_status_fail(st, err, "%s: the secret must be one line of at most %zu bytes", path, n - 1);
+    ef_status_fail(st, err, "%s: the secret must be one line of at most %zu bytes", path,
+                   n - 1 < sizeof line - 2 ? n - 1 : sizeof line - 2);
     goto out;
   }
   memcpy(out, line, strlen(line) + 1);

@@ -44,14 +44,15 @@ static bool get_int(const cJSON *obj, const char *where, const char *key, int64_
   return true;
 }
 
-/* "HH:MM" to minutes after midnight, -1 when it is not one. */
+/* "HH:MM" to minutes after midnight, -1 when it is not one. Each position
+ * is checked: sscanf's %u would also take " 9:05" and "+9:05". */
 static int hhmm(const cJSON *v) {
-  unsigned h, m;
-  char end;
-  if (!cJSON_IsString(v) || strlen(v->valuestring) != 5 ||
-      sscanf(v->valuestring, "%2u:%2u%c", &h, &m, &end) != 2 || h > 23 || m > 59)
-    return -1;
-  return (int)(h * 60 + m);
+  const char *s = cJSON_IsString(v) ? v->valuestring : "";
+  if (strlen(s) != 5 || s[2] != ':') return -1;
+  for (int i = 0; i < 5; i++)
+    if (i != 2 && (s[i] < '0' || s[i] > '9')) return -1;
+  int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+  return h > 23 || m > 59 ? -1 : h * 60 + m;
 }
 
 /* Reads a list of ids into fixed slots or a malloc'ed array. */
