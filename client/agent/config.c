@@ -47,6 +47,9 @@ void ef_config_defaults(ef_config *c) {
   snprintf(c->state_dir, sizeof c->state_dir, "%s", EF_CONFIG_DEFAULT_STATE_DIR);
   c->mqtt.keepalive_s = EF_CONFIG_DEFAULT_KEEPALIVE_S;
   snprintf(c->mqtt.topic_prefix, sizeof c->mqtt.topic_prefix, "%s", EF_CONFIG_DEFAULT_TOPIC_PREFIX);
+  snprintf(c->controller.database, sizeof c->controller.database, "%s", EF_CONFIG_DEFAULT_CONTROLLER_DB);
+  c->controller.discovery_s = EF_CONFIG_DEFAULT_DISCOVERY_S;
+  c->controller.tick_ms = EF_CONFIG_DEFAULT_TICK_MS;
   snprintf(c->esp.device, sizeof c->esp.device, "%s", EF_CONFIG_DEFAULT_DEVICE);
   c->esp.chip_id = -1;
   c->esp.chunk_size = EF_CONFIG_DEFAULT_CHUNK_SIZE;
@@ -485,6 +488,25 @@ static void position(const char *text, size_t off, int *line, int *col) {
   }
 }
 
+static void parse_controller(ctx_t *c, const cJSON *o, ef_config *cfg) {
+  static const char *const keys[] = {"database", "discovery_s", "tick_ms", NULL};
+  const char *pre = "controller.";
+  if (o) check_keys(c, o, pre, keys);
+  get_str(c, o, pre, "database", cfg->controller.database, sizeof cfg->controller.database, false);
+  get_int(c, o, pre, "discovery_s", 0, 3600, &cfg->controller.discovery_s);
+  get_int(c, o, pre, "tick_ms", 50, 60000, &cfg->controller.tick_ms);
+}
+
+/* espfleet-controller's file: the broker as espfleetd has it, and its own section. */
+static void parse_controller_file(ctx_t *c, const cJSON *root, ef_config *cfg) {
+  static const char *const keys[] = {"mqtt", "controller", NULL};
+  check_keys(c, root, "", keys);
+  parse_mqtt(c, section(c, root, "mqtt"), cfg);
+  parse_controller(c, section(c, root, "controller"), cfg);
+  if (!cfg->mqtt.client_id[0])
+    snprintf(cfg->mqtt.client_id, sizeof cfg->mqtt.client_id, "espfleet-controller");
+}
+
 static ef_err parse(ctx_t *c, const char *json, size_t len, ef_config *cfg) {
   static const char *const keys[] = {"device_id", "groups",   "state_dir", "mqtt",
                                      "esp",       "download", "security",  NULL};
@@ -515,6 +537,11 @@ static ef_err parse(ctx_t *c, const char *json, size_t len, ef_config *cfg) {
   }
   if (!cJSON_IsObject(root)) {
     problem(c, "config: must be a JSON object");
+    goto out;
+  }
+  if (c->flags & EF_CONFIG_CONTROLLER) {
+    parse_controller_file(c, root, cfg);
+    if (c->count == 0) rc = EF_OK;
     goto out;
   }
   check_keys(c, root, "", keys);
@@ -564,7 +591,12 @@ ef_err ef_config_parse(const char *json, size_t len, unsigned flags, ef_config *
 }
 
 ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p, ef_status *st) {
-  ctx_t c = {.p = p};
+  return ef_config_load_flags(path, 0, out, p, st);
+}
+
+ef_err ef_config_load_flags(const char *path, unsigned flags, ef_config *out, ef_config_problems *p,
+                            ef_status *st) {
+  ctx_t c = {.p = p, .flags = flags};
   char *buf = NULL;
   size_t used = 0;
   ef_err rc = EF_ERR_CONFIG;

@@ -100,6 +100,12 @@ typedef struct {
     size_t n_revoked;
     char revoked[EF_RELEASE_MAX_KEYS][EF_RELEASE_KEY_ID_MAX + 1];
   } security;
+  /** espfleet-controller's file only (EF_CONFIG_CONTROLLER): its own settings. */
+  struct {
+    char database[EF_CONFIG_STR_MAX]; /**< the SQLite store */
+    int discovery_s;                  /**< time devices have to announce before a new rollout starts */
+    int tick_ms;                      /**< how often timeouts and soak times are evaluated */
+  } controller;
 } ef_config;
 
 /** Problems found by a load, one line each. */
@@ -114,7 +120,15 @@ enum {
   /** Do not read password_file or check that CA/cert/key files are readable
    *  (for checking a config meant for another machine). */
   EF_CONFIG_SKIP_FILES = 1u << 0,
+  /** An espfleet-controller file: the sections "mqtt" and "controller" only,
+   *  no device_id; the client id defaults to "espfleet-controller". The mqtt
+   *  section has the same keys, rules and sentences as espfleetd's. */
+  EF_CONFIG_CONTROLLER = 1u << 1,
 };
+
+#define EF_CONFIG_DEFAULT_CONTROLLER_DB "/var/lib/espfleet-controller/controller.db"
+#define EF_CONFIG_DEFAULT_DISCOVERY_S   5
+#define EF_CONFIG_DEFAULT_TICK_MS       1000
 
 /** Fills @p c with the defaults (device_id "" and no groups). */
 void ef_config_defaults(ef_config *c);
@@ -130,6 +144,10 @@ void ef_config_defaults(ef_config *c);
  *         (@p out then holds defaults where a value was wrong); EF_ERR_NOMEM.
  */
 ef_err ef_config_load(const char *path, ef_config *out, ef_config_problems *p, ef_status *st) EF_MUST_CHECK;
+
+/** ef_config_load with @p flags (EF_CONFIG_CONTROLLER, EF_CONFIG_SKIP_FILES). */
+ef_err ef_config_load_flags(const char *path, unsigned flags, ef_config *out, ef_config_problems *p,
+                            ef_status *st) EF_MUST_CHECK;
 
 /**
  * Validates a configuration given as text. @p flags: EF_CONFIG_SKIP_FILES.
