@@ -25,6 +25,7 @@
 #define INBOX_MAX    100000
 #define STATUS_MS    1000 /* a rollout's status at most once a second (a change of state at once) */
 #define MAX_ROLLOUTS 256
+#define MAX_UNACKED  200000 /* publishes in flight: a few per device of the largest fleet we plan for */
 
 typedef struct {
   ef_rollout_spec spec;
@@ -600,6 +601,9 @@ ef_err ef_controller_run(ef_controller *c, bool (*stop)(void), ef_status *st) {
   for (size_t i = 0; i < 5; i++) subs[i] = (ef_mqtt_subscription){topics[i], 1};
   ef_mqtt_options o = c->cfg.mqtt;
   o.clean_session = false;
+  /* A step may send a job to every device at once: the session must keep
+   * them all until acknowledged (its default would drop the oldest). */
+  if (o.max_buffered < MAX_UNACKED) o.max_buffered = MAX_UNACKED;
   o.subscriptions = subs;
   o.n_subscriptions = 5;
   o.on_message = on_message;
