@@ -12,7 +12,10 @@
 #                                  condition holds (retained state counts)
 #   start_daemon / kill_daemon SIGNAL / daemon_alive
 #   journal_job current|waiting    job_id of that journal record
+#   broker_kill / broker_restart   crash / restart the broker (same port)
+# EF_BROKER=mosquitto (default) or rabbitmq picks the broker (docs/brokers.md).
 . "$EF_SRC/tests/integration/lib_mosquitto.sh"
+. "$EF_SRC/tests/integration/lib_rabbitmq.sh"
 . "$EF_SRC/tests/integration/lib_nginx.sh"
 
 DEV=${DEV:-dev-1}
@@ -30,15 +33,16 @@ CANCEL_TOPIC=$PREFIX/devices/$DEV/cancel
 # 'max_ranges 0;'). Sets LINK, FLASH, WWW, PKI, URL_BASE, CONFIG, DAEMON_PID, DAEMON_LOG.
 fleet_start() {
   require_bin espfleet espfleet-sim espfleetd
-  require_cmd mosquitto mosquitto_pub mosquitto_sub nginx openssl jq
+  require_cmd mosquitto_pub mosquitto_sub nginx openssl jq
   LINK=$EF_TMP/esp0
   FLASH=$EF_TMP/flash.bin
   WWW=$EF_TMP/www
   PKI=$EF_TMP/pki
   mkdir -p "$WWW" "$EF_TMP/mqtt" "$EF_TMP/state"
   nginx_make_certs "$PKI" >/dev/null
-  start_mosquitto "$EF_TMP/mqtt"
-  at_exit "stop_mosquitto '$EF_TMP/mqtt'"
+  [ "${FLEET_MQTT_TLS:-0}" != 1 ] || [ "${EF_BROKER:-mosquitto}" = mosquitto ] ||
+    skip "FLEET_MQTT_TLS: the TLS tests run on mosquitto only"
+  broker_start "$EF_TMP/mqtt"
   local uri=mqtt://127.0.0.1:$MQTT_PORT
   if [ "${FLEET_MQTT_TLS:-0}" = 1 ]; then
     # The daemon talks TLS on a second listener; the test's own tools stay
@@ -64,6 +68,39 @@ fleet_start() {
      | '"${FLEET_CONFIG_UPDATE:-.}" >"$CONFIG"
   "$EF_BIN/espfleetd" --config "$CONFIG" --check-config >/dev/null || fail "generated config is invalid"
   start_daemon
+}
+
+# broker_start DIR: the broker EF_BROKER names on loopback (sets MQTT_PORT),
+# stopped when the test exits. Skips when that broker is not installed.
+broker_start() {
+  case ${EF_BROKER:=mosquitto} in
+  mosquitto)
+    require_cmd mosquitto
+    start_mosquitto "$1" || fail "mosquitto did not start"
+    at_exit "stop_mosquitto '$1'"
+    ;;
+  rabbitmq)
+    rabbitmq_installed || skip "rabbitmq-server is not installed"
+    at_exit "stop_rabbitmq '$1'"
+    start_rabbitmq "$1" || fail "rabbitmq did not start"
+    ;;
+  *) fail "EF_BROKER: unknown broker '$EF_BROKER' (mosquitto or rabbitmq)" ;;
+  esac
+}
+
+# broker_kill: kills the broker with SIGKILL, like a crash.
+# broker_restart: starts it again on the same port (stops it first if it runs).
+broker_kill() {
+  case ${EF_BROKER:-mosquitto} in
+  rabbitmq) crash_rabbitmq "$EF_TMP/mqtt" ;;
+  *) crash_mosquitto "$EF_TMP/mqtt" ;;
+  esac
+}
+broker_restart() {
+  case ${EF_BROKER:-mosquitto} in
+  rabbitmq) restart_rabbitmq "$EF_TMP/mqtt" ;;
+  *) restart_mosquitto "$EF_TMP/mqtt" ;;
+  esac
 }
 
 # start_daemon: starts espfleetd on $CONFIG and waits for its online state.
