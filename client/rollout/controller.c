@@ -230,31 +230,46 @@ static void publish_rows(ef_controller *c, rollout *r) {
 }
 
 /* Carries out the actions the engine recorded (and the store saved): jobs,
- * cancels, cleared jobs. Each flag is cleared once its message is queued;
- * the next save records that. */
+ * cancels, cleared jobs. A flag stays set, and saved, until the broker has
+ * acknowledged what it asked for (settle_actions): a controller killed
+ * while the broker was away sends them again after its restart. Sending
+ * twice is harmless, devices take a job_id once. */
 static void carry_out(ef_controller *c, rollout *r) {
   char *cancel = ef_cancel_json(r->spec.job.job_id);
   for (size_t i = 0; i < r->n; i++) {
     ef_rollout_device *d = &r->devs[i];
-    if (d->send) {
-      /* Retained: a device that is offline now gets it when it comes back. */
-      publish(c, EF_TOPIC_DEVICE_JOB, d->device_id, NULL, r->spec.job_json, true);
-      d->send = false;
-      d->dirty = true;
-    }
-    if (d->cancel && cancel) {
-      publish(c, EF_TOPIC_DEVICE_CANCEL, d->device_id, NULL, cancel, false);
-      d->cancel = false;
-      d->dirty = true;
-    }
+    if (d->queued || (!d->send && !d->cancel)) continue;
+    /* Retained: a device that is offline now gets it when it comes back. */
+    if (d->send) publish(c, EF_TOPIC_DEVICE_JOB, d->device_id, NULL, r->spec.job_json, true);
+    if (d->cancel && cancel) publish(c, EF_TOPIC_DEVICE_CANCEL, d->device_id, NULL, cancel, false);
+    d->queued = true;
   }
-  if (r->run.clear_jobs) {
+  if (r->run.clear_jobs && !r->run.clear_queued) {
     for (size_t i = 0; i < r->n; i++)
       if (r->devs[i].step >= 0) publish(c, EF_TOPIC_DEVICE_JOB, r->devs[i].device_id, NULL, "", true);
-    r->run.clear_jobs = false;
-    r->run.dirty = true;
+    r->run.clear_queued = true;
   }
   free(cancel);
+}
+
+/* Once the broker acknowledged everything queued so far, the actions
+ * carried out are done: their flags are cleared (and saved with the next
+ * batch). */
+static void settle_actions(ef_controller *c) {
+  if (ef_mqtt_flush(c->mqtt, 0, NULL) != EF_OK) return;
+  for (size_t k = 0; k < c->n_rollouts; k++) {
+    rollout *r = c->rollouts[k];
+    for (size_t i = 0; i < r->n; i++) {
+      ef_rollout_device *d = &r->devs[i];
+      if (!d->queued) continue;
+      d->send = d->cancel = d->queued = false;
+      d->dirty = true;
+    }
+    if (r->run.clear_queued) {
+      r->run.clear_jobs = r->run.clear_queued = false;
+      r->run.dirty = true;
+    }
+  }
 }
 
 /* ---- messages ---- */
@@ -625,6 +640,7 @@ ef_err ef_controller_run(ef_controller *c, bool (*stop)(void), ef_status *st) {
       ef_inbox_msg_free(m);
     }
     now = ef_wall_ms();
+    settle_actions(c);
     tick_all(c, now);
     if ((err = save(c, st)) != EF_OK) {
       ef_error("the store failed, stopping rather than act on unsaved decisions: %s", st ? st->detail : "");

@@ -172,6 +172,7 @@ static bool apply_timeouts(const ef_rollout_spec *spec, ef_rollout_device *devs,
       continue;
     }
     d->cancel = true;
+    d->queued = false; /* the job may be queued still: the cancel goes after it */
     d->updated_ms = now_ms;
     d->dirty = true;
     changed = true;
@@ -190,6 +191,7 @@ static void abort_rollout(ef_rollout_run *run, ef_rollout_device *devs, size_t n
     if (d->step >= 0 && (d->state == EF_RD_SENT || d->state == EF_RD_RUNNING)) {
       d->cancel = true;
       d->send = false;
+      d->queued = false; /* what is queued now is the cancel */
       d->updated_ms = now_ms;
       d->dirty = true;
     }

@@ -37,6 +37,8 @@ typedef struct {
   bool send;                /**< action: publish the job to it (then clear) */
   bool cancel;              /**< action: publish a cancel to it (then clear) */
   bool dirty;               /**< changed since the controller last saved it */
+  bool queued;              /**< in memory only: send/cancel handed to the MQTT session, not yet
+                                 acknowledged by the broker (the flags stay set until it is) */
 } ef_rollout_device;
 
 /** A rollout's progress: what the controller persists besides the devices. */
@@ -48,6 +50,7 @@ typedef struct {
   int64_t step_done_ms;    /**< the current step met its success threshold; 0 = not yet */
   bool force_next;         /**< resume of a halted rollout: the next step starts regardless */
   bool clear_jobs;         /**< action: clear the retained job of every reached device (then clear) */
+  bool clear_queued;       /**< in memory only: clear_jobs handed to the MQTT session */
   char reason[256];        /**< why it waits, halted, paused or aborted; "" when it just runs */
   bool dirty;              /**< changed since the controller last saved it */
 } ef_rollout_run;
