@@ -2,10 +2,9 @@
 # espfleet-console against the whole fleet on loopback (mosquitto, nginx,
 # the simulator, espfleetd): `job --print` describes the image; `job` installs
 # it and `watch --until-final` sees it succeed; `status --json` shows the
-# result; an invalid image is refused and nothing is published; a refused
-# downgrade makes `watch` exit 1 and a missing job exit 3; a canary
-# `rollout --steps 0,100` skips the device, then installs the image; a
-# rollout stops when a watched device refuses the job.
+# result, with its progress column and the job's counts; an invalid image is
+# refused and nothing is published; a refused downgrade makes `watch` exit 1
+# and a missing job exit 3. (Rollouts: test_console_rollout.sh.)
 . "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EF_SRC/tests/integration/lib_fleet.sh"
 require_bin espfleet-console
@@ -40,6 +39,15 @@ doc=$(console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --job-id x-1
 jq -e '.job_id == "x-1" and .rollout.percent == 25 and .allow_downgrade == true and
        .not_after == "2099-01-01T00:00:00Z" and .expect_fw_version == "FG-1.1.0.0.0"' <<<"$doc" >/dev/null ||
   fail "job options not in the document: $doc"
+# the document is the library's (ef_job_to_json): a time with an offset is written in UTC
+doc=$(console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --not-after 2099-01-01T02:00:00+02:00) ||
+  fail "job --print --not-after with an offset"
+assert_eq 2099-01-01T00:00:00Z "$(jq -r .not_after <<<"$doc")" "not_after in UTC"
+rc=0
+console job "$EF_TMP/v1.bin" --url "$URL_BASE/v1.bin" --print --job-id "$(printf 'x%.0s' {1..65})" \
+  >/dev/null 2>"$EF_TMP/id.err" || rc=$?
+assert_eq 1 "$rc" "exit status for a job_id of 65 characters"
+grep -q "(job_id: must be 1-64 characters" "$EF_TMP/id.err" || fail "long job_id: $(cat "$EF_TMP/id.err")"
 # ---- signed: --manifest puts the release in the job; --sign-key signs the same
 "$EF_BIN/espfleet" keygen "$EF_TMP/rel" >/dev/null || fail "keygen"
 "$EF_BIN/espfleet" sign "$EF_TMP/v1.bin" --key "$EF_TMP/rel.key" --key-id rel-1 --hosted-release FG-1.1.0.0.0 \
@@ -102,9 +110,16 @@ assert_eq succeeded "$(jq -r .state <<<"$st")" "status state"
 assert_eq c-job-1 "$(jq -r .job_id <<<"$st")" "status job"
 assert_eq 1.1.0 "$(jq -r .app.version <<<"$st")" "status app version"
 console status --device "$DEV" >"$EF_TMP/status.txt" || fail "status failed"
-grep -Eq "^$DEV +yes +succeeded +c-job-1 +1.1.0 +FG-1.1.0.0.0 +-$" "$EF_TMP/status.txt" ||
+grep -Eq "^DEVICE +ONLINE +STATE +PROGRESS +JOB +APP +FW +ERROR$" "$EF_TMP/status.txt" ||
+  fail "status header: $(cat "$EF_TMP/status.txt")"
+grep -Eq "^$DEV +yes +succeeded +- +c-job-1 +1.1.0 +FG-1.1.0.0.0 +-$" "$EF_TMP/status.txt" ||
   fail "status table: $(cat "$EF_TMP/status.txt")"
-pass "status shows the device succeeded with app 1.1.0"
+# the job's counts per state, after the devices
+grep -Eq "^JOB +DEVICES +SUCCEEDED$" "$EF_TMP/status.txt" || fail "status job counts: $(cat "$EF_TMP/status.txt")"
+grep -Eq "^c-job-1 +1 +1$" "$EF_TMP/status.txt" || fail "status job counts: $(cat "$EF_TMP/status.txt")"
+# not on a terminal: no escape sequences
+! grep -q $'\033' "$EF_TMP/status.txt" || fail "status wrote escape sequences to a file"
+pass "status shows the device succeeded with app 1.1.0, and the job's counts"
 
 # ---- an invalid image is refused, nothing is published
 head -c 200000 "$EF_TMP/v1.bin" >"$EF_TMP/short.bin"
@@ -138,40 +153,3 @@ rc=0
 console watch --device "$DEV" --job no-such-job --until-final --timeout 1 >/dev/null 2>&1 || rc=$?
 assert_eq 3 "$rc" "watch exit status on timeout"
 pass "watch --until-final exits 1 for a rejected job and 3 on timeout"
-
-# ---- rollout: 0 % (skipped), then 100 % (installed)
-mkimage "$EF_TMP/v2.bin" 1.2.0 fleet-demo 400K
-serve "$EF_TMP/v2.bin" v2.bin
-mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "$STATE_TOPIC" >"$EF_TMP/states.log" 2>/dev/null &
-track_pid $!
-sleep 0.3
-console rollout "$EF_TMP/v2.bin" --url "$URL_BASE/v2.bin" --group canary --job-id c-roll-1 \
-  --steps 0,100 --interval 2 --devices "$DEV" >"$EF_TMP/rollout.out" 2>"$EF_TMP/rollout.err" ||
-  fail "rollout failed: $(cat "$EF_TMP/rollout.err")"
-grep -q "step 2/2: published at 100 %" "$EF_TMP/rollout.out" || fail "rollout output: $(cat "$EF_TMP/rollout.out")"
-doc=$(wait_state '.job_id == "c-roll-1" and .state == "succeeded"' 60) || fail "rollout did not install the image"
-assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "simulator runs v2"
-assert_eq 1.2.0 "$(jq -r .app.version <<<"$doc")" "app version after rollout"
-jq -s -e '[.[] | select(.job_id == "c-roll-1") | .state] | index("skipped") != null and
-          index("skipped") < index("succeeded")' "$EF_TMP/states.log" >/dev/null ||
-  fail "the 0 % step was not skipped first: $(jq -c 'select(.job_id == "c-roll-1") | .state' "$EF_TMP/states.log")"
-pass "rollout 0,100: skipped at 0 %, installed at 100 %"
-
-# ---- rollout stops when a watched canary fails or refuses the job
-# The file behind the url is not the image the job describes (version 1.2.0
-# served, 1.3.0 announced): the device refuses it with version_mismatch.
-mkimage "$EF_TMP/v3.bin" 1.3.0 fleet-demo 400K
-serve "$EF_TMP/v2.bin" v3.bin
-# First step: the smallest percent whose sample includes $DEV.
-hex=$(printf '%s' "c-roll-2/$DEV" | sha256sum | cut -c1-8)
-first=$(( (16#$hex % 10000) / 100 + 1 ))
-[ "$first" -lt 100 ] || first=99
-rc=0
-timeout 60 "$EF_BIN/espfleet-console" rollout --broker "$BROKER" "$EF_TMP/v3.bin" --url "$URL_BASE/v3.bin" \
-  --group canary --job-id c-roll-2 --steps "$first,100" --interval 40 --devices "$DEV" \
-  >"$EF_TMP/rollout2.out" 2>"$EF_TMP/rollout2.err" || rc=$?
-assert_eq 1 "$rc" "rollout exit status when a canary fails ($(cat "$EF_TMP/rollout2.err"))"
-assert_eq version_mismatch "$(console_code "$EF_TMP/rollout2.err")" "rollout error code"
-grep -q "step 2/2" "$EF_TMP/rollout2.out" && fail "rollout went on after the canary failed"
-assert_eq "$(sha256_of "$EF_TMP/v2.bin")" "$(sim_get "$FLASH" .running.sha256)" "simulator still runs v2"
-pass "rollout stops at step 1 ($first %) when a watched device fails"

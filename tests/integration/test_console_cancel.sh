@@ -2,7 +2,8 @@
 # espfleet-console cancel reaches the daemon: with a throttled simulator a
 # job published by `job` is still transferring when `cancel` arrives; the job
 # ends canceled (no OTA end, old image kept), `watch --until-final` exits 1
-# with the canceled code and prints progress while it waits.
+# with the canceled code and prints progress while it waits; `cancel --group`
+# reaches the device through its group.
 . "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EF_SRC/tests/integration/lib_fleet.sh"
 require_bin espfleet-console
@@ -19,7 +20,10 @@ serve "$EF_TMP/slow.bin" slow.bin
 # Usage errors exit 2.
 rc=0
 console cancel c-slow >/dev/null 2>&1 || rc=$?
-assert_eq 2 "$rc" "cancel without --device"
+assert_eq 2 "$rc" "cancel without --device or --group"
+rc=0
+console cancel c-slow --device "$DEV" --group canary >/dev/null 2>&1 || rc=$?
+assert_eq 2 "$rc" "cancel with --device and --group"
 
 console watch --device "$DEV" --job c-slow --until-final --timeout 60 >"$EF_TMP/watch.out" 2>"$EF_TMP/watch.err" &
 watch_pid=$!
@@ -53,3 +57,14 @@ timeout 10 "$EF_BIN/espfleet-console" watch --broker "$BROKER" --device "$DEV" -
 jq -e -s 'length >= 1 and (.[0].device_id == "'"$DEV"'") and (.[0].state == "canceled")' "$EF_TMP/watch.json" >/dev/null ||
   fail "watch --json: $(cat "$EF_TMP/watch.json")"
 pass "watch --json prints the retained state document"
+
+# cancel --group: the daemon follows its groups' cancel topics too.
+console job "$EF_TMP/slow.bin" --url "$URL_BASE/slow.bin" --device "$DEV" --job-id c-slow-2 >/dev/null ||
+  fail "second job publish failed"
+wait_state '.job_id == "c-slow-2" and .state == "downloading"' 20 >/dev/null || fail "c-slow-2 did not start"
+console cancel c-slow-2 --group canary >"$EF_TMP/cancel2.out" || fail "cancel --group failed"
+grep -q "to espfleet/groups/canary/cancel" "$EF_TMP/cancel2.out" || fail "cancel --group: $(cat "$EF_TMP/cancel2.out")"
+doc=$(wait_final c-slow-2 20) || fail "no final state for c-slow-2"
+assert_eq canceled "$(jq -r .state <<<"$doc")" "final state after cancel --group"
+assert_eq 0 "$(sim_get "$FLASH" .counters.ota_end)" "no OTA end after cancel --group"
+pass "cancel --group reaches the device through its group"

@@ -2,7 +2,8 @@
 # A device (or anyone who may publish its state) cannot drive the operator's
 # terminal: `espfleet-console status` and `watch` print control characters
 # from state documents escaped (\x1b, \u009b), never raw; a state on a topic
-# whose device id is not a device id is not shown at all.
+# whose device id is not a device id is not shown at all; the live table of
+# `watch` on a terminal keeps them escaped too.
 . "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EF_SRC/tests/integration/lib_mosquitto.sh"
 require_bin espfleet-console
@@ -46,3 +47,21 @@ grep -qF 'error=bad_job\x1b[5m (see\x1b[8m hidden)' "$EF_TMP/watch.txt" ||
 grep -qF '2025-01-01T00:00:00Z\x0d evil' "$EF_TMP/watch.txt" || fail "watch does not show the escaped ts"
 ! grep -q "ev il" "$EF_TMP/watch.txt" || fail "watch shows a device id that is not one"
 pass "watch escapes control characters from a state document"
+
+# On a terminal `watch` redraws a table in place: the only escape sequences
+# are its own (cursor, clear, colours), the device's text stays escaped, and
+# the terminal is given back (cursor shown, line wrap on) when it ends.
+if command -v script >/dev/null 2>&1; then
+  TERM=xterm script -qec "'$EF_BIN/espfleet-console' watch --broker '$BROKER' --timeout 1.5" /dev/null \
+    >"$EF_TMP/live.raw" 2>&1 || true
+  grep -qF $'\033[?25l' "$EF_TMP/live.raw" || fail "the live view did not hide the cursor: $(od -c "$EF_TMP/live.raw" | head)"
+  tail -c 40 "$EF_TMP/live.raw" | grep -qF $'\033[?7h\033[?25h' || fail "the terminal was not given back"
+  [ "$(grep -o $'\033\\[H' "$EF_TMP/live.raw" | wc -l)" -ge 2 ] || fail "the live view was not redrawn"
+  grep -qF 'failed\x1b[2J' "$EF_TMP/live.raw" || fail "the live view does not show the escaped state"
+  grep -qF 'bad_job\x1b[5m: see\x1b[8m hidden' "$EF_TMP/live.raw" || fail "the live view does not show the escaped error"
+  # without its own sequences (and the pty's CR), nothing that drives a terminal is left
+  sed -E $'s/\033\\[(\\?25[lh]|\\?7[lh]|H|2J|K|J|[0-9]*m)//g; s/\r//g' "$EF_TMP/live.raw" >"$EF_TMP/live.txt"
+  ! raw_controls "$EF_TMP/live.txt" || fail "the live view printed other control characters: $(od -c "$EF_TMP/live.txt" | head -20)"
+  grep -Eq '^DEVICE +STATE +JOB +PROGRESS +% +LEFT +ERROR' "$EF_TMP/live.txt" || fail "live table: $(cat "$EF_TMP/live.txt")"
+  pass "watch on a terminal redraws a table, keeps texts escaped and gives the terminal back"
+fi

@@ -137,8 +137,8 @@ static void print_line(const con_device_doc *doc) {
 
 /* --json: the document as received, as one line of JSON (re-written by
  * cJSON, so a line is always one line). */
-static void print_json(const ef_inbox_msg *m) {
-  cJSON *doc = cJSON_ParseWithLength(m->payload, m->len);
+static void print_json(const char *payload, size_t len) {
+  cJSON *doc = cJSON_ParseWithLength(payload, len);
   char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
   if (text) printf("%s\n", text);
   free(text);
@@ -353,6 +353,8 @@ static bool take(const watch_args *a, device_set *set, ef_inbox_msg *m, bool liv
   if (!about_job && !doc.offline) return true;
   device *d = set_find(set, doc.device, true);
   if (!d) return false;
+  /* note_state may take the payload over; it stays valid, held by d */
+  const char *payload = m->payload;
   bool show = true;
   if (doc.kind == EF_TOPIC_DEVICE_PROGRESS)
     note_progress(d, &doc.v);
@@ -363,7 +365,7 @@ static bool take(const watch_args *a, device_set *set, ef_inbox_msg *m, bool liv
   if (live)
     *dirty = true;
   else if (a->json)
-    print_json(m);
+    print_json(payload, m->len);
   else
     print_line(&doc);
   return true;
