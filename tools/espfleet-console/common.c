@@ -142,13 +142,3 @@ void con_catch_signals(void) {
 }
 
 bool con_interrupted(void) { return interrupted != 0; }
-
-int con_split_ids(char *list, const char **ids, int max) {
-  int n = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    if (n >= max || !ef_id_valid(tok)) return -1;
-    ids[n++] = tok;
-  }
-  return n;
-}

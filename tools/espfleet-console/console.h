@@ -120,13 +120,6 @@ bool con_interrupted(void);
 /** Makes SIGINT and SIGTERM set the flag con_interrupted reads. */
 void con_catch_signals(void);
 
-/**
- * Splits a comma-separated list of ids into @p ids (pointers into @p list,
- * which is modified). @return the count, or -1 when an id is invalid or
- * there are more than @p max.
- */
-int con_split_ids(char *list, const char **ids, int max);
-
 /* ---- broker connection (link.c) ---- */
 
 typedef struct con_link con_link;
@@ -311,10 +304,9 @@ ef_err con_job_build(const con_image *img, const con_job_opts *o, const ef_manif
 ef_err con_job_release(const con_image *img, const con_job_opts *o, ef_manifest *release, bool *have,
                        char *reason, size_t n) EF_MUST_CHECK;
 
-/* ---- the image/url/job options shared by `job` and `rollout` (cmd_job.c) ---- */
+/* ---- the image/url/job options shared by `job` and `rollout create` (cmd_job.c) ---- */
 
-/** Usage line of --job-id where it is optional (`job`; `rollout` requires it
- *  and says so in its own words). */
+/** Usage line of --job-id. */
 #define CON_JOB_ID_USAGE                                                    \
   "  --job-id ID             default <project>-<version>-<first 8 hex of\n" \
   "                          the sha256>\n"

@@ -230,8 +230,9 @@ static int build_document(const create_args *a, char *job_json, char **out, ef_r
     s.steps[0].percent = 100;
     s.n_steps = 1;
   }
-  /* Written whole, defaults included: the document says what runs. Values
-   * beyond int are cut to a value the reader refuses all the same. */
+  /* Written whole, defaults included: the document says what runs, and a
+   * controller with other defaults cannot change it. (int_opt keeps the
+   * values within int; their ranges are the reader's.) */
   s.success_percent = (int)a->success_percent;
   s.abort_percent = (int)a->abort_percent;
   s.abort_min = (int)a->abort_min;
