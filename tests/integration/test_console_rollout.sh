@@ -58,6 +58,9 @@ status() {
       controller_version: "0.1.0"}'
 }
 
+# expect SCHEMA JSON: checked against docs/schema/SCHEMA at the end (with python3 jsonschema).
+expect() { printf '%s\t%s\n' "$1" "$(jq -c . <<<"$2")" >>"$EF_TMP/docs.tsv"; }
+
 mkimage "$EF_TMP/fw.bin" 1.2.0 fleet-demo 100K
 sha=$(sha256_of "$EF_TMP/fw.bin")
 URL=https://files.lan/fw-1.2.0.bin
@@ -82,6 +85,7 @@ jq -e --arg sha "$sha" --arg url "$URL" '
               in_progress_timeout_s: 600, offline_timeout_s: 120,
               windows: [{start: "22:00", end: "04:00"}, {start: "12:00", end: "13:00"}]}' <<<"$doc" >/dev/null ||
   fail "rollout document: $doc"
+expect rollout.schema.json "$doc"
 grep -Eq "Received PUBLISH from espfleet-console-[^ ]* \(d0, q1, r1, m[0-9]+, '$P/rollouts/r1'" \
   "$EF_TMP/mqtt/mosquitto.log" || fail "the rollout was not published with QoS 1, retained"
 # --print is the same document, and connects to nothing
@@ -97,12 +101,14 @@ jq -e '.steps == [{percent: 100}] and .job.job_id == "fleet-demo-1.2.0-'"${sha:0
        .policy == {success_percent: 100, abort: {failure_percent: 10, min_finished: 1}, soak_s: 0,
                    in_progress_timeout_s: 3600, offline_timeout_s: 600, windows: []}' <<<"$doc" >/dev/null ||
   fail "defaults: $doc"
+expect rollout.schema.json "$doc"
 # a signed job keeps its release object
 "$EF_BIN/espfleet" keygen "$EF_TMP/rel" >/dev/null || fail "keygen"
 doc=$(console rollout create "$EF_TMP/fw.bin" --rollout-id r0 --url "$URL" --group lab --print \
   --sign-key "$EF_TMP/rel.key" --key-id rel-1 --expect-fw-version FG-1.2.0.0.0) || fail "create --sign-key"
 jq -e '.job.release.key_id == "rel-1" and (.job.release.signature | length) == 88 and
        .job.expect_fw_version == "FG-1.2.0.0.0"' <<<"$doc" >/dev/null || fail "signed job in the rollout: $doc"
+expect rollout.schema.json "$doc"
 pass "rollout create publishes a valid rollout document, retained with QoS 1"
 
 # ---- bad input: the specific error, nothing published
@@ -152,6 +158,7 @@ controls=$(sed -n "s|^$P/rollouts/r1/control ||p" "$EF_TMP/rollouts.log" | jq -c
 assert_eq '{"action":"pause","reason":"night \"shift\""}
 {"action":"resume","reason":"night \"shift\""}
 {"action":"abort","reason":"night \"shift\""}' "$controls" "control documents"
+while IFS= read -r c; do expect rollout-control.schema.json "$c"; done <<<"$controls"
 grep -Eq "Received PUBLISH from espfleet-console-[^ ]* \(d0, q1, r0, m[0-9]+, '$P/rollouts/r1/control'" \
   "$EF_TMP/mqtt/mosquitto.log" || fail "a control was not published with QoS 1, not retained"
 pass "pause/resume/abort publish their control document and exit 1 when no controller answers"
@@ -213,6 +220,8 @@ on_message "$P/rollouts/r2/control" "$EF_TMP/got-devices.json" "pub -t '$P/rollo
 console rollout show r2 --devices >"$EF_TMP/show-devices.out" 2>"$EF_TMP/show.err" ||
   fail "show --devices: $(cat "$EF_TMP/show.err")"
 assert_eq '{"action":"devices"}' "$(jq -c . "$EF_TMP/got-devices.json")" "devices request"
+expect rollout-control.schema.json "$(cat "$EF_TMP/got-devices.json")"
+expect rollout-devices.schema.json "$(cat "$EF_TMP/devices.json")"
 sed -n '/^DEVICE/,$p' "$EF_TMP/show-devices.out" >"$EF_TMP/rows.txt"
 grep -Eq '^DEVICE +STEP +STATE +JOB_STATE +ERROR$' "$EF_TMP/rows.txt" || fail "rows: $(cat "$EF_TMP/rows.txt")"
 grep -Eq '^gw-1 +1 +succeeded +succeeded +-$' "$EF_TMP/rows.txt" || fail "gw-1 row: $(cat "$EF_TMP/rows.txt")"
@@ -239,6 +248,8 @@ console rollout list --no-announce --timeout 0.5 >/dev/null || fail "list --no-a
 sleep 0.3
 assert_eq "$P/announce {\"scope\":\"rollouts\"}
 $P/announce {\"scope\":\"devices\"}" "$(cat "$EF_TMP/announce.log")" "announce requests"
+expect announce.schema.json '{"scope":"rollouts"}'
+expect announce.schema.json '{"scope":"devices"}'
 pass "list shows every rollout's status; list and status send announce requests (not with --no-announce)"
 
 # ---- create --wait: follows the status to its end
@@ -293,3 +304,41 @@ rc=0
 console cancel j-r1 --group lab --device gw-1 >/dev/null 2>&1 || rc=$?
 assert_eq 2 "$rc" "cancel with --group and --device"
 pass "cancel --group publishes the cancel document on the group's cancel topic"
+
+# ---- the documents above against their JSON Schemas (docs/schema/), the
+# hand-written statuses too: they stand for what espfleet-controller writes
+expect rollout-status.schema.json "$(status r1 running 1)"
+expect rollout-status.schema.json "$(status r2 halted -1 '"a reason"')"
+expect cancel.schema.json '{"job_id":"j-r1"}'
+if python3 -c 'import jsonschema; jsonschema.Draft202012Validator' >/dev/null 2>&1; then
+  python3 - "$EF_SRC/docs/schema" "$EF_TMP/docs.tsv" <<'PYTHON' || fail "a document does not follow its schema"
+import json, os, sys
+import jsonschema
+from jsonschema import Draft202012Validator
+schema_dir, docs = sys.argv[1], sys.argv[2]
+schemas = {}
+for name in os.listdir(schema_dir):
+    if name.endswith(".schema.json"):
+        with open(os.path.join(schema_dir, name), encoding="utf-8") as f:
+            schemas[name] = json.load(f)
+try:  # jsonschema >= 4.18: $ref between files by $id, never fetched
+    from referencing import Registry, Resource
+    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas.values())
+    make = lambda s: Draft202012Validator(s, registry=registry)
+except ImportError:
+    from jsonschema import RefResolver
+    store = {s["$id"]: s for s in schemas.values()}
+    make = lambda s: Draft202012Validator(s, resolver=RefResolver(base_uri=s["$id"], referrer=s, store=store))
+bad = 0
+with open(docs, encoding="utf-8") as f:
+    for line in f:
+        name, text = line.rstrip("\n").split("\t", 1)
+        for e in make(schemas[name]).iter_errors(json.loads(text)):
+            print("%s: %s at /%s: %s" % (name, text[:120], "/".join(map(str, e.absolute_path)), e.message))
+            bad += 1
+sys.exit(1 if bad else 0)
+PYTHON
+  pass "the rollout, control, announce and cancel documents and the hand-written statuses follow docs/schema/"
+else
+  log "python3 jsonschema is not installed: the documents were not checked against docs/schema/"
+fi

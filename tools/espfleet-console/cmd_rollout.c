@@ -223,9 +223,8 @@ static int cmd_control(const simple_args *a, ef_rollout_action action) {
     goto out;
   }
   con_catch_signals();
-  if (con_link_open(&a->c, topics, 1, wait_s < CON_CONNECT_TIMEOUT_S ? wait_s : CON_CONNECT_TIMEOUT_S,
-                    &link) != EF_OK)
-    goto out;
+  /* --timeout is how long the controller may take; connecting has its own budget */
+  if (con_link_open(&a->c, topics, 1, CON_CONNECT_TIMEOUT_S, &link) != EF_OK) goto out;
   /* A status from before the control tells nothing about a controller that
    * runs now; and a rollout that ended takes no control. */
   if (con_rollout_settle(link, a->c.prefix, a->rollout_id, &before) &&
@@ -381,9 +380,7 @@ static int cmd_show(const simple_args *a) {
       !con_topic(topics[1], a->c.prefix, EF_TOPIC_ROLLOUT_DEVICES, a->rollout_id))
     goto out;
   con_catch_signals();
-  if (con_link_open(&a->c, topic_ptrs, a->devices ? 2 : 1,
-                    wait_s < CON_CONNECT_TIMEOUT_S ? wait_s : CON_CONNECT_TIMEOUT_S, &link) != EF_OK)
-    goto out;
+  if (con_link_open(&a->c, topic_ptrs, a->devices ? 2 : 1, CON_CONNECT_TIMEOUT_S, &link) != EF_OK) goto out;
   int64_t deadline = ef_mono_ms() + (int64_t)(wait_s * 1000);
   ef_inbox_msg *m;
   while (!seen && (m = con_link_next(link, deadline))) {
