@@ -36,7 +36,9 @@ static void publish_on_locked(ef_agent *a, const char *topic, const ef_state *s,
   free(json);
 }
 
-static void publish_doc_locked(ef_agent *a, const ef_state *s) { publish_on_locked(a, a->topic_state, s, true); }
+static void publish_doc_locked(ef_agent *a, const ef_state *s) {
+  publish_on_locked(a, a->topic_state, s, true);
+}
 
 /* The job's final state, retained on its own topic: a controller that
  * follows one job sees this device's outcome after the device moved on. */
@@ -620,6 +622,8 @@ ef_err ef_agent_new(const ef_config *cfg, ef_agent **out, ef_status *st) {
   err = ef_journal_load(&a->journal, cfg->state_dir, &damage, st);
   if (err != EF_OK) goto out;
   ef_state_init(&a->state, cfg->device_id);
+  _Static_assert(EF_STATE_MAX_GROUPS >= EF_CONFIG_MAX_GROUPS,
+                 "the state document lists every configured group");
   for (size_t i = 0; i < cfg->n_groups && i < EF_STATE_MAX_GROUPS; i++)
     copy_truncating(a->state.groups[a->state.n_groups++], sizeof a->state.groups[0], cfg->groups[i]);
   a->state.app = a->journal.installed;

@@ -35,7 +35,14 @@ typedef struct {
   size_t n;
   size_t *by_id; /* indices of devs sorted by device_id */
   bool status_due;
-  bool deleted; /* its document was cleared: forgotten after the next save */
+  /* Deletion in three stages, so that a controller killed half way has
+   * either not deleted yet or already cleared what devices could act on: the
+   * abort (with clear_jobs) is saved first like any abort; then the cleared
+   * documents are published; once the broker acknowledged them the row
+   * goes from the store. */
+  bool deleted;          /* its document was cleared */
+  bool delete_published; /* the cleared jobs, results and status are queued */
+  bool delete_done;      /* ... and acknowledged: remove it at the next save */
   ef_rollout_state published_state;
   int published_step;
   int64_t status_ms;
@@ -59,6 +66,7 @@ struct ef_controller {
   size_t n_history, cap_history;
   atomic_bool connected_flag; /* set by the MQTT thread on every (re)connection */
   int64_t connected_ms;       /* the first connection; 0 before */
+  long dropped_seen;          /* the inbox's dropped count when last looked at */
   bool (*stop)(void);
 };
 
@@ -269,6 +277,7 @@ static void settle_actions(ef_controller *c) {
       r->run.clear_jobs = r->run.clear_queued = false;
       r->run.dirty = true;
     }
+    if (r->delete_published) r->delete_done = true;
   }
 }
 
@@ -386,7 +395,12 @@ static void on_rollout_doc(ef_controller *c, const char *id, const ef_inbox_msg 
   rollout *r = find_rollout(c, id);
   if (m->len == 0) {
     /* The operator cleared the document: the rollout is deleted. */
-    if (r && !r->deleted) {
+    if (!r) {
+      /* an unknown id: perhaps a refused document, whose status goes too */
+      publish(c, EF_TOPIC_ROLLOUT_STATUS, id, NULL, "", true);
+      return;
+    }
+    if (!r->deleted) {
       /* jobs not final are canceled: a deleted rollout installs nothing more */
       if (!ef_rollout_state_is_final(r->run.state) &&
           ef_rollout_control(&r->spec, &r->run, r->devs, r->n, EF_ROLLOUT_ABORT, "the rollout was deleted",
@@ -487,16 +501,22 @@ static void handle(ef_controller *c, const ef_inbox_msg *m, int64_t now) {
  * documents may be missing on this broker node), and say every status again. */
 static void on_each_connection(ef_controller *c, int64_t now) {
   ef_announce a = {.scope = EF_ANNOUNCE_DEVICES};
-  char *json = ef_announce_json(&a);
-  if (json) publish(c, EF_TOPIC_ANNOUNCE, NULL, NULL, json, false);
-  free(json);
+  size_t asked = 0;
   for (size_t i = 0; i < c->n_rollouts; i++) {
     rollout *r = c->rollouts[i];
     r->status_due = true;
     r->status_ms = 0;
     if (ef_rollout_state_is_final(r->run.state)) continue;
+    /* with the job: devices also say their result of it, if they moved on */
     snprintf(a.job_id, sizeof a.job_id, "%s", r->spec.job.job_id);
-    json = ef_announce_json(&a);
+    char *json = ef_announce_json(&a);
+    if (json) publish(c, EF_TOPIC_ANNOUNCE, NULL, NULL, json, false);
+    free(json);
+    asked++;
+  }
+  if (!asked) {
+    a.job_id[0] = '\0';
+    char *json = ef_announce_json(&a);
     if (json) publish(c, EF_TOPIC_ANNOUNCE, NULL, NULL, json, false);
     free(json);
   }
@@ -521,12 +541,12 @@ static ef_err save(ef_controller *c, ef_status *st) {
   if (err != EF_OK) return err;
   for (size_t i = 0; i < c->n_rollouts && err == EF_OK; i++) {
     rollout *r = c->rollouts[i];
-    if (r->deleted)
+    if (r->delete_done) {
       err = ef_store_delete_rollout(c->store, r->spec.rollout_id, st);
-    else if (r->run.dirty)
-      err = ef_store_put_rollout(c->store, r->spec.rollout_id, r->doc, &r->run, st);
-    if (err == EF_OK && !r->deleted)
-      err = ef_store_put_devices(c->store, r->spec.rollout_id, r->devs, r->n, false, st);
+      continue;
+    }
+    if (r->run.dirty) err = ef_store_put_rollout(c->store, r->spec.rollout_id, r->doc, &r->run, st);
+    if (err == EF_OK) err = ef_store_put_devices(c->store, r->spec.rollout_id, r->devs, r->n, false, st);
   }
   for (size_t i = 0; i < c->n_known && err == EF_OK; i++)
     if (c->known[i].dirty) {
@@ -547,7 +567,13 @@ static ef_err save(ef_controller *c, ef_status *st) {
 static void act(ef_controller *c, int64_t now) {
   for (size_t i = 0; i < c->n_rollouts;) {
     rollout *r = c->rollouts[i];
-    if (r->deleted) {
+    if (r->delete_done) {
+      ef_info("rollout %s deleted", r->spec.rollout_id);
+      rollout_free(r);
+      c->rollouts[i] = c->rollouts[--c->n_rollouts];
+      continue;
+    }
+    if (r->deleted && !r->delete_published) {
       ef_info("rollout %s deleted: clearing its jobs, results and status", r->spec.rollout_id);
       carry_out(c, r);
       for (size_t k = 0; k < r->n; k++)
@@ -556,8 +582,10 @@ static void act(ef_controller *c, int64_t now) {
           publish(c, EF_TOPIC_DEVICE_RESULT, r->devs[k].device_id, r->spec.job.job_id, "", true);
         }
       publish(c, EF_TOPIC_ROLLOUT_STATUS, r->spec.rollout_id, NULL, "", true);
-      rollout_free(r);
-      c->rollouts[i] = c->rollouts[--c->n_rollouts];
+      r->delete_published = true;
+    }
+    if (r->deleted) {
+      i++;
       continue;
     }
     carry_out(c, r);
@@ -638,6 +666,14 @@ ef_err ef_controller_run(ef_controller *c, bool (*stop)(void), ef_status *st) {
       if (batch_end < 0) batch_end = ef_mono_ms() + BATCH_MS;
       handle(c, m, ef_wall_ms());
       ef_inbox_msg_free(m);
+    }
+    long dropped = ef_inbox_dropped(c->inbox);
+    if (dropped != c->dropped_seen) {
+      /* Messages were lost: ask the devices again rather than wait for timeouts. */
+      ef_error("%ld message(s) dropped: more arrived than the controller could take; asking devices again",
+               dropped - c->dropped_seen);
+      c->dropped_seen = dropped;
+      atomic_store(&c->connected_flag, true);
     }
     now = ef_wall_ms();
     settle_actions(c);

@@ -109,11 +109,12 @@ bool ef_rollout_observe(const ef_rollout_spec *spec, ef_rollout_device *d, const
    * rollout reached it: a device may run the same job_id from elsewhere. */
   if (d->step >= 0 && v->state_known && strcmp(v->job_id, spec->job.job_id) == 0) {
     ef_rollout_device_state rs = from_job_state(v->state);
-    bool final_known = d->state == EF_RD_SUCCEEDED || d->state == EF_RD_FAILED;
     /* A final outcome stands against late non-final documents (a state
-     * retained from before, delivered after the result). */
-    if (!(final_known && rs == EF_RD_RUNNING) &&
-        (rs != d->state || strcmp(v->state_name, d->job_state) != 0)) {
+     * retained from before, delivered after the result), and so does a
+     * device counted out (timed out, offline): it was sent a cancel, and
+     * only its final state (canceled, or a late success) says more. */
+    bool settled = d->state != EF_RD_SENT && d->state != EF_RD_RUNNING;
+    if (!(settled && rs == EF_RD_RUNNING) && (rs != d->state || strcmp(v->state_name, d->job_state) != 0)) {
       d->state = rs;
       snprintf(d->job_state, sizeof d->job_state, "%s", v->state_name);
       if (rs == EF_RD_FAILED)
@@ -200,8 +201,13 @@ static void abort_rollout(ef_rollout_run *run, ef_rollout_device *devs, size_t n
 
 static bool abort_threshold(const ef_rollout_spec *spec, ef_rollout_run *run, const tally *t) {
   size_t finished = t->succeeded + t->bad;
-  if (t->bad < (size_t)spec->abort_min || t->bad * 100 < (size_t)spec->abort_percent * finished) return false;
-  set_reason(run, "abort threshold: %zu of %zu finished devices failed (%zu %% >= %d %%, at least %d)",
+  /* Like AWS's abortConfig: judged once enough devices finished, so one
+   * early failure among many does not decide alone unless min_finished says so. */
+  if (t->bad == 0 || finished < (size_t)spec->abort_min ||
+      t->bad * 100 < (size_t)spec->abort_percent * finished)
+    return false;
+  set_reason(run,
+             "abort threshold: %zu of %zu finished devices failed (%zu %% >= %d %%, %d or more finished)",
              t->bad, finished, finished ? t->bad * 100 / finished : 0, spec->abort_percent, spec->abort_min);
   return true;
 }
@@ -255,6 +261,11 @@ static bool step_done(const ef_rollout_spec *spec, ef_rollout_run *run, const ta
   }
   if (!run->step_done_ms) {
     run->step_done_ms = now_ms;
+    run->dirty = true;
+  }
+  if (run->state == EF_RS_HALTED) {
+    run->state = EF_RS_RUNNING; /* a late success met the threshold after all */
+    run->reason[0] = '\0';
     run->dirty = true;
   }
   if (now_ms - run->step_done_ms < spec->soak_s * 1000) {
@@ -311,6 +322,10 @@ ef_err ef_rollout_control(const ef_rollout_spec *spec, ef_rollout_run *run, ef_r
   switch (action) {
   case EF_ROLLOUT_PAUSE:
     if (run->state == EF_RS_PAUSED) return EF_OK;
+    /* A pending rollout has no devices yet: pausing it would skip the
+     * moment they are chosen. */
+    if (run->state == EF_RS_PENDING)
+      return ef_status_fail(st, EF_ERR_INVALID_ARG, "the rollout has not started yet");
     run->state = EF_RS_PAUSED;
     set_reason(run, "paused: %s", why);
     break;

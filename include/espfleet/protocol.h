@@ -65,7 +65,7 @@ ef_topic_kind ef_topic_parse(const char *topic, const char *prefix, char id[EF_J
 /* ---- state, result and progress documents as a reader sees them ---- */
 
 /** Most groups a state document lists (as the daemon's configuration allows). */
-#define EF_PROTO_MAX_GROUPS 16
+#define EF_PROTO_MAX_GROUPS EF_STATE_MAX_GROUPS
 
 /** A received state, per-job result or progress document. Strings "" = absent or null. */
 typedef struct {

@@ -56,7 +56,7 @@ typedef struct {
 } ef_app_info;
 
 /** Most groups a state document lists (the daemon's configuration allows as many). */
-#define EF_STATE_MAX_GROUPS 16
+#define EF_STATE_MAX_GROUPS 32
 
 /** Everything a state document carries. Strings "" mean "not known" (JSON null). */
 typedef struct {

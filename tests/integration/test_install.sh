@@ -9,7 +9,7 @@ cmake --install "$build" --prefix "$prefix" >/dev/null 2>"$EF_TMP/install.err" |
   fail "cmake --install: $(tail -n 3 "$EF_TMP/install.err")"
 unit=$prefix/lib/systemd/system/espfleetd.service
 [ -f "$unit" ] || fail "no unit file at $unit"
-for p in espfleet espfleetd espfleet-sim espfleet-console; do
+for p in espfleet espfleetd espfleet-sim espfleet-console espfleet-controller; do
   [ -x "$prefix/bin/$p" ] || fail "$p is not installed in $prefix/bin"
 done
 # The unit was configured for the build's own prefix; the paths it names must
@@ -26,3 +26,16 @@ done
 "$prefix/bin/espfleetd" --config "$prefix/share/doc/espfleet/examples/espfleetd.example.json" --check-config \
   >/dev/null || fail "the installed example config does not pass --check-config"
 pass "installed: programs, unit ($exec_path), its documentation and a checkable example"
+
+# The controller's unit and example, the same way.
+cunit=$prefix/lib/systemd/system/espfleet-controller.service
+[ -f "$cunit" ] || fail "no unit file at $cunit"
+cexec=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$cunit")
+assert_eq "$conf_prefix/bin/espfleet-controller" "$cexec" "the controller unit's ExecStart"
+for doc in $(sed -n 's/^Documentation=//p' "$cunit"); do
+  rel=${doc#file:"$conf_prefix"/}
+  [ "$rel" = "$doc" ] || [ -f "$prefix/$rel" ] || fail "Documentation= $doc: no $rel in the installed tree"
+done
+"$prefix/bin/espfleet-controller" --config "$prefix/share/doc/espfleet/examples/espfleet-controller.example.json" \
+  --check-config >/dev/null || fail "the installed controller example does not pass --check-config"
+pass "installed: the controller, its unit and a checkable example"

@@ -291,6 +291,54 @@ static void test_begin_without_devices_waits(void **state) {
   teardown_rollout(&f);
 }
 
+static void test_abort_waits_for_min_finished(void **state) {
+  (void)state;
+  fixture f;
+  setup_rollout(&f, "[{\"count\":4},{\"percent\":100}]",
+                "{\"abort\":{\"failure_percent\":30,\"min_finished\":3}}");
+  tick(&f, T0);
+  report(&f, 0, "failed", true, T0);
+  tick(&f, T0 + 1);
+  assert_int_equal(f.run.state, EF_RS_RUNNING); /* 1 finished: too few to judge */
+  report(&f, 1, "succeeded", true, T0);
+  report(&f, 2, "succeeded", true, T0);
+  tick(&f, T0 + 2);
+  assert_int_equal(f.run.state, EF_RS_ABORTED); /* 3 finished, 1 of 3 = 33 % >= 30 % */
+  teardown_rollout(&f);
+}
+
+static void test_timed_out_device_stays_out(void **state) {
+  (void)state;
+  fixture f;
+  setup_rollout(&f, "[{\"count\":1},{\"percent\":100}]",
+                "{\"in_progress_timeout_s\":10,\"abort\":{\"failure_percent\":100,\"min_finished\":5}}");
+  tick(&f, T0);
+  tick(&f, T0 + 10000);
+  assert_int_equal(f.devs[0].state, EF_RD_TIMED_OUT);
+  f.devs[0].cancel = false;
+  report(&f, 0, "downloading", true, T0 + 11000); /* it wakes up: still counted out */
+  tick(&f, T0 + 11000);
+  assert_int_equal(f.devs[0].state, EF_RD_TIMED_OUT);
+  assert_false(f.devs[0].cancel); /* no second cancel */
+  report(&f, 0, "canceled", true, T0 + 12000);
+  assert_int_equal(f.devs[0].state, EF_RD_FAILED);
+  teardown_rollout(&f);
+}
+
+static void test_pending_cannot_pause(void **state) {
+  (void)state;
+  fixture f;
+  setup_rollout(&f, "[{\"percent\":100}]", "{}");
+  ef_rollout_run run;
+  ef_rollout_run_init(&run, T0);
+  ef_status st = EF_STATUS_INIT;
+  assert_int_equal(ef_rollout_control(&f.spec, &run, NULL, 0, EF_ROLLOUT_PAUSE, NULL, T0, &st),
+                   EF_ERR_INVALID_ARG);
+  assert_string_equal(st.detail, "the rollout has not started yet");
+  assert_int_equal(run.state, EF_RS_PENDING);
+  teardown_rollout(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failing_canary_aborts),
@@ -305,6 +353,9 @@ int main(void) {
       cmocka_unit_test(test_final_result_stands_against_stale_states),
       cmocka_unit_test(test_order_is_per_job_and_stable),
       cmocka_unit_test(test_begin_without_devices_waits),
+      cmocka_unit_test(test_abort_waits_for_min_finished),
+      cmocka_unit_test(test_timed_out_device_stays_out),
+      cmocka_unit_test(test_pending_cannot_pause),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,11 +1,13 @@
 /* espfleet-controller: runs rollouts (docs/rollouts.md). Argument handling
  * and the history query only; the work is ef_controller (client/rollout/). */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "espfleet/config.h"
 #include "espfleet/controller.h"
@@ -130,7 +132,15 @@ static int history(int argc, char **argv) {
     case 'd': database = optarg; break;
     case 'D': device = optarg; break;
     case 'j': job = optarg; break;
-    case 'n': limit = strtol(optarg, NULL, 10); break;
+    case 'n': {
+      char *end = NULL;
+      limit = strtol(optarg, &end, 10);
+      if (!*optarg || *end || limit < 1) {
+        fprintf(stderr, PROGRAM " history: --limit: expected a number of lines (1 or more)\n");
+        return 2;
+      }
+      break;
+    }
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -142,6 +152,11 @@ static int history(int argc, char **argv) {
   if (!database) {
     if (!load_config(config ? config : "/etc/espfleet/controller.json", &cfg)) return 2;
     database = cfg.controller.database;
+  }
+  /* Reading history never creates a database (a mistyped path would). */
+  if (access(database, F_OK) != 0) {
+    fprintf(stderr, PROGRAM ": io_error: no database at %s: %s\n", database, strerror(errno));
+    goto out;
   }
   /* The store takes the database's lock: reading history from a running
    * controller's database is done with `sqlite3 -readonly` (docs/rollouts.md). */
