@@ -2,7 +2,8 @@
 # espfleet-console as espfleet-controller's client, against mosquitto alone
 # (the controller's side is played by hand with mosquitto_pub/sub):
 # `rollout create` publishes a valid rollout document retained with QoS 1,
-# and bad input publishes nothing with the rollout reader's sentence;
+# bad input publishes nothing with the rollout reader's sentence, and an
+# existing rollout is never changed;
 # pause/resume/abort publish control documents, succeed when a status
 # shows the effect and exit 1 when no controller answers; `show` and `list`
 # print statuses published by hand (texts escaped); `create --wait` follows
@@ -263,13 +264,32 @@ controller() {
   done
   on_message "$P/rollouts/$r" /dev/null "$cmd"
 }
-# an old final status of the same id is not this rollout's end
-pub -r -t "$P/rollouts/r3/status" -m "$(status r3 aborted 2)"
 controller r3 pending:-1 running:0 running:1 completed:2
 console rollout create "$EF_TMP/fw.bin" --rollout-id r3 --url "$URL" --group lab --steps 1,10%,100% --wait \
   --timeout 20 >"$EF_TMP/wait.out" 2>"$EF_TMP/wait.err" || fail "create --wait: $(cat "$EF_TMP/wait.err")"
 grep -q "r3 completed: step 3/3" "$EF_TMP/wait.out" || fail "create --wait: $(cat "$EF_TMP/wait.out")"
 assert_eq 5 "$(wc -l <"$EF_TMP/wait.out")" "create --wait lines (published, pending, step 1, step 2, completed)"
+# the same rollout again: nothing is published, --wait shows where it is
+console rollout create "$EF_TMP/fw.bin" --rollout-id r3 --url "$URL" --group lab --steps 1,10%,100% --wait \
+  --timeout 5 >"$EF_TMP/again.out" 2>"$EF_TMP/again.err" || fail "create again: $(cat "$EF_TMP/again.err")"
+grep -q "rollout r3 exists with this document; not published again" "$EF_TMP/again.out" ||
+  fail "create again: $(cat "$EF_TMP/again.out")"
+grep -q "r3 completed: step 3/3" "$EF_TMP/again.out" || fail "create again: $(cat "$EF_TMP/again.out")"
+# another document under an id the controller holds: refused (it would be ignored), nothing published
+before=$(retained "$P/rollouts/r3")
+rc=0
+console rollout create "$EF_TMP/fw.bin" --rollout-id r3 --url "$URL" --group lab --steps 50%,100% \
+  >/dev/null 2>"$EF_TMP/exists.err" || rc=$?
+assert_eq 1 "$rc" "create of an existing rollout with another document"
+grep -q "rollout r3 exists (r3 completed: step 3/3.*) and a rollout cannot be changed: delete it first ('rollout delete r3')" \
+  "$EF_TMP/exists.err" || fail "existing rollout: $(cat "$EF_TMP/exists.err")"
+assert_eq "$before" "$(retained "$P/rollouts/r3")" "the rollout document after a refused change"
+# an invalid rollout is not held by the controller: it may be replaced
+pub -r -t "$P/rollouts/r6" -m '{"rollout_id":"r6"}'
+pub -r -t "$P/rollouts/r6/status" -m "$(status r6 invalid -1 '"job: must be a job document"')"
+console rollout create "$EF_TMP/fw.bin" --rollout-id r6 --url "$URL" --group lab >"$EF_TMP/r6.out" 2>&1 ||
+  fail "create over an invalid rollout: $(cat "$EF_TMP/r6.out")"
+jq -e '.target.groups == ["lab"]' <<<"$(retained "$P/rollouts/r6")" >/dev/null || fail "r6 was not replaced"
 controller r5 running:0 aborted:1
 rc=0
 console rollout create "$EF_TMP/fw.bin" --rollout-id r5 --url "$URL" --group lab --steps 1,10%,100% --wait \
@@ -282,7 +302,7 @@ console rollout create "$EF_TMP/fw.bin" --rollout-id r4 --url "$URL" --group lab
   >/dev/null 2>"$EF_TMP/wait.err" || rc=$?
 assert_eq 3 "$rc" "create --wait with no controller"
 grep -q "timed out after 1 s; the rollout goes on" "$EF_TMP/wait.err" || fail "timeout: $(cat "$EF_TMP/wait.err")"
-pass "create --wait exits 0 when completed, 1 when aborted, 3 on --timeout"
+pass "create --wait exits 0 when completed, 1 when aborted, 3 on --timeout; an existing rollout is not changed"
 
 # ---- delete: the retained document is cleared
 [ -n "$(retained "$P/rollouts/r1")" ] || fail "r1 has no retained document before delete"

@@ -30,7 +30,8 @@ const char con_rollout_usage[] =
     "\n"
     "create     builds the job for IMAGE (as 'job' does) and the rollout\n"
     "           document, checks it with the controller's own reader and\n"
-    "           publishes it retained on P/rollouts/R\n"
+    "           publishes it retained on P/rollouts/R; a rollout cannot be\n"
+    "           changed: an id that exists with another document is refused\n"
     "  --rollout-id R          the rollout's id (required)\n"
     "  --group G               a group of the target (repeatable)\n"
     "  --devices ID,ID,...     devices of the target (repeatable)\n"
@@ -64,7 +65,8 @@ const char con_rollout_usage[] =
     "list       one row per rollout the controllers know\n"
     "  --no-announce           only retained statuses (no announce request)\n"
     "delete     clears the retained rollout document; the controller then\n"
-    "           clears the rollout's status documents\n"
+    "           aborts the rollout if it has not ended, forgets it and clears\n"
+    "           its status\n"
     "\n"
     "--timeout S: create bounds the connection and acknowledgement (10 s) and,\n"
     "with --wait, the wait (default none); pause, resume, abort and show wait\n"
@@ -72,10 +74,6 @@ const char con_rollout_usage[] =
     "Exit status: 0 done (create --wait: completed); 1 error, no controller\n"
     "answered, or the rollout was aborted or refused (create --wait); 2 usage\n"
     "error; 3 create --wait timed out; 130 interrupted.\n";
-
-/* How long the retained status may take to follow the subscription: it is
- * sent right after the broker's SUBACK, so it arrives at once or not at all. */
-#define SETTLE_MS 300
 
 /* ---- statuses ---- */
 
@@ -117,9 +115,12 @@ bool con_rollout_status_read(const ef_inbox_msg *m, const char *prefix, const ch
   return strcmp(s->rollout_id, id) == 0;
 }
 
-bool con_rollout_settle(con_link *link, const char *prefix, const char *rollout_id, ef_rollout_status *last) {
+/* Right after subscribing to a rollout's status: takes the retained status,
+ * so that what arrives later is the controller's answer to what the command
+ * publishes next. @return true when there was one (in @p last). */
+static bool settle(con_link *link, const char *prefix, const char *rollout_id, ef_rollout_status *last) {
   bool seen = false;
-  int64_t until = ef_mono_ms() + SETTLE_MS;
+  int64_t until = ef_mono_ms() + CON_SETTLE_MS;
   ef_inbox_msg *m;
   while ((m = con_link_next(link, until))) {
     ef_rollout_status s;
@@ -227,8 +228,7 @@ static int cmd_control(const simple_args *a, ef_rollout_action action) {
   if (con_link_open(&a->c, topics, 1, CON_CONNECT_TIMEOUT_S, &link) != EF_OK) goto out;
   /* A status from before the control tells nothing about a controller that
    * runs now; and a rollout that ended takes no control. */
-  if (con_rollout_settle(link, a->c.prefix, a->rollout_id, &before) &&
-      ef_rollout_state_is_final(before.state)) {
+  if (settle(link, a->c.prefix, a->rollout_id, &before) && ef_rollout_state_is_final(before.state)) {
     print_status_line(&before);
     if (action == EF_ROLLOUT_ABORT && before.state == EF_RS_ABORTED) {
       printf("rollout %s was already aborted\n", a->rollout_id);
@@ -504,8 +504,8 @@ static int cmd_delete(const simple_args *a) {
   /* An empty retained message is how MQTT removes a retained one. */
   if (con_link_publish(link, topic, "", true, timeout) != EF_OK) goto out;
   printf(
-      "deleted rollout %s: cleared the retained rollout document on %s; espfleet-controller, when it "
-      "runs, forgets the rollout and clears its status documents\n",
+      "deleted rollout %s: cleared the retained rollout document on %s; espfleet-controller aborts the "
+      "rollout if it has not ended, then forgets it and clears its status\n",
       a->rollout_id, topic);
   rc = CON_OK;
 out:

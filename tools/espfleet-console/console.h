@@ -369,6 +369,10 @@ int con_job_prepare(const char *image, const con_job_opts *o, con_image *img, ch
 
 /* ---- rollouts (cmd_rollout.c, rollout_create.c) ---- */
 
+/** How long retained messages may take to follow a subscription: the
+ *  broker sends them right after its SUBACK, so at once or not at all. */
+#define CON_SETTLE_MS 300
+
 /**
  * One line for a rollout's status: "R running: step 2/4, 10 of 40
  * device(s) reached: 7 succeeded, 1 failed, 2 running (reason)".
@@ -383,14 +387,6 @@ void con_rollout_line(const ef_rollout_status *s, char *out, size_t n);
  */
 bool con_rollout_status_read(const ef_inbox_msg *m, const char *prefix, const char *rollout_id,
                              ef_rollout_status *s);
-
-/**
- * Right after subscribing to a rollout's status: takes the retained status,
- * which the broker sends at once when there is one, so that what arrives
- * later is the controller's answer to what the command publishes next.
- * @return true when there was one (in @p last).
- */
-bool con_rollout_settle(con_link *link, const char *prefix, const char *rollout_id, ef_rollout_status *last);
 
 /** rollout create (argv[0] is "create"). @return the exit status. */
 int con_rollout_create(int argc, char **argv);

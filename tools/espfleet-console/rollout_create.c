@@ -279,28 +279,38 @@ static void describe(const ef_rollout_spec *s, char *out, size_t n) {
 #undef ADD
 }
 
-/* --wait: prints each change of the rollout's status until it ends.
- * @return 0 completed, 1 aborted or invalid (error line), 3 timeout, 130 interrupted. */
-static int follow(con_link *link, const create_args *a, int64_t deadline) {
-  char last[1024] = "", line[1024], ts[32];
+/* --wait: prints @p s when it differs from the line printed last.
+ * @return true when the rollout has ended, with the exit status in @p rc. */
+static bool show_change(const create_args *a, const ef_rollout_status *s, char last[1024], int *rc) {
+  char line[1024], ts[32];
+  con_rollout_line(s, line, sizeof line);
+  if (strcmp(line, last) != 0) {
+    ef_rfc3339_format(s->updated_ms ? s->updated_ms : ef_wall_ms(), ts);
+    printf("%s %s\n", ts, line);
+    snprintf(last, 1024, "%s", line);
+  }
+  if (!ef_rollout_state_is_final(s->state)) return false;
+  if (s->state == EF_RS_COMPLETED)
+    *rc = CON_OK;
+  else /* aborted: the jobs that had not finished were canceled; invalid: the controller refused it */
+    *rc = con_fail(s->state == EF_RS_ABORTED ? EF_ERR_CANCELED : EF_ERR_BAD_JOB, "rollout %s %s%s%s",
+                   a->rollout_id, ef_rollout_state_name(s->state), s->reason[0] ? ": " : "", s->reason);
+  return true;
+}
+
+/* --wait: prints each change of the rollout's status (from @p first, when
+ * not NULL) until it ends. @return 0 completed, 1 aborted or invalid (error
+ * line), 3 timeout, 130 interrupted. */
+static int follow(con_link *link, const create_args *a, const ef_rollout_status *first, int64_t deadline) {
+  char last[1024] = "";
+  int rc = CON_OK;
   ef_inbox_msg *m;
+  if (first && show_change(a, first, last, &rc)) return rc;
   while ((m = con_link_next(link, deadline))) {
     ef_rollout_status s;
     bool ok = con_rollout_status_read(m, a->c.prefix, a->rollout_id, &s);
     ef_inbox_msg_free(m);
-    if (!ok) continue;
-    con_rollout_line(&s, line, sizeof line);
-    if (strcmp(line, last) != 0) {
-      ef_rfc3339_format(s.updated_ms ? s.updated_ms : ef_wall_ms(), ts);
-      printf("%s %s\n", ts, line);
-      snprintf(last, sizeof last, "%s", line);
-    }
-    if (!ef_rollout_state_is_final(s.state)) continue;
-    if (s.state == EF_RS_COMPLETED) return CON_OK;
-    /* aborted: the jobs that had not finished were canceled; invalid: the
-     * controller refused the document */
-    return con_fail(s.state == EF_RS_ABORTED ? EF_ERR_CANCELED : EF_ERR_BAD_JOB, "rollout %s %s%s%s",
-                    a->rollout_id, ef_rollout_state_name(s.state), s.reason[0] ? ": " : "", s.reason);
+    if (ok && show_change(a, &s, last, &rc)) return rc;
   }
   if (con_interrupted()) {
     fprintf(stderr, CON_PROGRAM " rollout: interrupted; the rollout goes on (espfleet-controller runs it)\n");
@@ -309,6 +319,45 @@ static int follow(con_link *link, const create_args *a, int64_t deadline) {
   fprintf(stderr, CON_PROGRAM " rollout: timed out after %g s; the rollout goes on: %s\n", a->c.timeout_s,
           last[0] ? last : "no status from espfleet-controller yet (is it running?)");
   return CON_TIMEOUT;
+}
+
+/* What the broker holds for the rollout id before create publishes. */
+typedef struct {
+  bool has_doc;  /* a retained rollout document */
+  bool same_doc; /* ... that is the same rollout as ours */
+  bool has_status;
+  ef_rollout_status status;
+} existing;
+
+/* True when @p payload is a rollout document for the same rollout as
+ * @p ours (compared as the protocol module writes both). */
+static bool same_rollout(const char *payload, size_t len, const char *ours) {
+  ef_rollout_spec s;
+  if (ef_rollout_spec_parse(payload, len, &s, NULL) != EF_OK) return false;
+  char *text = ef_rollout_spec_json(&s);
+  bool same = text && strcmp(text, ours) == 0;
+  free(text);
+  ef_rollout_spec_free(&s);
+  return same;
+}
+
+/* Takes the retained document and status of the rollout, which the broker
+ * sends at once after the subscription when there are any. */
+static void read_existing(con_link *link, const create_args *a, const char *doc, existing *e) {
+  int64_t until = ef_mono_ms() + CON_SETTLE_MS;
+  ef_inbox_msg *m;
+  memset(e, 0, sizeof *e);
+  while (!(e->has_doc && e->has_status) && (m = con_link_next(link, until))) {
+    char id[EF_JOB_ID_MAX + 1], sub[EF_JOB_ID_MAX + 1];
+    if (ef_topic_parse(m->topic, a->c.prefix, id, sub) == EF_TOPIC_ROLLOUT &&
+        strcmp(id, a->rollout_id) == 0 && m->len > 0) {
+      e->has_doc = true;
+      e->same_doc = same_rollout(m->payload, m->len, doc);
+    } else if (con_rollout_status_read(m, a->c.prefix, a->rollout_id, &e->status)) {
+      e->has_status = true;
+    }
+    ef_inbox_msg_free(m);
+  }
 }
 
 int con_rollout_create(int argc, char **argv) {
@@ -320,8 +369,8 @@ int con_rollout_create(int argc, char **argv) {
                    .progress_timeout_s = EF_ROLLOUT_DEFAULT_PROGRESS_TIMEOUT,
                    .offline_timeout_s = EF_ROLLOUT_DEFAULT_OFFLINE_TIMEOUT};
   char *job_json = NULL, *doc = NULL;
-  char topics[1][EF_TOPIC_MAX], topic[EF_TOPIC_MAX], what[512];
-  const char *topic_ptrs[1] = {topics[0]};
+  char topics[2][EF_TOPIC_MAX], what[512];
+  const char *topic_ptrs[2] = {topics[0], topics[1]};
   con_link *link = NULL;
   con_image img;
   ef_job job = {0};
@@ -340,8 +389,8 @@ int con_rollout_create(int argc, char **argv) {
     goto out;
   }
   rc = CON_FAIL;
-  if (!con_topic(topic, a.c.prefix, EF_TOPIC_ROLLOUT, a.rollout_id) ||
-      !con_topic(topics[0], a.c.prefix, EF_TOPIC_ROLLOUT_STATUS, a.rollout_id))
+  if (!con_topic(topics[0], a.c.prefix, EF_TOPIC_ROLLOUT, a.rollout_id) ||
+      !con_topic(topics[1], a.c.prefix, EF_TOPIC_ROLLOUT_STATUS, a.rollout_id))
     goto out;
 
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -349,15 +398,36 @@ int con_rollout_create(int argc, char **argv) {
   double timeout =
       a.c.timeout_s > 0 && a.c.timeout_s < CON_CONNECT_TIMEOUT_S ? a.c.timeout_s : CON_CONNECT_TIMEOUT_S;
   int64_t deadline = a.c.timeout_s > 0 ? ef_mono_ms() + (int64_t)(a.c.timeout_s * 1000) : -1;
-  if (con_link_open(&a.c, topic_ptrs, a.wait ? 1 : 0, timeout, &link) != EF_OK) goto out;
-  ef_rollout_status before;
-  /* the status of an earlier rollout of this id is not this one's */
-  if (a.wait) (void)con_rollout_settle(link, a.c.prefix, a.rollout_id, &before);
-  if (con_link_publish(link, topic, doc, true, timeout) != EF_OK) goto out;
+  if (con_link_open(&a.c, topic_ptrs, 2, timeout, &link) != EF_OK) goto out;
+  /* Rollouts cannot be changed (docs/rollouts.md): the controller ignores
+   * another document under an id it holds, so publishing one would only
+   * make the broker disagree with the controller. An invalid rollout is
+   * not held, and may be replaced. */
+  existing e;
+  read_existing(link, &a, doc, &e);
+  bool invalid = e.has_status && e.status.state == EF_RS_INVALID;
+  bool held = e.has_status && !invalid;
+  if ((held && !e.same_doc) || (!held && !invalid && e.has_doc && !e.same_doc)) {
+    char line[1024] = "a document on the broker, no status from espfleet-controller";
+    if (held) con_rollout_line(&e.status, line, sizeof line);
+    con_fail(EF_ERR_INVALID_ARG,
+             "rollout %s exists (%s) and a rollout cannot be changed: delete it first ('rollout delete %s') "
+             "or choose another --rollout-id",
+             a.rollout_id, line, a.rollout_id);
+    goto out;
+  }
+  if (e.same_doc && held) {
+    /* the same rollout again: nothing to publish, and --wait follows it */
+    printf("rollout %s exists with this document; not published again\n", a.rollout_id);
+    rc = a.wait ? follow(link, &a, &e.status, deadline) : CON_OK;
+    goto out;
+  }
+  if (con_link_publish(link, topics[0], doc, true, timeout) != EF_OK) goto out;
   describe(&spec, what, sizeof what);
-  printf("published rollout %s to %s (retained): job %s (%s %s, %llu bytes) to %s\n", a.rollout_id, topic,
+  printf("published rollout %s to %s (retained): job %s (%s %s, %llu bytes) to %s\n", a.rollout_id, topics[0],
          job.job_id, *job.project ? job.project : "image", job.version, (unsigned long long)job.size, what);
-  rc = a.wait ? follow(link, &a, deadline) : CON_OK;
+  /* a status that was there before (an invalid rollout's) is not this rollout's */
+  rc = a.wait ? follow(link, &a, NULL, deadline) : CON_OK;
 out:
   if (have_spec) ef_rollout_spec_free(&spec);
   con_link_close(link);
