@@ -37,3 +37,15 @@ for ((i = 0; i < N; i++)); do
 done
 assert_eq 0 "$(db "select count(*) from rollout_devices where send = 1 or cancel = 1")" "actions left"
 pass "after the controller and the broker came back, every device got its job"
+
+# Deleting the rollout (an empty retained document) clears what it left on
+# the broker: the devices' retained jobs and results, and its status; the
+# store forgets the rollout but keeps the history.
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -r -t "$PREFIX/rollouts/r-crash" -n
+wait_for "[ \"\$(db \"select count(*) from rollouts where id = 'r-crash'\")\" = 0 ]" 20 ||
+  fail "the deleted rollout is still in the store"
+left=$({ mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -v -t "$PREFIX/devices/+/job" -t "$PREFIX/devices/+/jobs/+" \
+  -t "$PREFIX/rollouts/r-crash/status" -W 2 2>/dev/null || true; } | grep -c . || true)
+assert_eq 0 "$left" "retained documents left by the deleted rollout"
+assert_eq "$N" "$(db "select count(*) from history where job_id = 'crash-2.0' and state = 'succeeded'")" "history"
+pass "a deleted rollout's jobs, results and status are cleared; its history stays"
