@@ -308,6 +308,37 @@ out:
   return err;
 }
 
+ef_err ef_store_open_reader(const char *path, ef_store **out, ef_status *st) {
+  ef_err err = EF_OK;
+  ef_store *s = NULL;
+  int version = 0;
+  if (out) *out = NULL;
+  if (!path || !path[0] || !out) {
+    err = ef_status_fail(st, EF_ERR_INVALID_ARG, "the store needs a database path");
+    goto out;
+  }
+  s = calloc(1, sizeof *s);
+  if (!s) {
+    err = ef_status_fail(st, EF_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  s->lock_fd = -1; /* a reader takes no lock: WAL lets it read beside the writer */
+  if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    err = sql_fail(s->db, st, "cannot open the database %s", path);
+    goto out;
+  }
+  sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+  err = read_version(s, path, &version, st);
+  if (!err && version == 0)
+    err = ef_status_fail(st, EF_ERR_IO, "%s: not an espfleet-controller database (no schema yet)", path);
+  if (err) goto out;
+  *out = s;
+  s = NULL;
+out:
+  ef_store_close(s);
+  return err;
+}
+
 void ef_store_close(ef_store *s) {
   if (!s) return;
   sqlite3_finalize(s->put_rollout);

@@ -33,6 +33,15 @@ typedef struct ef_store ef_store;
  */
 ef_err ef_store_open(const char *path, ef_store **out, ef_status *st) EF_MUST_CHECK;
 
+/**
+ * Opens an existing database read-only, beside a controller that writes it
+ * (WAL lets readers and the writer work at once): for the HTTP API and
+ * `espfleet-controller history`. No lock is taken and nothing is created;
+ * only the load and query functions may be used on it.
+ * @return EF_OK; EF_ERR_IO when the database is missing, not ours or newer.
+ */
+ef_err ef_store_open_reader(const char *path, ef_store **out, ef_status *st) EF_MUST_CHECK;
+
 /** Closes the database (NULL is fine). */
 void ef_store_close(ef_store *s);
 

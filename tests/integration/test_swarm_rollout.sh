@@ -88,10 +88,8 @@ grep -q "rollout r-next resumed: running, step $((step_at_kill + 1))" "$CONTROLL
 pass "a controller killed mid-rollout resumed at step $((step_at_kill + 1)); every device installed once"
 
 # History: who ran what, and how it ended, queryable after the fact.
-hist=$("$EF_BIN/espfleet-controller" history --database "$EF_TMP/controller.db" --job next-3.0 2>&1) &&
-  fail "history read a database a running controller holds"
-controller_kill TERM
-hist=$("$EF_BIN/espfleet-controller" history --database "$EF_TMP/controller.db" --job next-3.0) ||
+# (read beside the running controller: the history opens the database read-only)
+hist=$("$EF_BIN/espfleet-controller" history --database "$EF_TMP/controller.db" --job next-3.0 2>&1) ||
   fail "history failed: $hist"
 assert_eq "$N" "$(grep -c ' succeeded ' <<<"$hist")" "history lines for next-3.0"
 pass "the history names every device that ran next-3.0"

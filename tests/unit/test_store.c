@@ -449,6 +449,16 @@ static void test_known_devices(void **state) {
   ef_store_close(s);
 }
 
+static void count_rollouts(void *arg, const char *id, const char *doc, const ef_rollout_run *run,
+                           ef_rollout_device *devs, size_t n) {
+  (void)id;
+  (void)doc;
+  (void)run;
+  (void)n;
+  free(devs);
+  (*(int *)arg)++;
+}
+
 static void test_one_process(void **state) {
   (void)state;
   ef_status st = EF_STATUS_INIT;
@@ -459,6 +469,28 @@ static void test_one_process(void **state) {
   ef_store_close(a);
   b = open_ok();
   ef_store_close(b);
+}
+
+/* A reader beside the writer: sees what was committed, creates nothing. */
+static void test_reader_beside_writer(void **state) {
+  (void)state;
+  ef_status st = EF_STATUS_INIT;
+  ef_store *r = NULL;
+  assert_int_equal(ef_store_open_reader(db_path, &r, &st), EF_ERR_IO); /* no database yet */
+  assert_null(r);
+  assert_int_equal(access(db_path, F_OK), -1);
+  ef_store *w = open_ok();
+  ef_rollout_device devs[3];
+  sample_devices(devs, 3);
+  assert_int_equal(ef_store_begin(w, &st), EF_OK);
+  put_sample(w, "r1", devs, 3);
+  assert_int_equal(ef_store_commit(w, &st), EF_OK);
+  assert_int_equal(ef_store_open_reader(db_path, &r, &st), EF_OK);
+  int count = 0;
+  assert_int_equal(ef_store_load_rollouts(r, count_rollouts, &count, &st), EF_OK);
+  assert_int_equal(count, 1);
+  ef_store_close(r);
+  ef_store_close(w);
 }
 
 static void test_missing_folder(void **state) {
@@ -697,6 +729,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_history, setup, teardown),
       cmocka_unit_test_setup_teardown(test_known_devices, setup, teardown),
       cmocka_unit_test_setup_teardown(test_one_process, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reader_beside_writer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_missing_folder, setup, teardown),
       cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_ours_refused, setup, teardown),

@@ -1,13 +1,11 @@
 /* espfleet-controller: runs rollouts (docs/rollouts.md). Argument handling
  * and the history query only; the work is ef_controller (client/rollout/). */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "espfleet/config.h"
 #include "espfleet/controller.h"
@@ -153,14 +151,9 @@ static int history(int argc, char **argv) {
     if (!load_config(config ? config : "/etc/espfleet/controller.json", &cfg)) return 2;
     database = cfg.controller.database;
   }
-  /* Reading history never creates a database (a mistyped path would). */
-  if (access(database, F_OK) != 0) {
-    fprintf(stderr, PROGRAM ": io_error: no database at %s: %s\n", database, strerror(errno));
-    goto out;
-  }
-  /* The store takes the database's lock: reading history from a running
-   * controller's database is done with `sqlite3 -readonly` (docs/rollouts.md). */
-  if (ef_store_open(database, &s, &st) != EF_OK) {
+  /* A reader: it works beside a running controller and never creates a
+   * database (a mistyped path would). */
+  if (ef_store_open_reader(database, &s, &st) != EF_OK) {
     fprintf(stderr, PROGRAM ": %s: %s\n", ef_err_name(st.code), st.detail);
     goto out;
   }
