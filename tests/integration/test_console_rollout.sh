@@ -9,7 +9,9 @@
 # print statuses published by hand (texts escaped); `create --wait` follows
 # a status to its end; `delete` clears the retained document; `cancel
 # --group` publishes on the group's cancel topic; `status` and `list` send
-# announce requests.
+# announce requests; the documents follow docs/schema/. Last, when it is
+# built, the real espfleet-controller runs a rollout over two devices
+# played by hand, followed by `create --wait`, `list`, `show` and `delete`.
 . "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EF_SRC/tests/integration/lib_mosquitto.sh"
 require_bin espfleet espfleet-console
@@ -361,4 +363,41 @@ PYTHON
   pass "the rollout, control, announce and cancel documents and the hand-written statuses follow docs/schema/"
 else
   log "python3 jsonschema is not installed: the documents were not checked against docs/schema/"
+fi
+
+# ---- with espfleet-controller itself: two devices played by hand
+if [ -x "$EF_BIN/espfleet-controller" ]; then
+  jq -n --arg uri "$BROKER" --arg db "$EF_TMP/controller.db" \
+    '{mqtt: {uri: $uri, client_id: "ctl-console-test", topic_prefix: "espfleet"},
+      controller: {database: $db, discovery_s: 1, tick_ms: 200}}' >"$EF_TMP/controller.json"
+  # device ID: known to the controller by its state (group e2e); once a job
+  # arrives, it reports the job succeeded (state and result), as espfleetd would.
+  device() {
+    local state='{"device_id":"'$1'","online":true,"state":"idle","job_id":null,"groups":["e2e"]}'
+    pub -r -t "$P/devices/$1/state" -m "$state"
+    on_message "$P/devices/$1/job" "$EF_TMP/job-$1.json" \
+      "j=\$(jq -r .job_id '$EF_TMP/job-$1.json'); d=\$(jq -c --arg j \"\$j\" '.state = \"succeeded\" | .job_id = \$j' <<<'$state');
+       pub -r -t '$P/devices/$1/state' -m \"\$d\"; pub -r -t \"$P/devices/$1/jobs/\$j\" -m \"\$d\""
+  }
+  device gw-a
+  device gw-b
+  "$EF_BIN/espfleet-controller" --config "$EF_TMP/controller.json" >"$EF_TMP/controller.log" 2>&1 &
+  track_pid $!
+  e2e=(rollout create "$EF_TMP/fw.bin" --rollout-id e1 --job-id j-e1 --url "$URL" --group e2e --steps 1,100%)
+  console "${e2e[@]}" >/dev/null 2>"$EF_TMP/e2e.err" || fail "create for the controller: $(cat "$EF_TMP/e2e.err")"
+  # the same rollout again with --wait follows it to its end
+  console "${e2e[@]}" --wait --timeout 30 >"$EF_TMP/e2e.out" 2>"$EF_TMP/e2e.err" ||
+    fail "create --wait with the controller: $(cat "$EF_TMP/e2e.err") $(cat "$EF_TMP/e2e.out") $(cat "$EF_TMP/controller.log")"
+  grep -q "e1 completed: step 2/2, 2 of 2 device(s) reached: 2 succeeded" "$EF_TMP/e2e.out" ||
+    fail "create --wait with the controller: $(cat "$EF_TMP/e2e.out")"
+  console rollout list --timeout 1 >"$EF_TMP/e2e-list.out" || fail "list with the controller"
+  grep -Eq '^e1 +j-e1 +completed +2/2 +2 +0 +2$' "$EF_TMP/e2e-list.out" || fail "list: $(cat "$EF_TMP/e2e-list.out")"
+  console rollout show e1 --devices >"$EF_TMP/e2e-show.out" || fail "show --devices with the controller"
+  grep -Eq '^gw-a +[12] +succeeded +succeeded +-$' "$EF_TMP/e2e-show.out" || fail "show: $(cat "$EF_TMP/e2e-show.out")"
+  rc=0
+  console rollout pause e1 >/dev/null 2>"$EF_TMP/e2e.err" || rc=$?
+  assert_eq 1 "$rc" "pause of a completed rollout"
+  console rollout delete e1 >/dev/null || fail "delete with the controller"
+  wait_for "[ -z \"\$(retained '$P/rollouts/e1/status')\" ]" 10 || fail "the controller did not clear the status"
+  pass "with espfleet-controller: create --wait follows the rollout to completed; list, show, delete"
 fi
