@@ -4,6 +4,7 @@
  * publish. docs/rollouts.md describes the behaviour; this file is its
  * plumbing.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,12 @@ struct ef_controller {
   atomic_bool connected_flag; /* set by the MQTT thread on every (re)connection */
   int64_t connected_ms;       /* the first connection; 0 before */
   long dropped_seen;          /* the inbox's dropped count when last looked at */
+  ef_controller_observer observer;
+  void *observer_arg;
+  /* ef_controller_publish from other threads: the session while it runs,
+   * under session_lock so that it is never stopped under a publish */
+  pthread_mutex_t session_lock;
+  ef_mqtt *session;
   bool (*stop)(void);
 };
 
@@ -217,6 +224,8 @@ static void publish_status(ef_controller *c, rollout *r, int64_t now) {
   ef_rollout_status_of(&r->spec, &r->run, r->devs, r->n, now, &s);
   char *json = ef_rollout_status_json(&s);
   if (json) publish(c, EF_TOPIC_ROLLOUT_STATUS, r->spec.rollout_id, NULL, json, true);
+  if (json && c->observer)
+    c->observer(c->observer_arg, EF_CONTROLLER_ROLLOUT, r->spec.rollout_id, json, strlen(json));
   free(json);
   if (r->published_state != r->run.state)
     ef_info("rollout %s: %s%s%s", r->spec.rollout_id, ef_rollout_state_name(r->run.state),
@@ -487,7 +496,13 @@ static void handle(ef_controller *c, const ef_inbox_msg *m, int64_t now) {
   ef_topic_kind kind = ef_topic_parse(m->topic, c->cfg.topic_prefix, id, sub);
   switch (kind) {
   case EF_TOPIC_DEVICE_STATE:
+    if (c->observer) c->observer(c->observer_arg, EF_CONTROLLER_DEVICE, id, m->payload, m->len);
+    on_device_doc(c, kind, id, sub, m, now);
+    break;
   case EF_TOPIC_DEVICE_RESULT: on_device_doc(c, kind, id, sub, m, now); break;
+  case EF_TOPIC_DEVICE_PROGRESS:
+    if (c->observer) c->observer(c->observer_arg, EF_CONTROLLER_PROGRESS, id, m->payload, m->len);
+    break;
   case EF_TOPIC_ROLLOUT: on_rollout_doc(c, id, m, now); break;
   case EF_TOPIC_ROLLOUT_CONTROL: on_control(c, id, m, now); break;
   case EF_TOPIC_ANNOUNCE: on_announce(c, m); break;
@@ -582,6 +597,7 @@ static void act(ef_controller *c, int64_t now) {
           publish(c, EF_TOPIC_DEVICE_RESULT, r->devs[k].device_id, r->spec.job.job_id, "", true);
         }
       publish(c, EF_TOPIC_ROLLOUT_STATUS, r->spec.rollout_id, NULL, "", true);
+      if (c->observer) c->observer(c->observer_arg, EF_CONTROLLER_ROLLOUT, r->spec.rollout_id, "", 0);
       r->delete_published = true;
     }
     if (r->deleted) {
@@ -603,6 +619,7 @@ ef_err ef_controller_new(const ef_controller_config *cfg, ef_controller **out, e
   *out = NULL;
   if (!c) return ef_status_fail(st, err, "out of memory");
   c->cfg = *cfg;
+  pthread_mutex_init(&c->session_lock, NULL);
   err = ef_store_open(cfg->database, &c->store, st);
   if (err != EF_OK) goto out;
   err = ef_store_load_devices(c->store, load_known, c, st);
@@ -630,7 +647,7 @@ static void on_connected(void *arg, bool reconnect) {
 
 ef_err ef_controller_run(ef_controller *c, bool (*stop)(void), ef_status *st) {
   ef_err err = EF_ERR_NOMEM;
-  char topics[5][EF_TOPIC_MAX];
+  char topics[6][EF_TOPIC_MAX];
   const char *p = c->cfg.topic_prefix;
   c->stop = stop;
   c->inbox = ef_inbox_new(INBOX_MAX, stop);
@@ -640,21 +657,27 @@ ef_err ef_controller_run(ef_controller *c, bool (*stop)(void), ef_status *st) {
   (void)ef_topic(topics[2], sizeof topics[2], p, EF_TOPIC_ROLLOUT, "+", NULL);
   (void)ef_topic(topics[3], sizeof topics[3], p, EF_TOPIC_ROLLOUT_CONTROL, "+", NULL);
   (void)ef_topic(topics[4], sizeof topics[4], p, EF_TOPIC_ANNOUNCE, NULL, NULL);
-  ef_mqtt_subscription subs[5];
-  for (size_t i = 0; i < 5; i++) subs[i] = (ef_mqtt_subscription){topics[i], 1};
+  /* progress only for an observer (QoS 0, as devices send it) */
+  (void)ef_topic(topics[5], sizeof topics[5], p, EF_TOPIC_DEVICE_PROGRESS, "+", NULL);
+  size_t n_subs = c->observer ? 6 : 5;
+  ef_mqtt_subscription subs[6];
+  for (size_t i = 0; i < n_subs; i++) subs[i] = (ef_mqtt_subscription){topics[i], i == 5 ? 0 : 1};
   ef_mqtt_options o = c->cfg.mqtt;
   o.clean_session = false;
   /* A step may send a job to every device at once: the session must keep
    * them all until acknowledged (its default would drop the oldest). */
   if (o.max_buffered < MAX_UNACKED) o.max_buffered = MAX_UNACKED;
   o.subscriptions = subs;
-  o.n_subscriptions = 5;
+  o.n_subscriptions = n_subs;
   o.on_message = on_message;
   o.on_connected = on_connected;
   o.on_disconnected = NULL;
   o.arg = c;
   err = ef_mqtt_start(&o, &c->mqtt, st);
   if (err != EF_OK) goto out;
+  pthread_mutex_lock(&c->session_lock);
+  c->session = c->mqtt;
+  pthread_mutex_unlock(&c->session_lock);
   while (!stop()) {
     int64_t now = ef_wall_ms();
     if (atomic_exchange(&c->connected_flag, false)) on_each_connection(c, now);
@@ -686,10 +709,33 @@ ef_err ef_controller_run(ef_controller *c, bool (*stop)(void), ef_status *st) {
   }
   err = save(c, st);
 out:
+  pthread_mutex_lock(&c->session_lock);
+  c->session = NULL;
+  pthread_mutex_unlock(&c->session_lock);
   if (c->mqtt) ef_mqtt_stop(c->mqtt, 3000);
   c->mqtt = NULL;
   return err;
 }
+
+void ef_controller_set_observer(ef_controller *c, ef_controller_observer cb, void *arg) {
+  c->observer = cb;
+  c->observer_arg = arg;
+}
+
+ef_err ef_controller_publish(ef_controller *c, const char *topic, const char *payload, size_t len,
+                             bool retain, ef_status *st) {
+  ef_err err;
+  /* ef_mqtt_publish never waits for the network: holding the lock is brief */
+  pthread_mutex_lock(&c->session_lock);
+  if (!c->session)
+    err = ef_status_fail(st, EF_ERR_MQTT, "the controller is not running");
+  else
+    err = ef_mqtt_publish(c->session, topic, payload, len, 1, retain, st);
+  pthread_mutex_unlock(&c->session_lock);
+  return err;
+}
+
+const char *ef_controller_prefix(const ef_controller *c) { return c->cfg.topic_prefix; }
 
 void ef_controller_free(ef_controller *c) {
   if (!c) return;
@@ -698,5 +744,6 @@ void ef_controller_free(ef_controller *c) {
   ef_inbox_free(c->inbox);
   free(c->known);
   free(c->history);
+  pthread_mutex_destroy(&c->session_lock);
   free(c);
 }

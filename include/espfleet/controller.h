@@ -52,6 +52,39 @@ ef_err ef_controller_new(const ef_controller_config *cfg, ef_controller **out, e
  */
 ef_err ef_controller_run(ef_controller *c, bool (*stop)(void), ef_status *st) EF_MUST_CHECK;
 
+/** What the controller tells an observer (the HTTP API) about. */
+typedef enum {
+  EF_CONTROLLER_DEVICE, /**< a device's state document arrived (id: the device; json: the document as received) */
+  EF_CONTROLLER_PROGRESS, /**< a progress document arrived (id: the device; json: as received) */
+  EF_CONTROLLER_ROLLOUT,  /**< a rollout's status was published (id: the rollout; json: the status document,
+                               or "" when the rollout was deleted) */
+} ef_controller_event;
+
+/**
+ * Called on the controller's thread for each event: must be quick and must
+ * not call back into the controller except ef_controller_publish. Device
+ * documents are as the device sent them: parse them with
+ * ef_state_view_parse, never show them raw.
+ */
+typedef void (*ef_controller_observer)(void *arg, ef_controller_event ev, const char *id, const char *json,
+                                       size_t len);
+
+/** Sets the observer (before ef_controller_run; NULL to remove). */
+void ef_controller_set_observer(ef_controller *c, ef_controller_observer cb, void *arg);
+
+/**
+ * Publishes a message on the controller's MQTT session (QoS 1), from any
+ * thread: how the HTTP API's actions reach the broker, and through it the
+ * controller itself, exactly as the console's would.
+ * @return EF_OK; EF_ERR_MQTT when the session is not running or refuses it
+ *         (st says why).
+ */
+ef_err ef_controller_publish(ef_controller *c, const char *topic, const char *payload, size_t len,
+                             bool retain, ef_status *st) EF_MUST_CHECK;
+
+/** The topic prefix the controller works under. */
+const char *ef_controller_prefix(const ef_controller *c);
+
 /** Frees @p c (NULL is fine). */
 void ef_controller_free(ef_controller *c);
 
