@@ -50,6 +50,7 @@ void ef_config_defaults(ef_config *c) {
   snprintf(c->controller.database, sizeof c->controller.database, "%s", EF_CONFIG_DEFAULT_CONTROLLER_DB);
   c->controller.discovery_s = EF_CONFIG_DEFAULT_DISCOVERY_S;
   c->controller.tick_ms = EF_CONFIG_DEFAULT_TICK_MS;
+  snprintf(c->http.listen, sizeof c->http.listen, "%s", EF_CONFIG_DEFAULT_HTTP_LISTEN);
   snprintf(c->esp.device, sizeof c->esp.device, "%s", EF_CONFIG_DEFAULT_DEVICE);
   c->esp.chip_id = -1;
   c->esp.chunk_size = EF_CONFIG_DEFAULT_CHUNK_SIZE;
@@ -497,12 +498,41 @@ static void parse_controller(ctx_t *c, const cJSON *o, ef_config *cfg) {
   get_int(c, o, pre, "tick_ms", 50, 60000, &cfg->controller.tick_ms);
 }
 
-/* espfleet-controller's file: the broker as espfleetd has it, and its own section. */
+/* The HTTP API: on loopback by default; anywhere else only with TLS and logins. */
+static void parse_http(ctx_t *c, const cJSON *o, ef_config *cfg) {
+  static const char *const keys[] = {"listen", "cert_file", "key_file", "tokens_file", NULL};
+  const char *pre = "http.";
+  if (o) check_keys(c, o, pre, keys);
+  get_str(c, o, pre, "listen", cfg->http.listen, sizeof cfg->http.listen, true);
+  get_str(c, o, pre, "cert_file", cfg->http.cert_file, sizeof cfg->http.cert_file, false);
+  get_str(c, o, pre, "key_file", cfg->http.key_file, sizeof cfg->http.key_file, false);
+  get_str(c, o, pre, "tokens_file", cfg->http.tokens_file, sizeof cfg->http.tokens_file, false);
+  if (!cfg->http.listen[0]) return; /* off */
+  const char *colon = strrchr(cfg->http.listen, ':');
+  char *end = NULL;
+  long port = colon ? strtol(colon + 1, &end, 10) : -1;
+  if (!colon || colon == cfg->http.listen || !end || *end || port < 1 || port > 65535) {
+    problem(c, "http.listen: must be HOST:PORT (127.0.0.1:8787), or \"\" for no HTTP API");
+    return;
+  }
+  if (!cfg->http.cert_file[0] != !cfg->http.key_file[0])
+    problem(c, "http.cert_file, http.key_file: give both or neither");
+  /* Exposed beyond this host, the API changes what runs on devices: never in clear, never without a login. */
+  if (!loopback_host(cfg->http.listen) && (!cfg->http.cert_file[0] || !cfg->http.tokens_file[0]))
+    problem(c, "http.listen: %s is not loopback: set http.cert_file, http.key_file and http.tokens_file",
+            cfg->http.listen);
+  check_readable(c, "http.cert_file", cfg->http.cert_file);
+  check_readable(c, "http.key_file", cfg->http.key_file);
+  check_readable(c, "http.tokens_file", cfg->http.tokens_file);
+}
+
+/* espfleet-controller's file: the broker as espfleetd has it, and its own sections. */
 static void parse_controller_file(ctx_t *c, const cJSON *root, ef_config *cfg) {
-  static const char *const keys[] = {"mqtt", "controller", NULL};
+  static const char *const keys[] = {"mqtt", "controller", "http", NULL};
   check_keys(c, root, "", keys);
   parse_mqtt(c, section(c, root, "mqtt"), cfg);
   parse_controller(c, section(c, root, "controller"), cfg);
+  parse_http(c, section(c, root, "http"), cfg);
   if (!cfg->mqtt.client_id[0])
     snprintf(cfg->mqtt.client_id, sizeof cfg->mqtt.client_id, "espfleet-controller");
 }

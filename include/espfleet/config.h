@@ -106,6 +106,14 @@ typedef struct {
     int discovery_s;                  /**< time devices have to announce before a new rollout starts */
     int tick_ms;                      /**< how often timeouts and soak times are evaluated */
   } controller;
+  /** espfleet-controller's file only: the HTTP API and dashboard (docs/api.md). */
+  struct {
+    char listen[EF_CONFIG_STR_MAX];    /**< "host:port"; "" = off */
+    char cert_file[EF_CONFIG_STR_MAX]; /**< TLS certificate (PEM); "" = plain HTTP (loopback only) */
+    char key_file[EF_CONFIG_STR_MAX];  /**< its key */
+    char tokens_file
+        [EF_CONFIG_STR_MAX]; /**< "ROLE NAME SHA256-OF-TOKEN" lines; "" = no login (loopback only) */
+  } http;
 } ef_config;
 
 /** Problems found by a load, one line each. */
@@ -129,6 +137,7 @@ enum {
 #define EF_CONFIG_DEFAULT_CONTROLLER_DB "/var/lib/espfleet-controller/controller.db"
 #define EF_CONFIG_DEFAULT_DISCOVERY_S   5
 #define EF_CONFIG_DEFAULT_TICK_MS       1000
+#define EF_CONFIG_DEFAULT_HTTP_LISTEN   "127.0.0.1:8787"
 
 /** Fills @p c with the defaults (device_id "" and no groups). */
 void ef_config_defaults(ef_config *c);

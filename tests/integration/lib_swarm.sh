@@ -40,7 +40,8 @@ swarm_start() {
              jq -s '[.[] | select(.online == true)] | length') -ge $n ]" 60 || fail "not all $n devices came online"
   CONTROLLER_CONFIG=$EF_TMP/controller.json
   jq -n --arg uri "mqtt://127.0.0.1:$MQTT_PORT" --arg db "$EF_TMP/controller.db" \
-    '{mqtt: {uri: $uri, keepalive_s: 5}, controller: {database: $db, discovery_s: 2, tick_ms: 250}}' \
+    '{mqtt: {uri: $uri, keepalive_s: 5}, controller: {database: $db, discovery_s: 2, tick_ms: 250},
+      http: {listen: ""}} | '"${CONTROLLER_CONFIG_UPDATE:-.}" \
     >"$CONTROLLER_CONFIG"
   "$EF_BIN/espfleet-controller" --config "$CONTROLLER_CONFIG" --check-config >/dev/null ||
     fail "generated controller config is invalid"
