@@ -89,7 +89,13 @@
   X(EF_ERR_INTERRUPTED, "interrupted", "interrupted",                                                   \
     "The update was interrupted (the host restarted) and could not be completed.")                      \
   X(EF_ERR_CANCELED, "canceled", "canceled", "The update was canceled.")                                \
-  X(EF_ERR_JOB_REPLACED, "job_replaced", "canceled", "A newer job replaced this one while it waited.") \
+  X(EF_ERR_JOB_REPLACED, "job_replaced", "canceled", "A newer job replaced this one while it waited.")  \
+  X(EF_ERR_ROLLOUT_INVALID, "rollout_invalid", "rollout_invalid", "The rollout document was refused.")  \
+  X(EF_ERR_ROLLOUT_ABORTED, "rollout_aborted", "rollout_aborted", "The rollout was aborted.")           \
+  X(EF_ERR_ROLLOUT_STATE, "rollout_state", "rollout_state",                                             \
+    "The rollout is not in a state that allows this.")                                                  \
+  X(EF_ERR_CONTROLLER_UNAVAILABLE, "controller_unavailable", "controller_unavailable",                  \
+    "No rollout controller answered.")                                                                  \
   X(EF_ERR_MQTT, "mqtt_error", "mqtt_error", "The MQTT session failed.")                                \
   /* signed releases */                                                                                 \
   X(EF_ERR_RELEASE_UNSIGNED, "release_unsigned", "release_unsigned",                                    \

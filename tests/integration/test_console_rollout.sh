@@ -123,7 +123,7 @@ bad() { # bad WANT_RC WANT_TEXT ARGS...: create with ARGS exits WANT_RC and says
   grep -qF -- "$text" "$EF_TMP/bad.err" || fail "create $*: want '$text', got: $(cat "$EF_TMP/bad.err")"
 }
 bad 1 "steps[1]: must reach more devices than the steps before it" --url "$URL" --group lab --steps 50%,10%,100%
-assert_eq bad_job "$(console_code "$EF_TMP/bad.err")" "error code of a refused rollout"
+assert_eq rollout_invalid "$(console_code "$EF_TMP/bad.err")" "error code of a refused rollout"
 bad 1 'steps: the last step must be {"percent": 100}' --url "$URL" --group lab --steps 1,10%
 bad 1 "policy.success_percent: must be an integer 1..100" --url "$URL" --group lab --success-percent 101
 bad 1 "target.devices[1]: gw-1 is listed twice" --url "$URL" --devices gw-1,gw-1
@@ -297,7 +297,7 @@ rc=0
 console rollout create "$EF_TMP/fw.bin" --rollout-id r5 --url "$URL" --group lab --steps 1,10%,100% --wait \
   --timeout 20 >/dev/null 2>"$EF_TMP/wait.err" || rc=$?
 assert_eq 1 "$rc" "create --wait of an aborted rollout"
-assert_eq canceled "$(console_code "$EF_TMP/wait.err")" "error code of an aborted rollout"
+assert_eq rollout_aborted "$(console_code "$EF_TMP/wait.err")" "error code of an aborted rollout"
 grep -q "rollout r5 aborted: the end" "$EF_TMP/wait.err" || fail "aborted: $(cat "$EF_TMP/wait.err")"
 rc=0
 console rollout create "$EF_TMP/fw.bin" --rollout-id r4 --url "$URL" --group lab --wait --timeout 1 \

@@ -234,7 +234,7 @@ static int cmd_control(const simple_args *a, ef_rollout_action action) {
       printf("rollout %s was already aborted\n", a->rollout_id);
       rc = CON_OK;
     } else {
-      con_fail(EF_ERR_INVALID_ARG, "rollout %s is %s: nothing to %s", a->rollout_id,
+      con_fail(EF_ERR_ROLLOUT_STATE, "rollout %s is %s: nothing to %s", a->rollout_id,
                ef_rollout_state_name(before.state), ef_rollout_action_name(action));
     }
     goto out;
@@ -259,10 +259,10 @@ static int cmd_control(const simple_args *a, ef_rollout_action action) {
   } else if (answered) {
     char line[1024];
     con_rollout_line(&s, line, sizeof line);
-    con_fail(EF_ERR_INVALID_ARG, "the controller did not %s rollout %s within %g s: %s",
+    con_fail(EF_ERR_ROLLOUT_STATE, "the controller did not %s rollout %s within %g s: %s",
              ef_rollout_action_name(action), a->rollout_id, wait_s, line);
   } else {
-    con_fail(EF_ERR_MQTT,
+    con_fail(EF_ERR_CONTROLLER_UNAVAILABLE,
              "no controller answered the %s of rollout %s within %g s (is espfleet-controller running, "
              "and does the rollout exist? see 'rollout list')",
              ef_rollout_action_name(action), a->rollout_id, wait_s);
@@ -360,8 +360,8 @@ static int show_devices(const simple_args *a, con_link *link, int64_t deadline, 
   if (con_interrupted())
     rc = CON_INTERRUPTED;
   else
-    con_fail(EF_ERR_MQTT, "no controller answered the devices request for rollout %s within %g s",
-             a->rollout_id, wait_s);
+    con_fail(EF_ERR_CONTROLLER_UNAVAILABLE,
+             "no controller answered the devices request for rollout %s within %g s", a->rollout_id, wait_s);
 out:
   free(rows);
   free(json);
@@ -389,7 +389,7 @@ static int cmd_show(const simple_args *a) {
   }
   if (!seen) {
     rc = con_interrupted() ? CON_INTERRUPTED
-                           : con_fail(EF_ERR_INVALID_ARG,
+                           : con_fail(EF_ERR_CONTROLLER_UNAVAILABLE,
                                       "no status of rollout %s within %g s: no such rollout, or no "
                                       "espfleet-controller has taken it up",
                                       a->rollout_id, wait_s);

@@ -244,7 +244,8 @@ static int build_document(const create_args *a, char *job_json, char **out, ef_r
   if (!(text = ef_rollout_spec_json(&s))) goto nomem;
   ef_err err = ef_rollout_spec_parse(text, strlen(text), parsed, &st);
   if (err != EF_OK) {
-    con_fail(err, "rollout %s: %s", a->rollout_id, st.detail);
+    con_fail(err == EF_ERR_BAD_JOB ? EF_ERR_ROLLOUT_INVALID : err, "rollout %s: %s", a->rollout_id,
+             st.detail);
     goto out;
   }
   *out = text;
@@ -293,8 +294,9 @@ static bool show_change(const create_args *a, const ef_rollout_status *s, char l
   if (s->state == EF_RS_COMPLETED)
     *rc = CON_OK;
   else /* aborted: the jobs that had not finished were canceled; invalid: the controller refused it */
-    *rc = con_fail(s->state == EF_RS_ABORTED ? EF_ERR_CANCELED : EF_ERR_BAD_JOB, "rollout %s %s%s%s",
-                   a->rollout_id, ef_rollout_state_name(s->state), s->reason[0] ? ": " : "", s->reason);
+    *rc = con_fail(s->state == EF_RS_ABORTED ? EF_ERR_ROLLOUT_ABORTED : EF_ERR_ROLLOUT_INVALID,
+                   "rollout %s %s%s%s", a->rollout_id, ef_rollout_state_name(s->state),
+                   s->reason[0] ? ": " : "", s->reason);
   return true;
 }
 
@@ -410,7 +412,7 @@ int con_rollout_create(int argc, char **argv) {
   if ((held && !e.same_doc) || (!held && !invalid && e.has_doc && !e.same_doc)) {
     char line[1024] = "a document on the broker, no status from espfleet-controller";
     if (held) con_rollout_line(&e.status, line, sizeof line);
-    con_fail(EF_ERR_INVALID_ARG,
+    con_fail(EF_ERR_ROLLOUT_STATE,
              "rollout %s exists (%s) and a rollout cannot be changed: delete it first ('rollout delete %s') "
              "or choose another --rollout-id",
              a.rollout_id, line, a.rollout_id);
