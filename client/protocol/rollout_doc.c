@@ -583,6 +583,20 @@ out:
 /* ---- per-device rows ---- */
 
 char *ef_rollout_devices_json(const char *rollout_id, const ef_rollout_device_row *rows, size_t n) {
+  return ef_rollout_devices_part_json(rollout_id, rows, n, 0, 0);
+}
+
+void ef_rollout_devices_parts(const char *json, size_t len, int *part, int *parts) {
+  cJSON *doc = len ? cJSON_ParseWithLength(json, len) : NULL;
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(doc, "part"),
+              *b = cJSON_GetObjectItemCaseSensitive(doc, "parts");
+  *part = cJSON_IsNumber(a) && a->valuedouble >= 1 && a->valuedouble <= 1e6 ? a->valueint : 1;
+  *parts = cJSON_IsNumber(b) && b->valuedouble >= *part && b->valuedouble <= 1e6 ? b->valueint : 1;
+  cJSON_Delete(doc);
+}
+
+char *ef_rollout_devices_part_json(const char *rollout_id, const ef_rollout_device_row *rows, size_t n,
+                                   int part, int parts) {
   char *out = NULL;
   cJSON *doc = cJSON_CreateObject(), *arr = cJSON_CreateArray();
   if (!doc || !arr || !cJSON_AddStringToObject(doc, "rollout_id", rollout_id)) goto out;
@@ -604,6 +618,9 @@ char *ef_rollout_devices_json(const char *rollout_id, const ef_rollout_device_ro
   }
   cJSON_AddItemToObject(doc, "devices", arr);
   arr = NULL;
+  if (parts > 0 &&
+      (!cJSON_AddNumberToObject(doc, "part", part) || !cJSON_AddNumberToObject(doc, "parts", parts)))
+    goto out;
   out = cJSON_PrintUnformatted(doc);
 out:
   cJSON_Delete(arr);

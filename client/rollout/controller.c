@@ -240,9 +240,16 @@ static void publish_rows(ef_controller *c, rollout *r) {
   ef_rollout_device_row *rows = r->n ? calloc(r->n, sizeof *rows) : NULL;
   if (r->n && !rows) return;
   for (size_t i = 0; i < r->n; i++) ef_rollout_row_of(&r->devs[i], &rows[i]);
-  char *json = ef_rollout_devices_json(r->spec.rollout_id, rows, r->n);
-  if (json) publish(c, EF_TOPIC_ROLLOUT_DEVICES, r->spec.rollout_id, NULL, json, false);
-  free(json);
+  /* In parts: a thousand rows in one message would pass brokers' packet limits. */
+  int parts = (int)((r->n + EF_ROLLOUT_ROWS_PER_PART - 1) / EF_ROLLOUT_ROWS_PER_PART);
+  if (parts == 0) parts = 1;
+  for (int p = 0; p < parts; p++) {
+    size_t off = (size_t)p * EF_ROLLOUT_ROWS_PER_PART;
+    size_t k = r->n - off < EF_ROLLOUT_ROWS_PER_PART ? r->n - off : EF_ROLLOUT_ROWS_PER_PART;
+    char *json = ef_rollout_devices_part_json(r->spec.rollout_id, rows ? rows + off : NULL, k, p + 1, parts);
+    if (json) publish(c, EF_TOPIC_ROLLOUT_DEVICES, r->spec.rollout_id, NULL, json, false);
+    free(json);
+  }
   free(rows);
 }
 

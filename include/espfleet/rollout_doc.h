@@ -200,6 +200,19 @@ typedef struct {
 /** {"rollout_id", "devices": [rows]}: malloc'ed (free()), NULL on OOM. */
 char *ef_rollout_devices_json(const char *rollout_id, const ef_rollout_device_row *rows, size_t n);
 
+/** Rows per devices document: keeps each under brokers' usual 64 KiB packet limit. */
+#define EF_ROLLOUT_ROWS_PER_PART 200
+
+/**
+ * One part of a devices document split for size: as ef_rollout_devices_json
+ * with "part" (1-based) and "parts". @return malloc'ed JSON, NULL on OOM.
+ */
+char *ef_rollout_devices_part_json(const char *rollout_id, const ef_rollout_device_row *rows, size_t n,
+                                   int part, int parts);
+
+/** The part and parts of a devices document (1 and 1 when it has none). */
+void ef_rollout_devices_parts(const char *json, size_t len, int *part, int *parts);
+
 /**
  * Reads a devices document.
  * @param rows receives a malloc'ed array (free()), NULL when empty

@@ -342,17 +342,33 @@ static int show_devices(const simple_args *a, con_link *link, int64_t deadline, 
       con_link_publish(link, control_topic, json, false, wait_s) != EF_OK)
     goto out;
   ef_inbox_msg *m;
+  int got = 0; /* parts received: a large rollout's rows come in several documents */
   while ((m = con_link_next(link, deadline))) {
     char id[EF_JOB_ID_MAX + 1], sub[EF_JOB_ID_MAX + 1];
+    ef_rollout_device_row *part_rows = NULL;
+    size_t part_n = 0;
+    int part = 1, parts = 1;
     bool mine = ef_topic_parse(m->topic, a->c.prefix, id, sub) == EF_TOPIC_ROLLOUT_DEVICES &&
                 strcmp(id, a->rollout_id) == 0;
-    ef_err err = mine ? ef_rollout_devices_parse(m->payload, m->len, &rows, &n, NULL) : EF_ERR_INVALID_ARG;
+    ef_err err =
+        mine ? ef_rollout_devices_parse(m->payload, m->len, &part_rows, &part_n, NULL) : EF_ERR_INVALID_ARG;
+    if (err == EF_OK) ef_rollout_devices_parts(m->payload, m->len, &part, &parts);
     ef_inbox_msg_free(m);
+    if (err == EF_OK && part_n) {
+      ef_rollout_device_row *grown = realloc(rows, (n + part_n) * sizeof *rows);
+      if (!grown) err = EF_ERR_NOMEM;
+      if (grown) {
+        rows = grown;
+        memcpy(rows + n, part_rows, part_n * sizeof *rows);
+        n += part_n;
+      }
+    }
+    free(part_rows);
     if (err == EF_ERR_NOMEM) {
       con_fail(err, NULL);
       goto out;
     }
-    if (err == EF_OK) {
+    if (err == EF_OK && ++got >= parts) {
       rc = print_devices(rows, n, con_term_is_tty()) ? CON_OK : con_fail(EF_ERR_NOMEM, NULL);
       goto out;
     }
