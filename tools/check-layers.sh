@@ -2,7 +2,7 @@
 # Checks that the library's modules include only what their layer allows
 # (docs/architecture.md):
 #
-#   tools -> agent / rollout -> protocol -> jobs -> ota / download / mqtt / release
+#   tools -> api -> agent / rollout -> protocol -> jobs -> ota / download / mqtt / release
 #         -> image / ctrl -> common
 #
 # A file of a module may include the public headers (espfleet/X.h) of its
@@ -37,6 +37,9 @@ declare -A LAYER=(
   # the daemon's agent and the controller's rollout engine are siblings:
   # both speak the protocol, neither knows the other
   [agent]=5 [rollout]=5
+  # espfleet-controller's HTTP API: over the controller (its observer and
+  # session) and its store; nothing below knows it
+  [api]=6
 )
 
 # Module owning each public header (docs/architecture.md's module table).
@@ -52,6 +55,7 @@ declare -A OWNER=(
   [protocol.h]=protocol [inbox.h]=protocol [rollout_doc.h]=protocol
   [agent.h]=agent [config.h]=agent
   [rollout.h]=rollout [store.h]=rollout [controller.h]=rollout
+  [api.h]=api
 )
 
 # Private headers generated into a module's build folder.

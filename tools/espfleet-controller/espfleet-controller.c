@@ -1,5 +1,6 @@
-/* espfleet-controller: runs rollouts (docs/rollouts.md). Argument handling
- * and the history query only; the work is ef_controller (client/rollout/). */
+/* espfleet-controller: runs rollouts (docs/rollouts.md) and serves the HTTP
+ * API and page (docs/api.md). Argument handling and the history query only;
+ * the work is ef_controller (client/rollout/) and ef_api (client/api/). */
 #include <getopt.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "espfleet/api.h"
 #include "espfleet/config.h"
 #include "espfleet/controller.h"
 #include "espfleet/job.h"
@@ -29,7 +31,8 @@ static void usage(FILE *f) {
              "devices the job, watches their results, advances, halts or aborts by the\n"
              "rollout's thresholds, and keeps every decision in its database so that a\n"
              "restart resumes where it was. `history` prints who ran which job, when, and\n"
-             "how it ended.\n"
+             "how it ended. With http.listen set (default 127.0.0.1:8787) it also serves the\n"
+             "HTTP API and the dashboard page (docs/api.md).\n"
              "\n"
              "  --config FILE      JSON configuration (docs/rollouts.md; default\n"
              "                     "
@@ -59,6 +62,22 @@ static bool load_config(const char *path, ef_config *cfg) {
   return false;
 }
 
+static void print_token_problem(void *arg, unsigned line, const char *problem) {
+  const char *path = arg;
+  if (line)
+    fprintf(stderr, "%s:%u: %s\n", path, line, problem);
+  else
+    fprintf(stderr, "%s: %s\n", path, problem);
+}
+
+/* The tokens file of http.tokens_file: every bad line, with its number. */
+static bool check_tokens(const char *path) {
+  ef_status st = EF_STATUS_INIT;
+  ef_err err = ef_api_tokens_load(path, NULL, NULL, print_token_problem, (void *)path, &st);
+  if (err == EF_ERR_IO || err == EF_ERR_NOMEM) fprintf(stderr, "%s\n", st.detail);
+  return err == EF_OK;
+}
+
 static int run(const ef_config *cfg) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -84,21 +103,43 @@ static int run(const ef_config *cfg) {
       .tick_ms = cfg->controller.tick_ms,
   };
   ef_controller *c = NULL;
+  ef_api *api = NULL;
   ef_status st = EF_STATUS_INIT;
   char line[EF_STATUS_DETAIL_MAX + 64];
+  int rc = 1;
+  ef_err err;
   if (ef_controller_new(&cc, &c, &st) != EF_OK) {
     ef_error("%s", ef_status_text(&st, line, sizeof line));
-    return 1;
+    goto out;
   }
   ef_info(PROGRAM " %s starting (database %s)", ESPFLEET_VERSION, cfg->controller.database);
-  ef_err err = ef_controller_run(c, should_stop, &st);
-  ef_controller_free(c);
+  if (cfg->http.listen[0]) {
+    /* before the loop: the API is the controller's observer from its first message on */
+    ef_api_config ac = {
+        .listen = cfg->http.listen,
+        .cert_file = cfg->http.cert_file,
+        .key_file = cfg->http.key_file,
+        .tokens_file = cfg->http.tokens_file,
+        .database = cfg->controller.database,
+        .prefix = cfg->mqtt.topic_prefix,
+    };
+    if (ef_api_start(&ac, c, &api, &st) != EF_OK) {
+      ef_error("http: %s", ef_status_text(&st, line, sizeof line));
+      goto out;
+    }
+    ef_info("dashboard: %s://%s/", cfg->http.cert_file[0] ? "https" : "http", cfg->http.listen);
+  }
+  err = ef_controller_run(c, should_stop, &st);
   if (err != EF_OK) {
     ef_error("%s (%s)", ef_status_text(&st, line, sizeof line), ef_err_message(err));
-    return 1;
+    goto out;
   }
   ef_info("stopped");
-  return 0;
+  rc = 0;
+out:
+  ef_api_stop(api);
+  ef_controller_free(c);
+  return rc;
 }
 
 static void print_history(void *arg, const ef_store_history *h) {
@@ -204,6 +245,7 @@ int main(int argc, char **argv) {
   }
   ef_log_set_level((ef_log_level)level);
   if (!load_config(config, &cfg)) return 2;
+  if (cfg.http.tokens_file[0] && !check_tokens(cfg.http.tokens_file)) return 2;
   if (check_only) {
     printf("%s: valid (broker %s, database %s)\n", config, cfg.mqtt.uri, cfg.controller.database);
     return 0;
