@@ -96,6 +96,10 @@ _rmq_write_config() {
     echo "mqtt.default_pass = guest"
     echo "mqtt.vhost = /"
     echo "mqtt.exchange = amq.topic"
+    # As lib_mosquitto.sh's max_packet_size: no message above 64 KiB reaches
+    # a subscriber (3.10 has no MQTT packet limit of its own; this one is
+    # the core's, which refuses such a publish, docs/brokers.md).
+    echo "max_message_size = 65536"
     echo "log.file = $dir/log/rabbit.log"
     echo "log.file.level = info"
     echo "log.console = false"
