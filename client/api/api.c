@@ -472,9 +472,15 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   char line[256];
   vsnprintf(line, sizeof line, fmt, ap);
   line[strcspn(line, "\r\n")] = '\0';
-  /* kept for a start that fails; only the starting thread reads it then */
-  snprintf(a->mhd_error, sizeof a->mhd_error, "%s", line);
-  ef_warn("http: %s", line);
+  if (!atomic_load(&a->serving)) {
+    /* starting: kept for the error if the start fails (only this thread reads it) */
+    snprintf(a->mhd_error, sizeof a->mhd_error, "%s", line);
+    ef_warn("http: %s", line);
+  } else {
+    /* serving: mostly what a client did (a broken handshake, a closed
+     * connection); not a warning an operator must act on */
+    ef_info("http: %s", line);
+  }
 }
 
 /* ---- start and stop ---- */
@@ -601,9 +607,7 @@ ef_err ef_api_start(const ef_api_config *cfg, ef_controller *c, ef_api **out, ef
       goto out;
   }
   /* what the store knows now; the observer brings the rest */
-  pthread_mutex_lock(&a->store_lock);
-  if (ef_store_open_reader(a->database, &a->reader, NULL) == EF_OK) api_devices_load(a, a->reader);
-  pthread_mutex_unlock(&a->store_lock);
+  api_devices_ensure(a);
   ef_controller_set_observer(c, api_observe, a);
 
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
@@ -626,6 +630,7 @@ ef_err ef_api_start(const ef_api_config *cfg, ef_controller *c, ef_api **out, ef
                          a->mhd_error[0] ? a->mhd_error : "libmicrohttpd refused to start");
     goto out;
   }
+  atomic_store(&a->serving, true);
   ef_info("http: serving the API on %s (%s, %s)", a->listen, a->tls ? "https" : "plain http",
           a->tokens ? "tokens required" : "no logins: loopback only");
   err = EF_OK;

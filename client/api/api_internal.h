@@ -8,6 +8,7 @@
 #define ESPFLEET_API_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,9 @@ typedef struct {
   int percent;
   int64_t updated_ms;        /* 0 = never */
   int64_t progress_event_ms; /* when its last progress event went into the ring (monotonic) */
+  /* its newest device and progress events: a stream sends only those, as
+   * an older one would carry the same (newest) content again */
+  uint64_t device_seq, progress_seq;
 } api_device;
 
 typedef enum { API_EV_DEVICE, API_EV_PROGRESS, API_EV_ROLLOUT } api_event_kind;
@@ -77,6 +81,7 @@ struct ef_api {
   ef_controller *ctl;
   struct MHD_Daemon *mhd;
   char mhd_error[256]; /* libmicrohttpd's last complaint, for a start that fails */
+  atomic_bool serving; /* started: its threads may log */
 
   /* lock guards the devices, the ring and stopping; cond tells the
    * streams about a new event or the stop */
@@ -134,6 +139,9 @@ void api_store_put(ef_api *a);
 void api_observe(void *arg, ef_controller_event ev, const char *id, const char *json, size_t len);
 /** Adds the devices of the store not heard of yet (under store_lock). */
 void api_devices_load(ef_api *a, ef_store *s);
+/** Loads them once the store can be read (the devices heard of are shown
+ *  meanwhile): the store's connection is opened when it is not yet. */
+void api_devices_ensure(ef_api *a);
 /** A device's object as in GET /devices (call under lock). */
 cJSON *api_device_json(const api_device *d);
 /** Its entry, or NULL (under lock). */
@@ -143,8 +151,9 @@ enum MHD_Result api_get_device(const api_req *r, const char *id);
 
 /* ---- events.c ---- */
 
-/** Appends an event (under lock) and wakes the streams; takes @p json. */
-void api_event_push(ef_api *a, api_event_kind kind, const char *id, char *json);
+/** Appends an event (under lock) and wakes the streams; takes @p json.
+ *  @return its sequence number. */
+uint64_t api_event_push(ef_api *a, api_event_kind kind, const char *id, char *json);
 /** Frees what the ring holds. */
 void api_events_free(ef_api *a);
 enum MHD_Result api_get_events(const api_req *r);

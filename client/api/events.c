@@ -24,7 +24,7 @@
 #define BATCH_BYTES (64 * 1024)
 #define BLOCK_SIZE  (16 * 1024)
 
-void api_event_push(ef_api *a, api_event_kind kind, const char *id, char *json) {
+uint64_t api_event_push(ef_api *a, api_event_kind kind, const char *id, char *json) {
   api_event *e = &a->ring[a->next_seq % API_RING];
   free(e->json);
   e->seq = a->next_seq++;
@@ -32,6 +32,7 @@ void api_event_push(ef_api *a, api_event_kind kind, const char *id, char *json) 
   snprintf(e->id, sizeof e->id, "%s", id);
   e->json = json;
   pthread_cond_broadcast(&a->cond);
+  return e->seq;
 }
 
 void api_events_free(ef_api *a) {
@@ -87,6 +88,8 @@ static bool format_event(stream *s, const api_event *e) {
   } else {
     const api_device *d = api_device_find(s->a, e->id);
     if (!d) return true; /* cannot happen: devices are never removed */
+    /* coalesced: a newer event of this device follows, with the same content */
+    if (e->seq != (e->kind == API_EV_DEVICE ? d->device_seq : d->progress_seq)) return true;
     cJSON *o = NULL;
     if (e->kind == API_EV_DEVICE) {
       name = "device";

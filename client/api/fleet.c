@@ -67,6 +67,15 @@ static void load_one(void *arg, const ef_store_device *sd) {
   d->updated_ms = sd->seen_ms;
 }
 
+void api_devices_ensure(ef_api *a) {
+  pthread_mutex_lock(&a->store_lock);
+  /* a store that cannot be read yet is tried again at the next request */
+  if (a->reader || ef_store_open_reader(a->database, &a->reader, NULL) == EF_OK) {
+    if (!a->devices_loaded) api_devices_load(a, a->reader);
+  }
+  pthread_mutex_unlock(&a->store_lock);
+}
+
 void api_devices_load(ef_api *a, ef_store *s) {
   ef_status st = EF_STATUS_INIT;
   pthread_mutex_lock(&a->lock);
@@ -110,7 +119,7 @@ void api_observe(void *arg, ef_controller_event ev, const char *id, const char *
       copy[len] = '\0';
     }
     pthread_mutex_lock(&a->lock);
-    api_event_push(a, API_EV_ROLLOUT, id, copy);
+    (void)api_event_push(a, API_EV_ROLLOUT, id, copy);
     pthread_mutex_unlock(&a->lock);
     return;
   }
@@ -118,23 +127,23 @@ void api_observe(void *arg, ef_controller_event ev, const char *id, const char *
   if (ef_state_view_parse(json, len, &v, NULL) != EF_OK) return;
   int64_t now = ef_wall_ms(), mono = ef_mono_ms();
   pthread_mutex_lock(&a->lock);
-  api_device *d = device_add(a, id);
+  /* a device is known by its state documents; progress only adds numbers */
+  api_device *d = ev == EF_CONTROLLER_DEVICE ? device_add(a, id) : api_device_find(a, id);
   if (d && ev == EF_CONTROLLER_DEVICE) {
     take_state(d, &v, now);
-    api_event_push(a, API_EV_DEVICE, id, NULL);
-  } else if (d && ev == EF_CONTROLLER_PROGRESS) {
+    d->device_seq = api_event_push(a, API_EV_DEVICE, id, NULL);
+  } else if (d && ev == EF_CONTROLLER_PROGRESS && v.job_id[0]) {
+    /* the numbers only: online and updated are the state document's to say */
     bool new_job = !d->has_progress || strcmp(d->progress_job, v.job_id) != 0;
     d->has_progress = true;
     snprintf(d->progress_job, sizeof d->progress_job, "%s", v.job_id);
     d->bytes = v.bytes;
     d->total = v.total;
-    d->percent = v.percent;
-    d->online = true;
-    d->updated_ms = v.ts_ms ? v.ts_ms : now;
+    d->percent = v.percent < 0 ? 0 : v.percent > 100 ? 100 : v.percent;
     /* one event a second at most per device: the event carries the newest numbers when it is sent */
     if (new_job || v.percent >= 100 || mono - d->progress_event_ms >= API_PROGRESS_EVENT_MS) {
       d->progress_event_ms = mono;
-      api_event_push(a, API_EV_PROGRESS, id, NULL);
+      d->progress_seq = api_event_push(a, API_EV_PROGRESS, id, NULL);
     }
   }
   pthread_mutex_unlock(&a->lock);
@@ -202,14 +211,11 @@ static bool id_contains(const char *id, const char *q) {
 
 enum MHD_Result api_get_devices(const api_req *r) {
   ef_api *a = r->a;
-  enum MHD_Result res = MHD_NO;
   const char *state = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "state");
   const char *group = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "group");
   const char *job = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "job");
   const char *q = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "q");
-  ef_store *s = api_store_get(r, &res); /* loads the store's devices on first use */
-  if (!s) return res;
-  api_store_put(a);
+  api_devices_ensure(a);
   cJSON *o = cJSON_CreateObject();
   cJSON *list = o ? cJSON_AddArrayToObject(o, "devices") : NULL;
   cJSON *counts = cJSON_CreateObject();
