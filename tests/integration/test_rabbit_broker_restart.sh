@@ -10,7 +10,9 @@
 # false) is a durable queue, mqtt-subscription-<client id>qos1, which comes
 # back with its bindings. So also checked: the queue is there after the
 # crash, and a job published (not retained) while the daemon is stopped
-# waits in it and runs when the daemon starts again. Skips (77) without
+# waits in it and runs when the daemon starts again. And espfleet-console
+# status, whose P/devices/+/state gets no retained state from RabbitMQ,
+# finds the device by its announce request. Skips (77) without
 # rabbitmq-server. Not named test_fleet_*: CI runs those under valgrind.
 . "${ESPFLEET_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/integration/lib.sh"
 . "$EF_SRC/tests/integration/lib_rabbitmq.sh"
@@ -28,6 +30,15 @@ session_queue() {
 [ -n "$(session_queue)" ] || fail "no session queue $QUEUE on the RabbitMQ node"
 assert_eq "$QUEUE true" "$(session_queue | awk '{print $1, $2}')" "the daemon's session is a durable queue"
 pass "the daemon's persistent session is the durable queue $QUEUE"
+
+# The console's status subscribes to P/devices/+/state: RabbitMQ sends no
+# retained state there, so only its announce request brings the device in.
+status=$("$EF_BIN/espfleet-console" status --broker "mqtt://127.0.0.1:$MQTT_PORT" --json) || fail "console status failed"
+assert_eq "[[\"$DEV\",\"idle\"]]" "$(jq -c '[.[] | [.device_id, .state]]' <<<"$status")" "console status (announce)"
+status=$("$EF_BIN/espfleet-console" status --broker "mqtt://127.0.0.1:$MQTT_PORT" --no-announce --json) ||
+  fail "console status --no-announce failed"
+assert_eq '[]' "$(jq -c '[.[] | .device_id]' <<<"$status")" "console status --no-announce (retained only)"
+pass "espfleet-console status finds the device through its announce request, and nothing without it"
 
 mkimage "$EF_TMP/v2.bin" 2.0.0 fleet-demo 600K
 serve "$EF_TMP/v2.bin" v2.bin
