@@ -145,12 +145,13 @@ static void republish_final_locked(ef_agent *a, const ef_journal_result *r) {
 static void on_message(void *arg, const char *topic, const void *payload, size_t len) {
   ef_agent *a = arg;
   msg_kind kind = MSG_JOB; /* the device job topic or one of the group topics */
-  if (strcmp(topic, a->topic_announce) == 0) kind = MSG_ANNOUNCE;
+  /* ef_topic_same: a broker may hand back a '.' of an id as '/' (RabbitMQ) */
+  if (ef_topic_same(topic, a->topic_announce)) kind = MSG_ANNOUNCE;
   /* An empty payload is how a controller clears a retained job: nothing to do. */
   if (len == 0 && kind != MSG_ANNOUNCE) return;
-  if (strcmp(topic, a->topic_cancel) == 0) kind = MSG_CANCEL;
+  if (ef_topic_same(topic, a->topic_cancel)) kind = MSG_CANCEL;
   for (size_t i = 0; i < a->cfg.n_groups; i++)
-    if (strcmp(topic, a->topic_group_cancels[i]) == 0) kind = MSG_CANCEL;
+    if (ef_topic_same(topic, a->topic_group_cancels[i])) kind = MSG_CANCEL;
   inbox_msg m = {kind, NULL, len};
   /* An oversized payload is refused without copying it. */
   if (len <= a->limits.max_payload) {

@@ -62,6 +62,16 @@ bool ef_topic(char *out, size_t n, const char *prefix, ef_topic_kind kind, const
 ef_topic_kind ef_topic_parse(const char *topic, const char *prefix, char id[EF_JOB_ID_MAX + 1],
                              char sub[EF_JOB_ID_MAX + 1]);
 
+/**
+ * True when a topic a message arrived on is the topic @p ours that the
+ * receiver subscribed to exactly. RabbitMQ's MQTT plugin maps '/' to '.' in
+ * its routing keys and back on delivery, so a '.' inside an id arrives as
+ * '/' ("P/devices/dev.1/cancel" arrives as "P/devices/dev/1/cancel");
+ * the two characters compare equal here. Sound for exact subscriptions
+ * only: ids never contain '/', so no other topic of ours reads the same.
+ */
+bool ef_topic_same(const char *delivered, const char *ours);
+
 /* ---- state, result and progress documents as a reader sees them ---- */
 
 /** Most groups a state document lists (as the daemon's configuration allows). */

@@ -101,7 +101,7 @@ static void test_topics_refused(void **state) {
       "espfleet/devices/gw-1/",
       "espfleet/devices/gw-1",
       "espfleet/devices/gw-1/jobs/",
-      "espfleet/devices/gw-1/jobs/a/b",
+      "espfleet/devices/gw-1/jobs/a/b c", /* (a/b alone reads as job a.b: RabbitMQ) */
       "espfleet/devices/gw-1/jobs/a b",
       "espfleet/rollouts/r-1/",
       "espfleet/rollouts/r-1/status/x",
@@ -690,8 +690,31 @@ static void test_rollout_devices(void **state) {
   assert_string_equal(ef_rollout_device_state_name(EF_RD_TIMED_OUT), "timed_out");
 }
 
+static void test_topic_same(void **state) {
+  (void)state;
+  assert_true(ef_topic_same("espfleet/devices/dev.1/cancel", "espfleet/devices/dev.1/cancel"));
+  assert_true(ef_topic_same("espfleet/devices/dev/1/cancel", "espfleet/devices/dev.1/cancel")); /* RabbitMQ */
+  assert_false(ef_topic_same("espfleet/devices/dev.1/job", "espfleet/devices/dev.1/cancel"));
+  assert_false(ef_topic_same("espfleet/devices/dev.1/cancel/x", "espfleet/devices/dev.1/cancel"));
+  assert_false(ef_topic_same("espfleet/devices/dev.1", "espfleet/devices/dev.1/cancel"));
+  /* ids whose '.' came back as '/' (RabbitMQ) parse as the dotted ids */
+  char id[EF_JOB_ID_MAX + 1], sub[EF_JOB_ID_MAX + 1];
+  assert_int_equal(ef_topic_parse("espfleet/devices/dev/1/state", "espfleet", id, sub),
+                   EF_TOPIC_DEVICE_STATE);
+  assert_string_equal(id, "dev.1");
+  assert_int_equal(ef_topic_parse("espfleet/devices/dev/1/jobs/rel/1/0", "espfleet", id, sub),
+                   EF_TOPIC_DEVICE_RESULT);
+  assert_string_equal(id, "dev.1");
+  assert_string_equal(sub, "rel.1.0");
+  assert_int_equal(ef_topic_parse("fleet/eu/rollouts/r/1/status", "fleet.eu", id, sub),
+                   EF_TOPIC_ROLLOUT_STATUS);
+  assert_string_equal(id, "r.1");
+  assert_int_equal(ef_topic_parse("espfleet/devices/dev/1/bogus", "espfleet", id, sub), EF_TOPIC_UNKNOWN);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_topic_same),
       cmocka_unit_test(test_topics_every_kind),
       cmocka_unit_test(test_topics_wildcards_and_prefix),
       cmocka_unit_test(test_topics_refused),
