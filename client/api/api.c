@@ -18,6 +18,9 @@
 #include <sys/stat.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "api_internal.h"
 #include "assets.h"
@@ -520,6 +523,40 @@ out:
   return err;
 }
 
+/* An encrypted key would make OpenSSL ask on the terminal: refuse it instead. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  (void)u;
+  return -1;
+}
+
+/* The certificate and key, checked before libmicrohttpd gets them: it only
+ * says that TLS could not be set up, this says which file is wrong. */
+static ef_err check_tls(const char *cert_path, const char *cert, const char *key_path, const char *key,
+                        ef_status *st) {
+  ef_err err = EF_OK;
+  BIO *cb = BIO_new_mem_buf(cert, -1), *kb = BIO_new_mem_buf(key, -1);
+  X509 *x = cb ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
+  EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
+  if (!cb || !kb)
+    err = ef_status_fail(st, EF_ERR_NOMEM, "out of memory");
+  else if (!x)
+    err = ef_status_fail(st, EF_ERR_CONFIG, "http.cert_file %s: not a PEM certificate", cert_path);
+  else if (!k)
+    err = ef_status_fail(st, EF_ERR_CONFIG, "http.key_file %s: not an unencrypted PEM private key", key_path);
+  else if (X509_check_private_key(x, k) != 1)
+    err = ef_status_fail(st, EF_ERR_CONFIG, "http.key_file %s: not the key of the certificate %s", key_path,
+                         cert_path);
+  ERR_clear_error();
+  EVP_PKEY_free(k);
+  X509_free(x);
+  BIO_free(kb);
+  BIO_free(cb);
+  return err;
+}
+
 /* "HOST:PORT" ("[::1]:8787") to an address to bind. */
 static ef_err resolve_listen(ef_api *a, unsigned short *port, ef_status *st) {
   char host[256];
@@ -605,6 +642,7 @@ ef_err ef_api_start(const ef_api_config *cfg, ef_controller *c, ef_api **out, ef
     if ((err = read_pem("certificate", cfg->cert_file, &a->cert_pem, &cert_len, st)) != EF_OK) goto out;
     if ((err = read_pem("key", cfg->key_file ? cfg->key_file : "", &a->key_pem, &a->key_len, st)) != EF_OK)
       goto out;
+    if ((err = check_tls(cfg->cert_file, a->cert_pem, cfg->key_file, a->key_pem, st)) != EF_OK) goto out;
   }
   /* what the store knows now; the observer brings the rest */
   api_devices_ensure(a);

@@ -23,6 +23,7 @@ static int cmp_dev(const void *key, const void *elem) {
 }
 
 api_device *api_device_find(ef_api *a, const char *id) {
+  if (!a->n_devs) return NULL; /* bsearch wants an array, even an empty one */
   return bsearch(id, a->devs, a->n_devs, sizeof *a->devs, cmp_dev);
 }
 

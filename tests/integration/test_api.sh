@@ -239,6 +239,13 @@ pass "--check-config names every bad line of the tokens file"
 # ---- a stop ends the streams; then the same API over HTTPS ----
 controller_kill TERM
 wait_for "! _ef_alive $EVENTS_PID" 5 || fail "the event stream did not end with the controller"
+# a key that is not the certificate's: the controller says which and does not start
+jq --arg cert "$PKI/server.pem" --arg key "$PKI/ca.key" '.http.cert_file = $cert | .http.key_file = $key' \
+  "$CONTROLLER_CONFIG" >"$EF_TMP/bad-tls.json"
+rc=0
+timeout 20 "$EF_BIN/espfleet-controller" --config "$EF_TMP/bad-tls.json" >"$EF_TMP/bad-tls.log" 2>&1 || rc=$?
+assert_eq 1 "$rc" "a start with the CA's key"
+grep -q "not the key of the certificate" "$EF_TMP/bad-tls.log" || fail "bad key: $(cat "$EF_TMP/bad-tls.log")"
 jq --arg cert "$PKI/server.pem" --arg key "$PKI/server.key" '.http.cert_file = $cert | .http.key_file = $key' \
   "$CONTROLLER_CONFIG" >"$CONTROLLER_CONFIG.new" && mv "$CONTROLLER_CONFIG.new" "$CONTROLLER_CONFIG"
 controller_start
