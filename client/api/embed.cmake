@@ -65,7 +65,6 @@ if(count EQUAL 0)
 else()
   string(APPEND text "const api_asset api_assets[] = {\n${table}};\nconst size_t api_n_assets = ${count};\n")
 endif()
-# only a change rewrites it, so an unchanged page costs no rebuild
-file(WRITE "${OUT}.tmp" "${text}")
-execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}")
-file(REMOVE "${OUT}.tmp")
+# written every time it runs (a page file changed): an output older than
+# its inputs would make the build run this again and again
+file(WRITE "${OUT}" "${text}")

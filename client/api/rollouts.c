@@ -326,7 +326,7 @@ static bool get_id(const api_req *r, const cJSON *o, const char *key, bool requi
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   *out = NULL;
   if (!v && !required) return true;
-  if (!cJSON_IsString(v) || !ef_id_valid(v->valuestring)) {
+  if (!v || !cJSON_IsString(v) || !ef_id_valid(v->valuestring)) {
     *res = api_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
                            "%s: must be 1-%d characters of [A-Za-z0-9._:-]", key, EF_JOB_ID_MAX);
     return false;
