@@ -3,8 +3,8 @@
  * and progress document the controller hears (its observer). Kept in
  * memory, sorted by id, under the API's lock: the observer runs on the
  * controller's thread and must stay short (a parse outside the lock, then a
- * binary search, a copy and an event), and the requests only copy what they
- * answer with.
+ * binary search, a copy and an event), and a request holds it only while
+ * it writes out the devices it answers with.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,8 +219,8 @@ enum MHD_Result api_get_devices(const api_req *r) {
   api_devices_ensure(a);
   cJSON *o = cJSON_CreateObject();
   cJSON *list = o ? cJSON_AddArrayToObject(o, "devices") : NULL;
-  cJSON *counts = cJSON_CreateObject();
-  bool ok = list && counts;
+  cJSON *counts = list ? cJSON_AddObjectToObject(o, "counts") : NULL;
+  bool ok = counts != NULL;
   pthread_mutex_lock(&a->lock);
   size_t total = a->n_devs;
   for (size_t i = 0; ok && i < a->n_devs; i++) {
@@ -240,9 +240,8 @@ enum MHD_Result api_get_devices(const api_req *r) {
     if (!ok) cJSON_Delete(dj);
   }
   pthread_mutex_unlock(&a->lock);
-  ok = ok && cJSON_AddNumberToObject(o, "total", (double)total) && cJSON_AddItemToObject(o, "counts", counts);
+  ok = ok && cJSON_AddNumberToObject(o, "total", (double)total);
   if (!ok) {
-    if (!o || !cJSON_GetObjectItemCaseSensitive(o, "counts")) cJSON_Delete(counts);
     cJSON_Delete(o);
     return api_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
   }
