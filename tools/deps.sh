@@ -7,7 +7,7 @@ espfleet_packages=(
   libprotobuf-c-dev protobuf-c-compiler libssl-dev libcmocka-dev
   libpaho-mqtt-dev libcjson-dev libcurl4-openssl-dev
   mosquitto mosquitto-clients nginx-light openssl jq curl valgrind
-  libsqlite3-dev sqlite3 python3-jsonschema libmicrohttpd-dev
+  libsqlite3-dev sqlite3 python3-jsonschema python3-yaml libmicrohttpd-dev
   rabbitmq-server
 )
 

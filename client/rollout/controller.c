@@ -84,6 +84,7 @@ static int cmp_known(const void *key, const void *elem) {
 }
 
 static known_device *find_known(ef_controller *c, const char *id) {
+  if (!c->n_known) return NULL; /* bsearch's array must not be NULL, even when empty */
   return bsearch(id, c->known, c->n_known, sizeof *c->known, cmp_known);
 }
 

@@ -369,7 +369,7 @@ fi
 if [ -x "$EF_BIN/espfleet-controller" ]; then
   jq -n --arg uri "$BROKER" --arg db "$EF_TMP/controller.db" \
     '{mqtt: {uri: $uri, client_id: "ctl-console-test", topic_prefix: "espfleet"},
-      controller: {database: $db, discovery_s: 1, tick_ms: 200}}' >"$EF_TMP/controller.json"
+      controller: {database: $db, discovery_s: 1, tick_ms: 200}, http: {listen: ""}}' >"$EF_TMP/controller.json"
   # device ID: known to the controller by its state (group e2e); once a job
   # arrives, it reports the job succeeded (state and result), as espfleetd would.
   device() {
