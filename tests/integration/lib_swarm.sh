@@ -35,9 +35,11 @@ swarm_start() {
     "$EF_BIN/espfleetd" --config "$EF_TMP/$id/espfleetd.json" >"$EF_TMP/$id/espfleetd.log" 2>&1 &
     track_pid $!
   done
-  # every device online
-  wait_for "[ \$(mosquitto_sub -h 127.0.0.1 -p $MQTT_PORT -t '$PREFIX/devices/+/state' -W 2 2>/dev/null |
-             jq -s '[.[] | select(.online == true)] | length') -ge $n ]" 60 || fail "not all $n devices came online"
+  # every device online, each read on its exact topic (a broker such as
+  # RabbitMQ gives retained messages to exact subscriptions only)
+  for id in "${SWARM_IDS[@]}"; do
+    mqtt_wait_for "$PREFIX/devices/$id/state" '.online == true' 60 >/dev/null || fail "$id did not come online"
+  done
   CONTROLLER_CONFIG=$EF_TMP/controller.json
   jq -n --arg uri "mqtt://127.0.0.1:$MQTT_PORT" --arg db "$EF_TMP/controller.db" \
     '{mqtt: {uri: $uri, keepalive_s: 5}, controller: {database: $db, discovery_s: 2, tick_ms: 250},

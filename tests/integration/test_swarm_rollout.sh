@@ -28,33 +28,42 @@ count_running() { # count_running SHA: devices whose simulator runs that image
 # 1. A broken release: the job's sha256 is not the file's. The canary fails
 #    hash_mismatch, the abort threshold (default: 10 % of finished devices)
 #    is crossed at once, and nobody else ever gets the job.
-bad_job=$(job_json broken-2.0 v2.bin '.sha256 = ("0" * 64)')
+bad_job=$(job_json broken-2-0 v2.bin '.sha256 = ("0" * 64)')
 rollout_publish "$(rollout_json r-broken "$bad_job" '[{"count":1},{"percent":50},{"percent":100}]')"
 doc=$(rollout_wait r-broken '.state == "aborted"' 90) || fail "the broken rollout did not abort"
 assert_eq 1 "$(jq -r .step_devices <<<"$doc")" "devices the broken job reached"
 assert_eq 1 "$(jq -r .counts.failed <<<"$doc")" "failed devices"
 jq -r .reason <<<"$doc" | grep -q "abort threshold" || fail "reason: $(jq -r .reason <<<"$doc")"
-sleep 2
-# (mosquitto_sub -W ends with status 27 when its time is up)
-results=$({ mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t "$PREFIX/devices/+/jobs/broken-2.0" -W 2 2>/dev/null || true; } | jq -s length)
+# Who has a result for the broken job: every device is asked (an announce
+# with the job), and only the canary answers with one. Asked rather than
+# read from retained messages, which a broker such as RabbitMQ does not give
+# to wildcard subscriptions. (mosquitto_sub -W ends with status 27.)
+{ mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -R -v -t "$PREFIX/devices/+/jobs/broken-2-0" -W 4 2>/dev/null ||
+  true; } >"$EF_TMP/broken-results.log" &
+collector=$!
+sleep 1
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "$PREFIX/announce" -m '{"scope":"devices","job_id":"broken-2-0"}'
+wait "$collector"
+results=$(cut -d' ' -f1 "$EF_TMP/broken-results.log" | sort -u | grep -c . || true)
 assert_eq 1 "$results" "devices with a result for the broken job"
 assert_eq 0 "$(count_running "$(sha256_of "$EF_TMP/v2.bin")")" "devices running the broken release"
 pass "a failing canary aborts the rollout; no other device got the job"
 
 # 2. The fixed release: canary, half, everyone; each step waits for the one
 #    before it to succeed.
-good_job=$(job_json fixed-2.0 v2.bin)
+good_job=$(job_json fixed-2-0 v2.bin)
 rollout_publish "$(rollout_json r-fixed "$good_job" '[{"count":1},{"percent":50},{"percent":100}]')"
 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t "$PREFIX/rollouts/r-fixed/status" >"$EF_TMP/r-fixed.log" 2>/dev/null &
 track_pid $!
 doc=$(rollout_wait r-fixed '.state == "completed"' 240) || fail "the fixed rollout did not complete: $(tail -n 3 "$EF_TMP/r-fixed.log")"
 assert_eq "$N" "$(jq -r .counts.succeeded <<<"$doc")" "succeeded devices"
 assert_eq "$N" "$(count_running "$(sha256_of "$EF_TMP/v2.bin")")" "devices running the fixed release"
-# The steps reached 1, N/2 and N devices, in order, and each step started
+# The steps reached 1, half of N (rounded up) and N devices, in order, and each step started
 # only after every device of the steps before it had succeeded (the store
 # records when each device's job was sent and when its row last changed).
 db() { sqlite3 "$EF_TMP/controller.db" "$1"; }
-assert_eq "1 $((N / 2 - 1)) $((N - N / 2))" \
+half=$(((N + 1) / 2)) # 50 % of N devices, rounded up
+assert_eq "1 $((half - 1)) $((N - half))" \
   "$(db "select count(*) from rollout_devices where rollout_id = 'r-fixed' group by step order by step" | xargs)" \
   "devices per step"
 for k in 1 2; do
@@ -69,7 +78,7 @@ pass "the fixed rollout completed step by step on all $N devices"
 #    resumes where it was; every device installs exactly once.
 declare -A begins
 for ((i = 0; i < N; i++)); do begins[$i]=$(sim_get "$(swarm_flash "$i")" .counters.ota_begin); done
-next_job=$(job_json next-3.0 v3.bin)
+next_job=$(job_json next-3-0 v3.bin)
 rollout_publish "$(rollout_json r-next "$next_job" '[{"count":2},{"percent":50},{"percent":100}]' '{"soak_s":3}')"
 rollout_wait r-next '.state == "running" and .step == 1' 120 >/dev/null || fail "r-next did not reach step 2"
 controller_kill KILL
@@ -89,7 +98,7 @@ pass "a controller killed mid-rollout resumed at step $((step_at_kill + 1)); eve
 
 # History: who ran what, and how it ended, queryable after the fact.
 # (read beside the running controller: the history opens the database read-only)
-hist=$("$EF_BIN/espfleet-controller" history --database "$EF_TMP/controller.db" --job next-3.0 2>&1) ||
+hist=$("$EF_BIN/espfleet-controller" history --database "$EF_TMP/controller.db" --job next-3-0 2>&1) ||
   fail "history failed: $hist"
-assert_eq "$N" "$(grep -c ' succeeded ' <<<"$hist")" "history lines for next-3.0"
-pass "the history names every device that ran next-3.0"
+assert_eq "$N" "$(grep -c ' succeeded ' <<<"$hist")" "history lines for next-3-0"
+pass "the history names every device that ran next-3-0"
