@@ -4,16 +4,31 @@
 #   - a throwaway CA and server certificate,
 #   - mosquitto (MQTT broker) and nginx serving a generated image over HTTPS,
 #   - espfleet-sim (a simulated ESP32-S3 running ESP-Hosted) and espfleetd,
+#   - espfleet-controller with its dashboard on a free loopback port (the
+#     URL is printed: the device, its update live, and its history),
 #   - a job published with mosquitto_pub; state and progress printed as they
 #     arrive. Exits 0 when the update succeeded; stops everything it started.
-#   tools/quickstart.sh [--keep]     --keep leaves the work folder for a look
+#   tools/quickstart.sh [--keep] [--dashboard]
+#     --keep       leaves the work folder for a look
+#     --dashboard  keeps everything running after the update, for the
+#                  dashboard, until Ctrl-C (docs/dashboard.md)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/tools/deps.sh"
 espfleet_install_deps
 
 keep=0
-[ "${1:-}" = --keep ] && keep=1
+dashboard=0
+for arg in "$@"; do
+  case $arg in
+  --keep) keep=1 ;;
+  --dashboard) dashboard=1 ;;
+  *)
+    echo "quickstart.sh: unknown option $arg (--keep, --dashboard)" >&2
+    exit 2
+    ;;
+  esac
+done
 build=$here/build
 # the same settings as tools/test.sh, so that neither rebuilds everything
 cmake -S "$here" -B "$build" -DESPFLEET_SANITIZE=OFF -DESPFLEET_WERROR=ON >/dev/null
@@ -79,6 +94,16 @@ JSON
 "$bin/espfleetd" --config "$work/espfleetd.json" 2>"$work/espfleetd.log" &
 pids+=($!)
 
+step "espfleet-controller and its dashboard (loopback, no login)"
+http_port=$(free_port)
+jq -n --arg uri "mqtt://127.0.0.1:$MQTT_PORT" --arg db "$work/controller.db" --arg listen "127.0.0.1:$http_port" \
+  '{mqtt: {uri: $uri}, controller: {database: $db, discovery_s: 1}, http: {listen: $listen}}' >"$work/controller.json"
+"$bin/espfleet-controller" --config "$work/controller.json" 2>"$work/controller.log" &
+pids+=($!)
+dashboard_url=http://127.0.0.1:$http_port/
+for _ in $(seq 100); do curl -fsS -o /dev/null "${dashboard_url}api/v1/whoami" 2>/dev/null && break; sleep 0.1; done
+echo "dashboard: $dashboard_url (device demo-1: ${dashboard_url}#/devices/demo-1)"
+
 # Print state and progress documents as they arrive.
 mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -v -t 'espfleet/devices/demo-1/#' >"$work/messages.log" 2>/dev/null &
 pids+=($!)
@@ -103,10 +128,20 @@ done
 sleep 0.3
 step "result"
 "$bin/espfleet-sim" --flash "$work/flash.bin" --show | jq -c '{boot_slot, running: (.running | {version, project, sha256})}'
+result=1
 if [ "$final" = '"state":"succeeded"' ]; then
   echo "update succeeded: the simulated ESP runs 2.1.0 (sha256 $sha)"
-  exit 0
+  result=0
+else
+  echo "update did not succeed (${final:-no final state}); espfleetd log:" >&2
+  tail -n 20 "$work/espfleetd.log" >&2
 fi
-echo "update did not succeed (${final:-no final state}); espfleetd log:" >&2
-tail -n 20 "$work/espfleetd.log" >&2
-exit 1
+echo "dashboard: $dashboard_url"
+if [ "$dashboard" = 1 ]; then
+  # Everything stays up for the page (the device, the finished update and
+  # its history) until Ctrl-C; the exit status stays the update's.
+  echo "everything keeps running for the dashboard: press Ctrl-C to stop"
+  trap 'exit $result' INT TERM
+  while :; do sleep 1; done
+fi
+exit "$result"
