@@ -8,6 +8,7 @@ espfleet_packages=(
   libpaho-mqtt-dev libcjson-dev libcurl4-openssl-dev
   mosquitto mosquitto-clients nginx-light openssl jq curl valgrind
   libsqlite3-dev sqlite3 python3-jsonschema python3-yaml libmicrohttpd-dev
+  chromium
   rabbitmq-server
 )
 
@@ -18,6 +19,11 @@ espfleet_install_deps() {
   done
   # python3 (misbehaving test servers, the benchmark's helper) from any source
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  # node and npm for the dashboard's browser test (tests/browser), from any
+  # source: a NodeSource nodejs brings its own npm, which Debian's npm
+  # package conflicts with
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "espfleet: installing ${missing[*]}" >&2
   local sudo=()

@@ -175,10 +175,10 @@ enum MHD_Result api_get_rollout(const api_req *r, const char *id) {
   if (!ok) cJSON_Delete(rows);
   cJSON *timers = ok ? cJSON_AddObjectToObject(o, "timers") : NULL;
   ok = ok && timers;
-  /* when a done step's soak ends and the next may start (a window may still hold it) */
+  /* when a done step's soak ends and the next step starts (a window may
+   * still hold it), or, after the last step, the rollout completes */
   int64_t soak_until = 0;
-  if (c.run.step_done_ms && spec.soak_s > 0 && !ef_rollout_state_is_final(c.run.state) &&
-      c.run.step + 1 < (int)spec.n_steps)
+  if (c.run.step_done_ms && spec.soak_s > 0 && !ef_rollout_state_is_final(c.run.state))
     soak_until = c.run.step_done_ms + spec.soak_s * 1000;
   ok = ok && api_add_time(timers, "step_started", c.run.step >= 0 ? c.run.step_started_ms : 0) &&
        api_add_time(timers, "step_done", c.run.step_done_ms) &&
