@@ -271,7 +271,12 @@ static ef_err prepare_all(ef_store *s, ef_status *st) {
   return EF_OK;
 }
 
-ef_err ef_store_open(const char *path, ef_store **out, ef_status *st) {
+/*
+ * Opens @p path as the writer (the lock, WAL, synchronous=FULL, the schema
+ * when new, prepared statements) or as a reader (read-only, no lock: WAL lets
+ * it read beside the writer, an existing database only).
+ */
+static ef_err open_store(const char *path, bool writer, ef_store **out, ef_status *st) {
   ef_err err = EF_OK;
   ef_store *s = NULL;
   int version = 0;
@@ -286,9 +291,9 @@ ef_err ef_store_open(const char *path, ef_store **out, ef_status *st) {
     goto out;
   }
   s->lock_fd = -1;
-  err = take_lock(s, path, st);
-  if (err) goto out;
-  if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+  if (writer && (err = take_lock(s, path, st)) != EF_OK) goto out;
+  int flags = writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+  if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
     err = sql_fail(s->db, st, "cannot open the database %s", path);
     goto out;
   }
@@ -296,10 +301,12 @@ ef_err ef_store_open(const char *path, ef_store **out, ef_status *st) {
   /* the version first: a newer or foreign database is left untouched, not
    * even switched to WAL */
   err = read_version(s, path, &version, st);
-  if (!err) err = set_wal(s, path, st);
-  if (!err) err = exec(s, "PRAGMA synchronous = FULL", "cannot set synchronous=FULL", st);
-  if (!err && version == 0) err = create_schema(s, path, st);
-  if (!err) err = prepare_all(s, st);
+  if (!err && !writer && version == 0)
+    err = ef_status_fail(st, EF_ERR_IO, "%s: not an espfleet-controller database (no schema yet)", path);
+  if (!err && writer) err = set_wal(s, path, st);
+  if (!err && writer) err = exec(s, "PRAGMA synchronous = FULL", "cannot set synchronous=FULL", st);
+  if (!err && writer && version == 0) err = create_schema(s, path, st);
+  if (!err && writer) err = prepare_all(s, st);
   if (err) goto out;
   *out = s;
   s = NULL;
@@ -308,35 +315,12 @@ out:
   return err;
 }
 
+ef_err ef_store_open(const char *path, ef_store **out, ef_status *st) {
+  return open_store(path, true, out, st);
+}
+
 ef_err ef_store_open_reader(const char *path, ef_store **out, ef_status *st) {
-  ef_err err = EF_OK;
-  ef_store *s = NULL;
-  int version = 0;
-  if (out) *out = NULL;
-  if (!path || !path[0] || !out) {
-    err = ef_status_fail(st, EF_ERR_INVALID_ARG, "the store needs a database path");
-    goto out;
-  }
-  s = calloc(1, sizeof *s);
-  if (!s) {
-    err = ef_status_fail(st, EF_ERR_NOMEM, "out of memory");
-    goto out;
-  }
-  s->lock_fd = -1; /* a reader takes no lock: WAL lets it read beside the writer */
-  if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-    err = sql_fail(s->db, st, "cannot open the database %s", path);
-    goto out;
-  }
-  sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
-  err = read_version(s, path, &version, st);
-  if (!err && version == 0)
-    err = ef_status_fail(st, EF_ERR_IO, "%s: not an espfleet-controller database (no schema yet)", path);
-  if (err) goto out;
-  *out = s;
-  s = NULL;
-out:
-  ef_store_close(s);
-  return err;
+  return open_store(path, false, out, st);
 }
 
 void ef_store_close(ef_store *s) {
