@@ -500,13 +500,16 @@ static void parse_controller(ctx_t *c, const cJSON *o, ef_config *cfg) {
 
 /* The HTTP API: on loopback by default; anywhere else only with TLS and logins. */
 static void parse_http(ctx_t *c, const cJSON *o, ef_config *cfg) {
-  static const char *const keys[] = {"listen", "cert_file", "key_file", "tokens_file", NULL};
+  static const char *const keys[] = {"listen", "cert_file", "key_file", "tokens_file", "public_origin", NULL};
   const char *pre = "http.";
   if (o) check_keys(c, o, pre, keys);
   get_str(c, o, pre, "listen", cfg->http.listen, sizeof cfg->http.listen, true);
   get_str(c, o, pre, "cert_file", cfg->http.cert_file, sizeof cfg->http.cert_file, false);
   get_str(c, o, pre, "key_file", cfg->http.key_file, sizeof cfg->http.key_file, false);
   get_str(c, o, pre, "tokens_file", cfg->http.tokens_file, sizeof cfg->http.tokens_file, false);
+  if (get_str(c, o, pre, "public_origin", cfg->http.public_origin, sizeof cfg->http.public_origin, false) &&
+      (strncmp(cfg->http.public_origin, "https://", 8) != 0 || strchr(cfg->http.public_origin + 8, '/')))
+    problem(c, "http.public_origin: must be https://HOST[:PORT] without a path (what browsers see)");
   if (!cfg->http.listen[0]) return; /* off */
   const char *colon = strrchr(cfg->http.listen, ':');
   char *end = NULL;

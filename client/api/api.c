@@ -220,6 +220,7 @@ static bool origin_ok(const ef_api *a, struct MHD_Connection *conn) {
   const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
   char own[320];
   if (!origin) return true; /* not a browser's cross-origin request (curl, the console) */
+  if (a->public_origin[0]) return strcasecmp(origin, a->public_origin) == 0;
   if (!host) return false;
   snprintf(own, sizeof own, "%s://%s", a->tls ? "https" : "http", host);
   return strcasecmp(origin, own) == 0;
@@ -627,6 +628,7 @@ ef_err ef_api_start(const ef_api_config *cfg, ef_controller *c, ef_api **out, ef
   snprintf(a->database, sizeof a->database, "%s", cfg->database ? cfg->database : "");
   snprintf(a->prefix, sizeof a->prefix, "%s", cfg->prefix ? cfg->prefix : ef_controller_prefix(c));
   a->tls = cfg->cert_file && cfg->cert_file[0];
+  snprintf(a->public_origin, sizeof a->public_origin, "%s", cfg->public_origin ? cfg->public_origin : "");
 
   if ((err = resolve_listen(a, &port, st)) != EF_OK) goto out;
   if (cfg->tokens_file && cfg->tokens_file[0] &&

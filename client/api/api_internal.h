@@ -72,6 +72,7 @@ struct ef_api {
   char listen[256];
   char database[1024];
   char prefix[256];
+  char public_origin[256]; /* "" = our own scheme and the Host header */
   bool tls;
   struct sockaddr_storage addr;
   char *cert_pem, *key_pem;

@@ -37,6 +37,10 @@ typedef struct {
   const char *tokens_file; /**< NULL or "" = no login: everyone is the operator "local" */
   const char *database;    /**< the controller's store, read beside it */
   const char *prefix;      /**< the topic prefix; NULL = the controller's */
+  /** The origin browsers see ("https://fleet.example.com") when a proxy
+   *  terminates TLS in front of the API; NULL or "" = this server's own
+   *  scheme and the Host header. Writes from any other origin are refused. */
+  const char *public_origin;
 } ef_api_config;
 
 typedef struct ef_api ef_api;

@@ -111,8 +111,10 @@ typedef struct {
     char listen[EF_CONFIG_STR_MAX];    /**< "host:port"; "" = off */
     char cert_file[EF_CONFIG_STR_MAX]; /**< TLS certificate (PEM); "" = plain HTTP (loopback only) */
     char key_file[EF_CONFIG_STR_MAX];  /**< its key */
-    char tokens_file
-        [EF_CONFIG_STR_MAX]; /**< "ROLE NAME SHA256-OF-TOKEN" lines; "" = no login (loopback only) */
+    /** "ROLE NAME SHA256-OF-TOKEN" lines; "" = no login (loopback only) */
+    char tokens_file[EF_CONFIG_STR_MAX];
+    /** what browsers see behind a TLS-terminating proxy; "" = our own scheme and Host */
+    char public_origin[EF_CONFIG_STR_MAX];
   } http;
 } ef_config;
 

@@ -263,3 +263,18 @@ expect 400 bad_request "the page's own origin over HTTPS" -- POST /rollouts -H '
   -H "Origin: $HTTPS" -d '{}'
 ! curl -s -o /dev/null "http://127.0.0.1:$HTTP_PORT/api/v1/whoami" || fail "plain HTTP answered on the TLS port"
 pass "the API over HTTPS (curl --cacert), and not in clear"
+
+# Behind a proxy that terminates TLS, http.public_origin is the origin the
+# CSRF check expects: the proxy's, not the controller's own.
+controller_kill TERM
+jq '.http.public_origin = "https://fleet.example.com" | del(.http.cert_file, .http.key_file)' \
+  "$CONTROLLER_CONFIG" >"$CONTROLLER_CONFIG.new" && mv "$CONTROLLER_CONFIG.new" "$CONTROLLER_CONFIG"
+controller_start
+CURL_BASE=()
+BASE_URL=http://127.0.0.1:$HTTP_PORT/api/v1
+wait_for "curl -sf -H 'Authorization: Bearer $OP' $BASE_URL/whoami" 10 || fail "no answer with public_origin"
+expect 403 csrf "the controller's own origin behind a proxy" -- POST /rollouts -H 'Content-Type: application/json' \
+  -H "Origin: http://127.0.0.1:$HTTP_PORT" -d '{}'
+expect 400 bad_request "the proxy's origin" -- POST /rollouts -H 'Content-Type: application/json' \
+  -H "Origin: https://fleet.example.com" -d '{}'
+pass "http.public_origin: writes from the proxy's origin only"

@@ -120,6 +120,7 @@ static int run(const ef_config *cfg) {
         .cert_file = cfg->http.cert_file,
         .key_file = cfg->http.key_file,
         .tokens_file = cfg->http.tokens_file,
+        .public_origin = cfg->http.public_origin,
         .database = cfg->controller.database,
         .prefix = cfg->mqtt.topic_prefix,
     };
