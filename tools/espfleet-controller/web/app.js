@@ -987,7 +987,7 @@
         card('Step', s.step < 0 ? `not started (${s.steps} steps)` : `${s.step + 1} of ${s.steps}`, 'card-step'),
         card('Devices reached', `${s.step_devices} of ${s.devices}`),
         card('Success threshold', `${policy.success_percent ?? 100} % of the reached devices`),
-        card('Abort threshold', `${abort.failure_percent ?? 10} % of finished devices failed, at least ${abort.min_finished ?? 1}`),
+        card('Abort threshold', `${abort.failure_percent ?? 10} % of finished devices failed, once ${abort.min_finished ?? 1} or more finished`),
         card('Soak', policy.soak_s ? `${fmtDuration(policy.soak_s)} after each step` : 'none'),
         card('Soak timer', soakEl),
         card('Created', timeEl(s.created)),
