@@ -127,7 +127,7 @@ static bool index_devices(rollout *r) {
   if (r->n && !r->by_id) return false;
   for (size_t i = 0; i < r->n; i++) r->by_id[i] = i;
   sort_target = r; /* one thread: qsort has no argument for it */
-  qsort(r->by_id, r->n, sizeof *r->by_id, cmp_dev_index);
+  if (r->n) qsort(r->by_id, r->n, sizeof *r->by_id, cmp_dev_index); /* never qsort(NULL, 0, ...) */
   return true;
 }
 
