@@ -44,6 +44,8 @@ typedef struct {
   bool deleted;          /* its document was cleared */
   bool delete_published; /* the cleared jobs, results and status are queued */
   bool delete_done;      /* ... and acknowledged: remove it at the next save */
+  char *next_doc;        /* a new document for the id that came while it was being deleted */
+  size_t next_len;
   ef_rollout_state published_state;
   int published_step;
   int64_t status_ms;
@@ -149,6 +151,7 @@ static void rollout_free(rollout *r) {
   if (!r) return;
   ef_rollout_spec_free(&r->spec);
   free(r->doc);
+  free(r->next_doc);
   free(r->devs);
   free(r->by_id);
   free(r);
@@ -417,14 +420,18 @@ static void on_rollout_doc(ef_controller *c, const char *id, const ef_inbox_msg 
       publish(c, EF_TOPIC_ROLLOUT_STATUS, id, NULL, "", true);
       return;
     }
-    if (!r->deleted) {
-      /* jobs not final are canceled: a deleted rollout installs nothing more */
-      if (!ef_rollout_state_is_final(r->run.state) &&
-          ef_rollout_control(&r->spec, &r->run, r->devs, r->n, EF_ROLLOUT_ABORT, "the rollout was deleted",
-                             now, &st) != EF_OK)
-        ef_warn("rollout %s: %s", id, st.detail);
-      r->deleted = true;
+    if (r->deleted) { /* deleted again before a new document was taken up */
+      free(r->next_doc);
+      r->next_doc = NULL;
+      r->next_len = 0;
+      return;
     }
+    /* jobs not final are canceled: a deleted rollout installs nothing more */
+    if (!ef_rollout_state_is_final(r->run.state) &&
+        ef_rollout_control(&r->spec, &r->run, r->devs, r->n, EF_ROLLOUT_ABORT, "the rollout was deleted", now,
+                           &st) != EF_OK)
+      ef_warn("rollout %s: %s", id, st.detail);
+    r->deleted = true;
     return;
   }
   if (r && !r->deleted) {
@@ -435,7 +442,17 @@ static void on_rollout_doc(ef_controller *c, const char *id, const ef_inbox_msg 
           id);
     return;
   }
-  if (r) return; /* deleted in this batch; a new document for the id waits for the next one */
+  if (r) {
+    /* Being deleted: the new document is taken up once the old rollout is
+     * gone (act puts it back into the inbox), the newest one if several. */
+    char *copy = malloc(m->len);
+    if (!copy) return;
+    memcpy(copy, m->payload, m->len);
+    free(r->next_doc);
+    r->next_doc = copy;
+    r->next_len = m->len;
+    return;
+  }
   if (c->n_rollouts == MAX_ROLLOUTS) {
     publish_invalid(c, id, "too many rollouts: delete finished ones first", now);
     return;
@@ -592,6 +609,10 @@ static void act(ef_controller *c, int64_t now) {
     rollout *r = c->rollouts[i];
     if (r->delete_done) {
       ef_info("rollout %s deleted", r->spec.rollout_id);
+      char topic[EF_TOPIC_MAX];
+      if (r->next_doc &&
+          ef_topic(topic, sizeof topic, c->cfg.topic_prefix, EF_TOPIC_ROLLOUT, r->spec.rollout_id, NULL))
+        ef_inbox_on_message(c->inbox, topic, r->next_doc, r->next_len);
       rollout_free(r);
       c->rollouts[i] = c->rollouts[--c->n_rollouts];
       continue;

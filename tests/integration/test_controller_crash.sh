@@ -49,3 +49,19 @@ left=$({ mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -v -t "$PREFIX/devices/+/job
 assert_eq 0 "$left" "retained documents left by the deleted rollout"
 assert_eq "$N" "$(db "select count(*) from history where job_id = 'crash-2.0' and state = 'succeeded'")" "history"
 pass "a deleted rollout's jobs, results and status are cleared; its history stays"
+
+# Deleted and created again at once (a script's `rollout delete R; rollout
+# create R`): both documents reach the controller together; the new one is
+# taken up once the old rollout is gone.
+mkimage "$EF_TMP/v3.bin" 3.0.0 fleet-demo 64K
+serve "$EF_TMP/v3.bin" v3.bin
+rollout_publish "$(rollout_json r-again "$(job_json again-1 v2.bin '.job_id = "again-1"')" '[{"percent":100}]')"
+rollout_wait r-again '.state == "completed"' 60 >/dev/null || fail "r-again (job again-1) did not complete"
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -r -t "$PREFIX/rollouts/r-again" -n &&
+  rollout_publish "$(rollout_json r-again "$(job_json again-2 v3.bin)" '[{"percent":100}]')"
+doc=$(rollout_wait r-again '.job_id == "again-2" and .state == "completed"' 90) ||
+  fail "the rollout created again right after its deletion did not run: $(grep r-again "$CONTROLLER_LOG" | tail -3)"
+for ((i = 0; i < N; i++)); do
+  assert_eq "$(sha256_of "$EF_TMP/v3.bin")" "$(sim_get "$(swarm_flash "$i")" .running.sha256)" "${SWARM_IDS[$i]} runs 3.0"
+done
+pass "a rollout deleted and created again at once runs its new document"
