@@ -58,10 +58,12 @@ import time
 import urllib.parse
 
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from schema_support import FORMATS, strict_json  # noqa: E402 (shared with test_schemas.sh)
 DEFAULT_SPEC = os.path.normpath(os.path.join(HERE, "..", "..", "docs", "api.yaml"))
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -110,27 +112,6 @@ class Problems:
 
 PROBLEMS = Problems()
 
-# ---------------------------------------------------------------- formats
-
-FORMATS = FormatChecker()
-RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$")
-
-
-@FORMATS.checks("date-time")
-def _date_time(value):
-    if not isinstance(value, str):
-        return True
-    m = RFC3339.match(value)
-    if not m:
-        return False
-    y, mo, d, h, mi, s = (int(m.group(i)) for i in range(1, 7))
-    days = [31, 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-    ok = 1 <= mo <= 12 and 1 <= d <= days[mo - 1] and h <= 23 and mi <= 59 and s <= 60
-    if m.group(9):
-        ok = ok and int(m.group(9)) <= 23 and int(m.group(10)) <= 59
-    return ok
-
-
 # ---------------------------------------------------------------- loading
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -149,21 +130,6 @@ def _unique_mapping(loader, node, deep=False):
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def strict_json(text):
-    """JSON as a strict reader sees it: no NaN/Infinity, no key given twice."""
-    def pairs(items):
-        obj = {}
-        for k, v in items:
-            if k in obj:
-                raise ValueError("the key %r is given twice" % k)
-            obj[k] = v
-        return obj
-
-    def constant(c):
-        raise ValueError("%s is not JSON" % c)
-    return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
 
 
 def esc(segment):

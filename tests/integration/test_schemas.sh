@@ -36,7 +36,9 @@ done
 cat >"$EF_TMP/validate.py" <<'PYTHON'
 import json, os, re, sys
 import jsonschema
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
+sys.path.insert(0, os.environ["EF_SCHEMA_SUPPORT"])
+from schema_support import FORMATS, strict_json  # shared with api_check.py
 from jsonschema.exceptions import best_match
 
 schema_dir, mode = sys.argv[1], sys.argv[2]
@@ -52,45 +54,15 @@ try:
     registry = Registry().with_resources(
         (s["$id"], Resource.from_contents(s)) for s in schemas.values())
     def make(schema):
-        return Draft202012Validator(schema, registry=registry, format_checker=formats)
+        return Draft202012Validator(schema, registry=registry, format_checker=FORMATS)
 except ImportError:  # jsonschema 4.0-4.17 (Debian bookworm has 4.10)
     from jsonschema import RefResolver
     store = {s["$id"]: s for s in schemas.values()}
     def make(schema):
         resolver = RefResolver(base_uri=schema["$id"], referrer=schema, store=store)
-        return Draft202012Validator(schema, resolver=resolver, format_checker=formats)
-
-# date-time without optional packages: RFC 3339, as the writers promise.
-formats = FormatChecker()
-RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$")
-@formats.checks("date-time")
-def date_time(value):
-    if not isinstance(value, str):
-        return True
-    m = RFC3339.match(value)
-    if not m:
-        return False
-    y, mo, d, h, mi, s = (int(m.group(i)) for i in range(1, 7))
-    days = [31, 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-    ok = 1 <= mo <= 12 and 1 <= d <= days[mo - 1] and h <= 23 and mi <= 59 and s <= 60
-    if m.group(9):
-        ok = ok and int(m.group(9)) <= 23 and int(m.group(10)) <= 59
-    return ok
+        return Draft202012Validator(schema, resolver=resolver, format_checker=FORMATS)
 
 validators = {name: make(s) for name, s in schemas.items()}
-
-def strict_load(text):
-    """JSON as a strict reader sees it: no NaN/Infinity, no key given twice."""
-    def pairs(items):
-        obj = {}
-        for k, v in items:
-            if k in obj:
-                raise ValueError("the key %r is given twice" % k)
-            obj[k] = v
-        return obj
-    def constant(c):
-        raise ValueError("%s is not JSON" % c)
-    return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
 
 def path(p):
     # "$ref" steps are left out: jsonschema versions differ in whether they list them
@@ -126,7 +98,7 @@ def errors_of(schema, text):
     if schema not in validators:
         return None, ["    no schema %s in %s" % (schema, schema_dir)]
     try:
-        doc = strict_load(text)
+        doc = strict_json(text)
     except ValueError as e:
         return None, ["    not valid JSON: %s" % e]
     return doc, sorted(validators[schema].iter_errors(doc), key=lambda e: list(e.absolute_path))
@@ -188,7 +160,7 @@ print("%s: %d documents (%s), %d problems" % (os.path.basename(source), sum(coun
 sys.exit(1 if failed else 0)
 PYTHON
 
-validate() { "$PY" "$EF_TMP/validate.py" "$SCHEMAS" "$@"; }
+validate() { EF_SCHEMA_SUPPORT=$EF_SRC/tests/integration "$PY" "$EF_TMP/validate.py" "$SCHEMAS" "$@"; }
 
 # ---- 1. the schemas ----
 validate schemas || fail "docs/schema/ has invalid schemas or examples"
