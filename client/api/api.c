@@ -85,6 +85,12 @@ enum MHD_Result api_reply_json(const api_req *r, unsigned status, cJSON *o) {
   return reply_text(r->conn, status, "application/json; charset=utf-8", text, NULL);
 }
 
+enum MHD_Result api_reply_built(const api_req *r, unsigned status, cJSON *o, bool ok) {
+  if (ok) return api_reply_json(r, status, o);
+  cJSON_Delete(o);
+  return api_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
+}
+
 /* The error document; @p allow for a 405. */
 static enum MHD_Result reply_error_v(struct MHD_Connection *conn, unsigned status, const char *code,
                                      const char *allow, const char *fmt, va_list ap) {

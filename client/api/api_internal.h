@@ -114,6 +114,9 @@ typedef struct {
 
 /** Queues @p o (taken, freed) as JSON with @p status. */
 enum MHD_Result api_reply_json(const api_req *r, unsigned status, cJSON *o);
+/** As api_reply_json when @p ok; otherwise (building @p o ran out of
+ *  memory) frees @p o and queues a 500. */
+enum MHD_Result api_reply_built(const api_req *r, unsigned status, cJSON *o, bool ok);
 /** Queues {"error": {"code", "message"}} with @p status. */
 enum MHD_Result api_reply_error(const api_req *r, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

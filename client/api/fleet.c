@@ -300,11 +300,7 @@ enum MHD_Result api_get_device(const api_req *r, const char *id) {
          cJSON_AddStringToObject(line, "state", h->state) && api_add_str_or_null(line, "error", h->error) &&
          cJSON_AddNumberToObject(line, "attempt", h->attempt) && api_add_time(line, "ts", h->ts_ms);
   }
-  if (!ok) {
-    res = api_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-    goto out;
-  }
-  res = api_reply_json(r, MHD_HTTP_OK, o);
+  res = api_reply_built(r, MHD_HTTP_OK, o, ok);
   o = NULL;
 out:
   cJSON_Delete(o);

@@ -183,11 +183,7 @@ enum MHD_Result api_get_rollout(const api_req *r, const char *id) {
   ok = ok && api_add_time(timers, "step_started", c.run.step >= 0 ? c.run.step_started_ms : 0) &&
        api_add_time(timers, "step_done", c.run.step_done_ms) &&
        api_add_time(timers, "soak_until", soak_until);
-  if (!ok) {
-    res = api_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-    goto out;
-  }
-  res = api_reply_json(r, MHD_HTTP_OK, o);
+  res = api_reply_built(r, MHD_HTTP_OK, o, ok);
   o = NULL;
 out:
   if (parsed) ef_rollout_spec_free(&spec);
@@ -278,11 +274,7 @@ enum MHD_Result api_get_job(const api_req *r, const char *job_id) {
     else
       ok = ok && cJSON_AddNumberToObject(counts, h->state, 1);
   }
-  if (!ok) {
-    res = api_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-    goto out;
-  }
-  res = api_reply_json(r, MHD_HTTP_OK, o);
+  res = api_reply_built(r, MHD_HTTP_OK, o, ok);
   o = NULL;
 out:
   cJSON_Delete(o);
